@@ -1,0 +1,429 @@
+/**
+ * The Database service: the handful of set-based statements the runner needs on top of `SqlClient`. Who is due
+ * is a rule, so each job supplies its own selection statement; this module turns a selection into ledger rows
+ * (one INSERT ... SELECT, serialised across jobs so the cross-job cap holds), hands out batches to workers with
+ * `FOR UPDATE SKIP LOCKED` and leases, records what the provider said, and keeps the run history.
+ * Every instant is a parameter: SQL never calls now() for a decision.
+ */
+import { Context, Effect, Layer, Redacted, Schema } from "effect"
+import { SqlClient, type Statement } from "effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { JobsConfig } from "./Config.ts"
+import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
+import { migrate, migrateAppFixture } from "./migrations/index.ts"
+
+/** The database could not be reached or refused a statement the runner cannot do without. */
+export class DatabaseError extends Schema.TaggedError<DatabaseError>()("DatabaseError", {
+  message: Schema.String
+}) {}
+
+/** A row of a job's selection: one candidate recipient and, when not due, why. */
+export interface Candidate {
+  readonly user_id: string
+  readonly email: string
+  readonly dedupe_key: string
+  readonly data: unknown
+  readonly expires_at: Date
+  readonly skip_reason: string | null
+}
+
+/** What planning a tick did. */
+export interface EnqueueResult {
+  readonly enqueued: number
+  /** Candidates not due, counted by reason. */
+  readonly skipped: Readonly<Record<string, number>>
+  /** Up to 100 user ids per reason, for the reasons that point at bad data. */
+  readonly skippedIds: Readonly<Record<string, ReadonlyArray<string>>>
+}
+
+/** A ledger row handed to a worker inside a batch. */
+export interface ClaimedDelivery {
+  readonly id: string
+  readonly user_id: string
+  readonly dedupe_key: string
+  readonly email: string
+  readonly data: unknown
+}
+
+/** A batch owned by one worker until its lease runs out. */
+export interface ClaimedBatch {
+  readonly id: string
+  readonly idempotencyKey: string
+  readonly resumed: boolean
+  readonly deliveries: ReadonlyArray<ClaimedDelivery>
+}
+
+/** The provider's verdict on one delivery. */
+export interface DeliveryOutcome {
+  readonly id: string
+  readonly status: "sent" | "failed"
+  readonly providerId: string | null
+  readonly reason: string | null
+}
+
+/** Pending work of a job that this worker could not claim. */
+export interface Outstanding {
+  readonly pending: number
+  readonly nextLeaseExpiry: Date | null
+}
+
+/** A row of the run history. */
+export interface RunRow {
+  readonly id: string
+  readonly job: string
+  readonly as_of: Date
+  readonly started_at: Date
+  readonly finished_at: Date | null
+  readonly outcome: string
+  readonly stats: unknown
+  readonly error: string | null
+  readonly trigger: string
+}
+
+/** Reasons that mean the app's data is bad, reported by user id. */
+export const BAD_ROW_REASONS: ReadonlySet<string> = new Set(["invalid_email"])
+
+// Any constant works; it only has to be the same for every job so enqueues of different jobs serialise.
+const ENQUEUE_LOCK = 0x6b6a6f62
+
+const toDatabaseError = (what: string) => (cause: unknown) =>
+  new DatabaseError({ message: `${what}: ${describeSqlCause(cause)}` })
+
+/** A short, secret-free description of why a statement failed. */
+export const describeSqlCause = (cause: unknown): string => {
+  const text = `${(cause as { message?: unknown })?.message ?? ""} ${String((cause as { cause?: unknown })?.cause ?? "")}`
+  if (/ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminat|connection|socket|closed/i.test(text)) {
+    return "the database is unreachable"
+  }
+  const first = String((cause as { message?: unknown })?.message ?? cause).split("\n")[0] ?? ""
+  // Connection strings can carry a password; never let one through.
+  return first.replace(/postgres(ql)?:\/\/[^\s]+/gi, "<database-url>").slice(0, 300)
+}
+
+/** The runner's view of PostgreSQL. */
+export class Database extends Context.Service<Database, {
+  readonly sql: SqlClient.SqlClient
+  readonly selectCandidates: (selection: Statement.Statement<Candidate>) => Effect.Effect<ReadonlyArray<Candidate>, DatabaseError>
+  readonly enqueue: (args: {
+    readonly job: string
+    readonly runId: string
+    readonly asOf: Date
+    readonly selection: Statement.Statement<Candidate>
+  }) => Effect.Effect<EnqueueResult, DatabaseError>
+  readonly sweep: (args: { readonly job: string; readonly list: string; readonly now: Date }) => Effect.Effect<Readonly<Record<string, number>>, DatabaseError>
+  readonly claimBatch: (args: {
+    readonly job: string
+    readonly owner: string
+    readonly now: Date
+    readonly leaseUntil: Date
+    readonly size: number
+    readonly newKey: string
+  }) => Effect.Effect<ClaimedBatch | undefined, DatabaseError>
+  readonly renewLease: (batchId: string, owner: string, leaseUntil: Date) => Effect.Effect<void, DatabaseError>
+  readonly releaseBatch: (batchId: string, owner: string, error: string) => Effect.Effect<void, DatabaseError>
+  readonly completeBatch: (args: {
+    readonly batchId: string
+    readonly outcomes: ReadonlyArray<DeliveryOutcome>
+    readonly now: Date
+  }) => Effect.Effect<void, DatabaseError>
+  readonly outstanding: (job: string) => Effect.Effect<Outstanding, DatabaseError>
+  readonly startRun: (run: {
+    readonly id: string
+    readonly job: string
+    readonly asOf: Date
+    readonly startedAt: Date
+    readonly trigger: string
+    readonly host: string | null
+  }) => Effect.Effect<void, DatabaseError>
+  readonly finishRun: (run: {
+    readonly id: string
+    readonly outcome: "succeeded" | "incomplete" | "failed" | "interrupted"
+    readonly finishedAt: Date
+    readonly stats: unknown
+    readonly error: string | null
+  }) => Effect.Effect<void, DatabaseError>
+  readonly lastRuns: Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
+  readonly suppress: (s: {
+    readonly userId: string | null
+    readonly email: string | null
+    readonly list: string
+    readonly reason: "unsubscribed" | "hard_bounce" | "complaint" | "invalid_address"
+    readonly now: Date
+  }) => Effect.Effect<boolean, DatabaseError>
+}>()("kaiwa-jobs/Database") {
+  /** The service over whatever SqlClient is provided. */
+  static readonly layerFromSql = Layer.effect(Database, Effect.map(SqlClient.SqlClient, makeDatabase))
+
+  /** Production: `DATABASE_URL`, migrations applied by `kaiwa-jobs migrate` (release_command), not here. */
+  static readonly layer = Layer.unwrap(
+    Effect.gen(function*() {
+      const config = yield* JobsConfig
+      const url = config.databaseUrl
+      if (url._tag === "None") return yield* new DatabaseError({ message: "DATABASE_URL is not set" })
+      return Database.layerFromSql.pipe(Layer.provideMerge(pgLayer(url.value)))
+    })
+  )
+
+  /** An embedded server (from `EmbeddedPostgres`), migrated, with the app fixture; `database` defaults to postgres. */
+  static readonly layerEmbedded = (database = "postgres") =>
+    Layer.unwrap(
+      Effect.gen(function*() {
+        const server = yield* EmbeddedPostgres
+        return Database.layerMigrated({ appFixture: true }).pipe(Layer.provideMerge(pgLayer(server.url(database))))
+      })
+    )
+
+  /** Applies the library's migrations (and the app fixture when asked) before offering the service. */
+  static readonly layerMigrated = (options: { readonly appFixture: boolean }) =>
+    Layer.effectDiscard(
+      Effect.gen(function*() {
+        yield* migrate
+        if (options.appFixture) yield* migrateAppFixture
+      }).pipe(Effect.mapError(toDatabaseError("migrations failed")))
+    ).pipe(Layer.provideMerge(Database.layerFromSql))
+}
+
+/** A pooled client; connection failures surface within seconds instead of hanging a run. */
+export const pgLayer = (url: Redacted.Redacted<string>) =>
+  PgClient.layer({
+    url,
+    maxConnections: 10,
+    connectTimeout: "5 seconds",
+    applicationName: "kaiwa-jobs"
+  }).pipe(Layer.catchTag("SqlError", (e) => Layer.effectDiscard(Effect.fail(toDatabaseError("cannot connect to the database")(e)))))
+
+function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
+  const selectCandidates = (selection: Statement.Statement<Candidate>) =>
+    selection.pipe(Effect.mapError(toDatabaseError("selecting candidates failed")))
+
+  const enqueue = Effect.fn("Database.enqueue")(function*(args: {
+    readonly job: string
+    readonly runId: string
+    readonly asOf: Date
+    readonly selection: Statement.Statement<Candidate>
+  }) {
+    const rows = yield* sql.withTransaction(Effect.gen(function*() {
+      // Serialises planning across jobs and machines, so two jobs cannot both pass the cross-job cap for one
+      // user. Planning is one statement, so the lock is held for milliseconds.
+      yield* sql`SELECT pg_advisory_xact_lock(${ENQUEUE_LOCK})`
+      return yield* sql<{ reason: string; n: number; ids: ReadonlyArray<string> | null }>`
+        WITH sel AS MATERIALIZED (${args.selection}),
+        ins AS (
+          INSERT INTO kaiwa_jobs.deliveries (job, user_id, dedupe_key, email, data, planned_at, expires_at, run_id)
+          SELECT ${args.job}, user_id, dedupe_key, email, data, ${args.asOf}, expires_at, ${args.runId}::uuid
+          FROM sel WHERE skip_reason IS NULL
+          ORDER BY user_id
+          ON CONFLICT ON CONSTRAINT deliveries_once DO NOTHING
+          RETURNING 1
+        )
+        SELECT 'enqueued' AS reason, count(*)::int AS n, NULL::text[] AS ids FROM ins
+        UNION ALL
+        SELECT skip_reason, count(*)::int, (array_agg(user_id ORDER BY user_id))[1:100]
+        FROM sel WHERE skip_reason IS NOT NULL GROUP BY skip_reason`
+    })).pipe(Effect.mapError(toDatabaseError("planning failed")))
+    let enqueued = 0
+    const skipped: Record<string, number> = {}
+    const skippedIds: Record<string, ReadonlyArray<string>> = {}
+    for (const row of rows) {
+      if (row.reason === "enqueued") enqueued = row.n
+      else {
+        skipped[row.reason] = row.n
+        if (BAD_ROW_REASONS.has(row.reason)) skippedIds[row.reason] = row.ids ?? []
+      }
+    }
+    return { enqueued, skipped, skippedIds } satisfies EnqueueResult
+  })
+
+  // Pending rows that were never put in a batch and can no longer go out: their window passed, or the address
+  // was suppressed after planning. Rows already in a batch are left alone: a batch is resent whole, with the
+  // same payload, under its idempotency key.
+  const sweep = Effect.fn("Database.sweep")(function*(args: { readonly job: string; readonly list: string; readonly now: Date }) {
+    const rows = yield* sql<{ reason: string; n: number }>`
+      WITH swept AS (
+        UPDATE kaiwa_jobs.deliveries d
+        SET status = 'skipped',
+            reason = CASE WHEN d.expires_at <= ${args.now} THEN 'expired' ELSE 'suppressed' END
+        WHERE d.job = ${args.job} AND d.status = 'pending' AND d.batch_id IS NULL
+          AND (d.expires_at <= ${args.now} OR EXISTS (
+            SELECT 1 FROM kaiwa_jobs.suppressions s
+            WHERE s.list IN ('*', ${args.list}) AND (s.user_id = d.user_id OR lower(s.email) = lower(d.email))))
+        RETURNING d.reason
+      )
+      SELECT reason, count(*)::int AS n FROM swept GROUP BY reason`.pipe(Effect.mapError(toDatabaseError("sweeping the ledger failed")))
+    return Object.fromEntries(rows.map((r) => [r.reason, r.n]))
+  })
+
+  const claimBatch = Effect.fn("Database.claimBatch")(function*(args: {
+    readonly job: string
+    readonly owner: string
+    readonly now: Date
+    readonly leaseUntil: Date
+    readonly size: number
+    readonly newKey: string
+  }) {
+    const deliveriesOf = (batchId: string) =>
+      sql<ClaimedDelivery>`
+        SELECT id::text AS id, user_id, dedupe_key, email, data FROM kaiwa_jobs.deliveries
+        WHERE batch_id = ${batchId} ORDER BY id`
+    // A batch whose worker died (lease ran out) is taken over first, and resent with its recorded key.
+    const stale = yield* sql<{ id: string; idempotency_key: string }>`
+      UPDATE kaiwa_jobs.batches b
+      SET owner = ${args.owner}::uuid, lease_until = ${args.leaseUntil}, attempts = b.attempts + 1
+      WHERE b.id = (
+        SELECT id FROM kaiwa_jobs.batches
+        WHERE job = ${args.job} AND status = 'pending' AND (lease_until IS NULL OR lease_until < ${args.now})
+        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+      RETURNING b.id::text AS id, b.idempotency_key`
+    if (stale.length > 0) {
+      const batch = stale[0]!
+      const deliveries = yield* deliveriesOf(batch.id)
+      return { id: batch.id, idempotencyKey: batch.idempotency_key, resumed: true, deliveries } satisfies ClaimedBatch
+    }
+    const fresh = yield* sql<ClaimedDelivery & { batch_id: string; idempotency_key: string }>`
+      WITH picked AS (
+        SELECT id FROM kaiwa_jobs.deliveries
+        WHERE job = ${args.job} AND status = 'pending' AND batch_id IS NULL
+        ORDER BY id LIMIT ${args.size} FOR UPDATE SKIP LOCKED
+      ),
+      b AS (
+        INSERT INTO kaiwa_jobs.batches (job, idempotency_key, owner, lease_until, created_at, attempts)
+        SELECT ${args.job}, ${args.newKey}, ${args.owner}::uuid, ${args.leaseUntil}, ${args.now}, 1
+        WHERE EXISTS (SELECT 1 FROM picked)
+        RETURNING id, idempotency_key
+      )
+      UPDATE kaiwa_jobs.deliveries d SET batch_id = b.id
+      FROM b, picked WHERE d.id = picked.id
+      RETURNING d.id::text AS id, d.user_id, d.dedupe_key, d.email, d.data, b.id::text AS batch_id, b.idempotency_key`
+    if (fresh.length === 0) return undefined
+    const deliveries = [...fresh].sort((a, b) => Number(a.id) - Number(b.id))
+      .map(({ id, user_id, dedupe_key, email, data }) => ({ id, user_id, dedupe_key, email, data }))
+    return {
+      id: fresh[0]!.batch_id,
+      idempotencyKey: fresh[0]!.idempotency_key,
+      resumed: false,
+      deliveries
+    } satisfies ClaimedBatch
+  }, Effect.mapError(toDatabaseError("claiming a batch failed")))
+
+  const renewLease = (batchId: string, owner: string, leaseUntil: Date) =>
+    sql`UPDATE kaiwa_jobs.batches SET lease_until = ${leaseUntil}
+        WHERE id = ${batchId} AND owner = ${owner}::uuid AND status = 'pending'`.pipe(
+      Effect.asVoid,
+      Effect.mapError(toDatabaseError("renewing a lease failed"))
+    )
+
+  const releaseBatch = (batchId: string, owner: string, error: string) =>
+    sql`UPDATE kaiwa_jobs.batches SET lease_until = NULL, owner = NULL, last_error = ${error.slice(0, 500)}
+        WHERE id = ${batchId} AND owner = ${owner}::uuid AND status = 'pending'`.pipe(
+      Effect.asVoid,
+      Effect.mapError(toDatabaseError("releasing a batch failed"))
+    )
+
+  const completeBatch = Effect.fn("Database.completeBatch")(function*(args: {
+    readonly batchId: string
+    readonly outcomes: ReadonlyArray<DeliveryOutcome>
+    readonly now: Date
+  }) {
+    const payload = JSON.stringify(args.outcomes.map((o) => ({
+      id: Number(o.id),
+      status: o.status,
+      provider_id: o.providerId,
+      reason: o.reason
+    })))
+    yield* sql.withTransaction(Effect.gen(function*() {
+      yield* sql`
+        UPDATE kaiwa_jobs.deliveries d
+        SET status = v.status, provider_id = v.provider_id, reason = v.reason,
+            sent_at = CASE WHEN v.status = 'sent' THEN ${args.now}::timestamptz ELSE NULL END
+        FROM jsonb_to_recordset(${payload}::jsonb) AS v(id bigint, status text, provider_id text, reason text)
+        WHERE d.id = v.id AND d.batch_id = ${args.batchId} AND d.status = 'pending'`
+      // An address the provider rejected as invalid is never tried again, for any list.
+      yield* sql`
+        INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
+        SELECT d.user_id, lower(d.email), '*', 'invalid_address', ${args.now}
+        FROM kaiwa_jobs.deliveries d
+        WHERE d.batch_id = ${args.batchId} AND d.status = 'failed'
+        ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`
+      yield* sql`
+        UPDATE kaiwa_jobs.batches SET status = 'done', done_at = ${args.now}, lease_until = NULL
+        WHERE id = ${args.batchId}`
+    }))
+  }, Effect.mapError(toDatabaseError("recording a batch failed")))
+
+  const outstanding = (job: string) =>
+    sql<{ pending: number; next_lease_expiry: Date | null }>`
+      SELECT count(*)::int AS pending, min(b.lease_until) AS next_lease_expiry
+      FROM kaiwa_jobs.deliveries d LEFT JOIN kaiwa_jobs.batches b ON b.id = d.batch_id
+      WHERE d.job = ${job} AND d.status = 'pending'`.pipe(
+      Effect.map((rows) => ({ pending: rows[0]?.pending ?? 0, nextLeaseExpiry: rows[0]?.next_lease_expiry ?? null })),
+      Effect.mapError(toDatabaseError("reading outstanding work failed"))
+    )
+
+  const startRun = (run: {
+    readonly id: string
+    readonly job: string
+    readonly asOf: Date
+    readonly startedAt: Date
+    readonly trigger: string
+    readonly host: string | null
+  }) =>
+    sql`INSERT INTO kaiwa_jobs.runs (id, job, as_of, started_at, trigger, host)
+        VALUES (${run.id}::uuid, ${run.job}, ${run.asOf}, ${run.startedAt}, ${run.trigger}, ${run.host})`.pipe(
+      Effect.asVoid,
+      Effect.mapError(toDatabaseError("recording the run failed"))
+    )
+
+  const finishRun = (run: {
+    readonly id: string
+    readonly outcome: "succeeded" | "incomplete" | "failed" | "interrupted"
+    readonly finishedAt: Date
+    readonly stats: unknown
+    readonly error: string | null
+  }) =>
+    sql`UPDATE kaiwa_jobs.runs
+        SET outcome = ${run.outcome}, finished_at = ${run.finishedAt},
+            stats = ${JSON.stringify(run.stats ?? null)}::jsonb, error = ${run.error}
+        WHERE id = ${run.id}::uuid`.pipe(
+      Effect.asVoid,
+      Effect.mapError(toDatabaseError("recording the run's end failed"))
+    )
+
+  const lastRuns = sql<RunRow & { last_success_at: Date | null }>`
+    SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
+      r.error, r.trigger,
+      (SELECT max(s.started_at) FROM kaiwa_jobs.runs s WHERE s.job = r.job AND s.outcome = 'succeeded') AS last_success_at
+    FROM kaiwa_jobs.runs r
+    ORDER BY r.job, r.started_at DESC`.pipe(Effect.mapError(toDatabaseError("reading the run history failed")))
+
+  const suppress = (s: {
+    readonly userId: string | null
+    readonly email: string | null
+    readonly list: string
+    readonly reason: "unsubscribed" | "hard_bounce" | "complaint" | "invalid_address"
+    readonly now: Date
+  }) =>
+    sql<{ id: string }>`
+      INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
+      VALUES (${s.userId}, ${s.email === null ? null : s.email.toLowerCase()}, ${s.list}, ${s.reason}, ${s.now})
+      ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING
+      RETURNING id::text AS id`.pipe(
+      Effect.map((rows) => rows.length > 0),
+      Effect.mapError(toDatabaseError("recording a suppression failed"))
+    )
+
+  return Database.of({
+    sql,
+    selectCandidates,
+    enqueue,
+    sweep,
+    claimBatch,
+    renewLease,
+    releaseBatch,
+    completeBatch,
+    outstanding,
+    startRun,
+    finishRun,
+    lastRuns,
+    suppress
+  })
+}

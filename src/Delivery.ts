@@ -1,0 +1,218 @@
+/**
+ * How a job's due recipients become sent emails, exactly once. The order is what makes it safe:
+ * 1. plan: the job's selection is inserted into the ledger in one statement (unique per job, user, dedupe key),
+ *    before anything is sent;
+ * 2. claim: a worker takes up to 100 ledger rows as a batch with `FOR UPDATE SKIP LOCKED`, records the batch and
+ *    its idempotency key, and holds it under a lease it renews while sending;
+ * 3. send: the batch goes to the Mailer with its recorded key; a batch whose worker died is resent whole, with
+ *    the same key, so the provider answers with its first response instead of delivering again;
+ * 4. record: the provider's verdicts are written in one transaction.
+ * Several processes can drain the same job at once; they share the work through the claims.
+ */
+import { randomUUID } from "node:crypto"
+import { Clock, Duration, Effect, Fiber, Option } from "effect"
+import { JobsConfig } from "./Config.ts"
+import { type Candidate, type ClaimedBatch, type ClaimedDelivery, Database, type DeliveryOutcome } from "./Database.ts"
+import { MAX_BATCH, type Batch, Mailer, type MailerError, type OutgoingEmail } from "./Mailer.ts"
+import { Telemetry } from "./Telemetry.ts"
+import type { Statement } from "effect/sql"
+
+/** What one run is doing: the instant it plans for, whether it may write, and when it must stop sending. */
+export interface RunContext {
+  readonly runId: string
+  readonly job: string
+  readonly asOf: Date
+  readonly dryRun: boolean
+  /** Epoch millis after which no new batch is started and retries stop. */
+  readonly deadline: number
+}
+
+/** A delivery as a job's renderer sees it (a planned candidate or a claimed ledger row). */
+export interface Recipient {
+  readonly user_id: string
+  readonly email: string
+  readonly dedupe_key: string
+  readonly data: unknown
+}
+
+/** What delivering one job's tick did. */
+export interface DeliveryReport {
+  /** Newly planned recipients (ledger rows written by this run; in a dry run, those that would be). */
+  readonly due: number
+  /** Candidates not due, by reason, plus pending rows swept as expired or suppressed. */
+  readonly skipped: Readonly<Record<string, number>>
+  /** User ids behind bad-data reasons (for the operator). */
+  readonly badRows: Readonly<Record<string, ReadonlyArray<string>>>
+  /** Emails the provider accepted, grouped by the job's `group` function. */
+  readonly sent: Readonly<Record<string, number>>
+  readonly failed: number
+  /** Ledger rows of this job still pending when the run ended (a re-run finishes them). */
+  readonly pending: number
+  /** A batch-level error that stopped the run (bad API key, quota, idempotency conflict). */
+  readonly fatal: MailerError | undefined
+}
+
+/** What a job gives the pipeline. */
+export interface DeliverySpec {
+  readonly list: string
+  readonly selection: Statement.Statement<Candidate>
+  readonly render: (recipient: Recipient) => Effect.Effect<OutgoingEmail, RenderError>
+  readonly group: (recipient: Recipient) => string
+}
+
+/** A ledger row whose stored data no longer renders (should not happen; reported, never sent half-filled). */
+export class RenderError extends Error {
+  readonly _tag = "RenderError"
+}
+
+const PROGRESS_EVERY = Duration.seconds(5)
+
+const add = (into: Record<string, number>, key: string, n = 1) => {
+  into[key] = (into[key] ?? 0) + n
+}
+
+/** Plans, claims, sends and records one job's tick (or, in a dry run, plans and prints without writing). */
+export const deliver = Effect.fn("Delivery.deliver")(function*(ctx: RunContext, spec: DeliverySpec) {
+  return ctx.dryRun ? yield* dryRun(ctx, spec) : yield* live(ctx, spec)
+})
+
+const dryRun = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
+  const db = yield* Database
+  const mailer = yield* Mailer
+  const candidates = yield* db.selectCandidates(spec.selection)
+  const skipped: Record<string, number> = {}
+  const badRows: Record<string, Array<string>> = {}
+  const sent: Record<string, number> = {}
+  const due: Array<Candidate> = []
+  for (const c of candidates) {
+    if (c.skip_reason === null) due.push(c)
+    else {
+      add(skipped, c.skip_reason)
+      if (c.skip_reason === "invalid_email") (badRows[c.skip_reason] ??= []).push(c.user_id)
+    }
+  }
+  let failed = 0
+  for (let i = 0; i < due.length; i += MAX_BATCH) {
+    const chunk = due.slice(i, i + MAX_BATCH)
+    const rendered = yield* Effect.forEach(chunk, (c) => Effect.result(spec.render(c)))
+    const emails: Array<OutgoingEmail> = []
+    rendered.forEach((r, j) => {
+      if (r._tag === "Success") {
+        emails.push(r.success)
+        add(sent, spec.group(chunk[j]!))
+      } else failed++
+    })
+    // The dry-run mailer prints; nothing here writes.
+    yield* mailer.send({ idempotencyKey: `dry-run-${ctx.runId}-${i}`, emails }).pipe(Effect.ignore)
+  }
+  return { due: due.length, skipped, badRows, sent, failed, pending: 0, fatal: undefined } satisfies DeliveryReport
+})
+
+const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
+  const db = yield* Database
+  const mailer = yield* Mailer
+  const config = yield* JobsConfig
+  const telemetry = yield* Telemetry
+  const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+  const lease = Duration.seconds(config.leaseSeconds)
+
+  const planned = yield* db.enqueue({ job: ctx.job, runId: ctx.runId, asOf: ctx.asOf, selection: spec.selection })
+  const skipped: Record<string, number> = { ...planned.skipped }
+  const swept = yield* db.sweep({ job: ctx.job, list: spec.list, now: yield* now })
+  for (const [reason, n] of Object.entries(swept)) add(skipped, reason, n)
+  for (const [reason, ids] of Object.entries(planned.skippedIds)) {
+    yield* Effect.logWarning(`${reason}: ${ids.length} user(s) skipped for bad data`).pipe(
+      Effect.annotateLogs({ reason, userIds: ids.join(",") })
+    )
+  }
+
+  const sent: Record<string, number> = {}
+  let failed = 0
+  let fatal: MailerError | undefined = undefined
+
+  const progress = yield* Effect.forkChild(
+    Effect.suspend(() => {
+      const total = Object.values(sent).reduce((a, b) => a + b, 0)
+      return Effect.logInfo(`⏳ ${ctx.job}: ${total} sent, ${failed} failed so far`)
+    }).pipe(Effect.delay(PROGRESS_EVERY), Effect.forever)
+  )
+
+  const sendBatch = Effect.fnUntraced(function*(batch: ClaimedBatch) {
+    const rendered = yield* Effect.forEach(batch.deliveries, (d) => Effect.result(spec.render(d)))
+    const emails: Array<OutgoingEmail> = []
+    const sentRows: Array<ClaimedDelivery> = []
+    const outcomes: Array<DeliveryOutcome> = []
+    rendered.forEach((r, i) => {
+      const d = batch.deliveries[i]!
+      if (r._tag === "Success") {
+        emails.push(r.success)
+        sentRows.push(d)
+      } else outcomes.push({ id: d.id, status: "failed", providerId: null, reason: `render_error: ${r.failure.message}` })
+    })
+    // While the provider call runs (retries included), the lease is renewed so no other worker takes the batch.
+    const heartbeat = yield* Effect.forkChild(
+      Effect.flatMap(now, (t) => db.renewLease(batch.id, ctx.runId, new Date(t.getTime() + Duration.toMillis(lease)))).pipe(
+        Effect.delay(Duration.divideUnsafe(lease, 3)),
+        Effect.forever,
+        Effect.ignore
+      )
+    )
+    const request: Batch = { idempotencyKey: batch.idempotencyKey, emails, deadline: ctx.deadline }
+    const result = emails.length === 0
+      ? { _tag: "Success" as const, success: [] }
+      : yield* Effect.result(mailer.send(request)).pipe(
+        // Interrupted mid-send (SIGINT, SIGTERM): hand the batch back at once so a re-run resends it under the
+        // same key instead of waiting for the lease to run out.
+        Effect.onInterrupt(() => db.releaseBatch(batch.id, ctx.runId, "interrupted").pipe(Effect.ignore))
+      )
+    yield* Fiber.interrupt(heartbeat)
+    if (result._tag === "Failure") {
+      yield* db.releaseBatch(batch.id, ctx.runId, result.failure.message)
+      return Option.some(result.failure)
+    }
+    result.success.forEach((r, i) => {
+      const d = sentRows[i]!
+      if (r._tag === "Accepted") {
+        outcomes.push({ id: d.id, status: "sent", providerId: r.providerId, reason: null })
+        add(sent, spec.group(d))
+      } else {
+        outcomes.push({ id: d.id, status: "failed", providerId: null, reason: `rejected: ${r.reason}`.slice(0, 300) })
+      }
+    })
+    const failedHere = outcomes.filter((o) => o.status === "failed").length
+    failed += failedHere
+    yield* db.completeBatch({ batchId: batch.id, outcomes, now: yield* now })
+    yield* telemetry.countEmails(ctx.job, "sent", outcomes.length - failedHere)
+    yield* telemetry.countEmails(ctx.job, "failed", failedHere)
+    return Option.none<MailerError>()
+  })
+
+  while (true) {
+    const t = yield* now
+    if (t.getTime() >= ctx.deadline) break
+    const batch = yield* db.claimBatch({
+      job: ctx.job,
+      owner: ctx.runId,
+      now: t,
+      leaseUntil: new Date(t.getTime() + Duration.toMillis(lease)),
+      size: MAX_BATCH,
+      newKey: `kaiwa-jobs/${ctx.job}/${randomUUID()}`
+    })
+    if (batch === undefined) {
+      const rest = yield* db.outstanding(ctx.job)
+      if (rest.pending === 0) break
+      // Another worker holds the rest: wait for it to finish, or for its lease to run out and take over.
+      yield* Effect.sleep(Duration.millis(500))
+      continue
+    }
+    const error = yield* sendBatch(batch)
+    if (Option.isSome(error)) {
+      if (!error.value.retryable) fatal = error.value
+      break
+    }
+  }
+  yield* Fiber.interrupt(progress)
+  const { pending } = yield* db.outstanding(ctx.job)
+  return { due: planned.enqueued, skipped, badRows: planned.skippedIds, sent, failed, pending, fatal } satisfies DeliveryReport
+})
+

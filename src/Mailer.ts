@@ -1,0 +1,104 @@
+/**
+ * The Mailer service: hands a batch of rendered emails to a provider and reports, per email, whether the
+ * provider accepted it. A batch carries an idempotency key that the caller persisted before the first attempt,
+ * so a resumed batch is sent with the same key and the provider never delivers it twice.
+ * Layers: `layerTest` (in-memory, readable by tests), `layerConsole` (prints each email), and the Resend layer
+ * in `ResendMailer.ts`.
+ */
+import { Console, Context, Effect, Layer, Ref, Schema } from "effect"
+
+/** One fully rendered email, ready for a provider. */
+export interface OutgoingEmail {
+  readonly from: string
+  readonly to: string
+  readonly replyTo?: string | undefined
+  readonly subject: string
+  readonly html: string
+  readonly text: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly tags: ReadonlyArray<{ readonly name: string; readonly value: string }>
+}
+
+/** A batch of up to 100 emails with the idempotency key it was first sent with. */
+export interface Batch {
+  readonly idempotencyKey: string
+  readonly emails: ReadonlyArray<OutgoingEmail>
+  /** Epoch millis after which retries stop and the batch is left for a later run. */
+  readonly deadline?: number | undefined
+}
+
+/** What the provider said about one email of a batch, in the batch's order. */
+export type DeliveryResult =
+  | { readonly _tag: "Accepted"; readonly providerId: string | null }
+  | { readonly _tag: "Rejected"; readonly reason: string }
+
+/** Why a whole batch could not be handed over. */
+export const MailerErrorKind = Schema.Literals([
+  "auth", // bad or missing API key: stop the run
+  "quota", // daily or monthly quota: waiting will not help, stop the run
+  "idempotency", // same key, different payload: never resend, report loudly
+  "transient", // 5xx, network, rate limit, timeout: the batch stays pending
+  "deadline", // retries ran out of time: the batch stays pending
+  "invalid" // the request itself was refused (validation of the whole batch)
+])
+export type MailerErrorKind = typeof MailerErrorKind.Type
+
+/** A batch-level failure; `retryable` says whether the same batch may be tried again later. */
+export class MailerError extends Schema.TaggedError<MailerError>()("MailerError", {
+  message: Schema.String,
+  kind: MailerErrorKind,
+  retryable: Schema.Boolean
+}) {}
+
+/** The largest batch a provider call takes (Resend's batch API limit). */
+export const MAX_BATCH = 100
+
+/** The emails an in-memory mailer accepted, in order. */
+export class MailerTestRef extends Context.Service<MailerTestRef, Ref.Ref<ReadonlyArray<OutgoingEmail>>>()(
+  "kaiwa-jobs/MailerTestRef"
+) {}
+
+/** Hands batches of rendered emails to a provider. */
+export class Mailer extends Context.Service<Mailer, {
+  readonly send: (batch: Batch) => Effect.Effect<ReadonlyArray<DeliveryResult>, MailerError>
+}>()("kaiwa-jobs/Mailer") {
+  /** Prints each email readably (from, to, subject, text part) and accepts it. Used by dry runs and the demo. */
+  static readonly layerConsole = Layer.succeed(
+    Mailer,
+    Mailer.of({
+      send: Effect.fn("Mailer.send")(function*(batch: Batch) {
+        for (const email of batch.emails) {
+          yield* Console.log(formatEmail(email))
+        }
+        return batch.emails.map((): DeliveryResult => ({ _tag: "Accepted", providerId: null }))
+      })
+    })
+  )
+
+  /** In-memory mailer: records every accepted email; tests read them through `MailerTestRef`. */
+  static readonly layerTest = Layer.effect(
+    Mailer,
+    Effect.gen(function*() {
+      const store = yield* MailerTestRef
+      return Mailer.of({
+        send: Effect.fn("Mailer.send")(function*(batch: Batch) {
+          const sent = yield* Ref.updateAndGet(store, (all) => [...all, ...batch.emails])
+          const first = sent.length - batch.emails.length
+          return batch.emails.map((_, i): DeliveryResult => ({ _tag: "Accepted", providerId: `mem-${first + i + 1}` }))
+        })
+      })
+    })
+  ).pipe(Layer.provideMerge(Layer.effect(MailerTestRef, Ref.make<ReadonlyArray<OutgoingEmail>>([]))))
+}
+
+/** A readable rendering of one email for the console and dry runs. */
+export const formatEmail = (email: OutgoingEmail): string =>
+  [
+    "─".repeat(72),
+    `From:     ${email.from}`,
+    `To:       ${email.to}`,
+    ...(email.replyTo ? [`Reply-To: ${email.replyTo}`] : []),
+    `Subject:  ${email.subject}`,
+    "",
+    email.text.trimEnd()
+  ].join("\n")

@@ -1,0 +1,76 @@
+/**
+ * Signed unsubscribe tokens. Every email carries a one-click unsubscribe link (RFC 8058), and the web endpoint
+ * that receives it must know which user and which list to suppress without a login and without a database of
+ * issued tokens. So the token names the user and the list itself and is signed with `UNSUBSCRIBE_SECRET`:
+ * `base64url(JSON {v:1,u,l}) + "." + base64url(HMAC-SHA256(secret, "kaiwa-jobs/unsubscribe/v1." + payload))`.
+ * The domain prefix keeps these signatures from ever being valid for another use of the same secret, and the
+ * version field lets a later format coexist. Tokens never expire: a link in an old email must still work, and
+ * the worst a leaked token can do is unsubscribe its own recipient from one list. Verification is total: any
+ * malformed, truncated or forged token gives `None`, never an exception, and the signature is checked (in
+ * constant time) before the payload is even parsed.
+ */
+import { createHmac, timingSafeEqual } from "node:crypto"
+import { Option, Redacted, Schema } from "effect"
+
+/** The mailing lists a user can leave; one per job. */
+export const UnsubscribeList = Schema.Literals(["practice-reminders", "founder-emails"])
+/** The mailing lists a user can leave; one per job. */
+export type UnsubscribeList = typeof UnsubscribeList.Type
+
+/** What a token proves: this user asked to leave this list. */
+export interface UnsubscribeClaim {
+  readonly userId: string
+  readonly list: UnsubscribeList
+}
+
+const DOMAIN = "kaiwa-jobs/unsubscribe/v1."
+
+// Far above any real token (about 100 characters plus the user id), low enough that garbage is never hashed.
+const MAX_TOKEN_LENGTH = 4096
+
+const BASE64URL = /^[A-Za-z0-9_-]+$/
+
+// `u` stays a plain string so that every token `makeToken` produces verifies; the signature, not the schema,
+// is what makes a claim trustworthy.
+const Payload = Schema.Struct({ v: Schema.Literal(1), u: Schema.String, l: UnsubscribeList })
+const decodePayload = Schema.decodeUnknownOption(Schema.fromJsonString(Payload))
+
+const sign = (secret: Redacted.Redacted<string>, payloadB64: string): string =>
+  createHmac("sha256", Redacted.value(secret)).update(DOMAIN + payloadB64, "utf8").digest("base64url")
+
+/** Signs a claim into a URL-safe token (`payload.signature`, both base64url). */
+export const makeToken = (secret: Redacted.Redacted<string>, claim: UnsubscribeClaim): string => {
+  const payloadB64 = Buffer.from(JSON.stringify({ v: 1, u: claim.userId, l: claim.list }), "utf8").toString(
+    "base64url"
+  )
+  return `${payloadB64}.${sign(secret, payloadB64)}`
+}
+
+/** Returns the claim of a token signed with `secret`, or `None` for anything else; never throws. */
+export const verifyToken = (secret: Redacted.Redacted<string>, token: string): Option.Option<UnsubscribeClaim> => {
+  if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) return Option.none()
+  const parts = token.split(".")
+  if (parts.length !== 2) return Option.none()
+  const [payloadB64 = "", signatureB64 = ""] = parts
+  if (!BASE64URL.test(payloadB64) || !BASE64URL.test(signatureB64)) return Option.none()
+  // Compare the base64url text rather than decoded bytes: Node's decoder ignores the unused low bits of the
+  // last character, so two different strings can decode to the same bytes; text comparison keeps exactly one
+  // valid spelling of each signature.
+  const expected = Buffer.from(sign(secret, payloadB64), "ascii")
+  const given = Buffer.from(signatureB64, "ascii")
+  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return Option.none()
+  return Option.map(
+    decodePayload(Buffer.from(payloadB64, "base64url").toString("utf8")),
+    (payload): UnsubscribeClaim => ({ userId: payload.u, list: payload.l })
+  )
+}
+
+/** The one-click unsubscribe page for a token: `${appUrl}/unsubscribe?token=…`. */
+export const unsubscribeUrl = (appUrl: string, token: string): string =>
+  `${appUrl.replace(/\/+$/, "")}/unsubscribe?token=${encodeURIComponent(token)}`
+
+/** The RFC 8058 one-click headers for an unsubscribe URL made by `unsubscribeUrl`. */
+export const unsubscribeHeaders = (url: string): Readonly<Record<string, string>> => ({
+  "List-Unsubscribe": `<${url}>`,
+  "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"
+})

@@ -1,0 +1,2 @@
+/** The emails barrel; see `templates.ts`. */
+export * from "./templates.ts"

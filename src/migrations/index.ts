@@ -1,0 +1,126 @@
+/**
+ * Versioned SQL. `kaiwaJobs` owns the `kaiwa_jobs` schema (run history, the delivery ledger, batches and
+ * suppressions) and runs everywhere, including production through Fly's `release_command`. `appFixture`
+ * creates the Kaiwa web app's tables (CONTRACT section 3) and runs only on embedded databases: in production
+ * the web app owns those tables and this library never migrates them.
+ */
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
+import * as Migrator from "effect/sql/Migrator"
+
+const statements = (...parts: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    for (const part of parts) yield* sql.unsafe(part)
+  })
+
+/** The library's own schema, in order. Never edit a shipped migration: add the next one. */
+export const kaiwaJobs = Migrator.fromRecord({
+  "0001_ledger": statements(
+    `CREATE TABLE kaiwa_jobs.runs (
+      id uuid PRIMARY KEY,
+      job text NOT NULL,
+      as_of timestamptz NOT NULL,
+      started_at timestamptz NOT NULL,
+      finished_at timestamptz NULL,
+      outcome text NOT NULL DEFAULT 'running'
+        CHECK (outcome IN ('running', 'succeeded', 'incomplete', 'failed', 'interrupted')),
+      stats jsonb NULL,
+      error text NULL,
+      trigger text NOT NULL DEFAULT 'cli',
+      host text NULL
+    )`,
+    `CREATE INDEX runs_job_started_idx ON kaiwa_jobs.runs (job, started_at DESC)`,
+    `CREATE TABLE kaiwa_jobs.batches (
+      id bigserial PRIMARY KEY,
+      job text NOT NULL,
+      idempotency_key text NOT NULL UNIQUE,
+      status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done')),
+      owner uuid NULL,
+      lease_until timestamptz NULL,
+      attempts integer NOT NULL DEFAULT 0,
+      created_at timestamptz NOT NULL,
+      done_at timestamptz NULL,
+      last_error text NULL
+    )`,
+    `CREATE INDEX batches_pending_idx ON kaiwa_jobs.batches (job, id) WHERE status = 'pending'`,
+    // One row per (job, user, dedupe key), written before anything is sent: the unique key is what makes a
+    // re-run, a second machine or a restart unable to send the same email twice.
+    `CREATE TABLE kaiwa_jobs.deliveries (
+      id bigserial PRIMARY KEY,
+      job text NOT NULL,
+      user_id text NOT NULL,
+      dedupe_key text NOT NULL,
+      email text NOT NULL,
+      data jsonb NOT NULL,
+      status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed', 'skipped')),
+      reason text NULL,
+      batch_id bigint NULL REFERENCES kaiwa_jobs.batches (id),
+      provider_id text NULL,
+      planned_at timestamptz NOT NULL,
+      expires_at timestamptz NOT NULL,
+      sent_at timestamptz NULL,
+      run_id uuid NULL,
+      CONSTRAINT deliveries_once UNIQUE (job, user_id, dedupe_key)
+    )`,
+    `CREATE INDEX deliveries_unbatched_idx ON kaiwa_jobs.deliveries (job, id) WHERE status = 'pending' AND batch_id IS NULL`,
+    `CREATE INDEX deliveries_batch_idx ON kaiwa_jobs.deliveries (batch_id)`,
+    `CREATE INDEX deliveries_user_recent_idx ON kaiwa_jobs.deliveries (user_id, planned_at DESC)`,
+    // Suppressions apply to one list or, with list '*', to every list. Matched by user id and by address, so an
+    // unsubscribe survives an address change and a bounce follows the address.
+    `CREATE TABLE kaiwa_jobs.suppressions (
+      id bigserial PRIMARY KEY,
+      user_id text NULL,
+      email text NULL,
+      list text NOT NULL,
+      reason text NOT NULL CHECK (reason IN ('unsubscribed', 'hard_bounce', 'complaint', 'invalid_address')),
+      created_at timestamptz NOT NULL,
+      CONSTRAINT suppressions_once UNIQUE NULLS NOT DISTINCT (user_id, email, list)
+    )`,
+    `CREATE INDEX suppressions_user_idx ON kaiwa_jobs.suppressions (user_id)`,
+    `CREATE INDEX suppressions_email_idx ON kaiwa_jobs.suppressions (lower(email))`
+  )
+})
+
+/** Indexes this library recommends for the app tables (also listed in the README). */
+export const recommendedAppIndexes: ReadonlyArray<string> = [
+  `CREATE INDEX IF NOT EXISTS conversation_sessions_user_start_idx ON conversation_sessions (user_id, start_time DESC)`,
+  `CREATE INDEX IF NOT EXISTS users_created_at_idx ON users (created_at)`
+]
+
+/** The Kaiwa web app's tables, for embedded databases only (CONTRACT section 3), with the recommended indexes. */
+export const appFixture = Migrator.fromRecord({
+  "0001_app_tables": statements(
+    `CREATE TABLE IF NOT EXISTS users (
+      id text PRIMARY KEY,
+      email text NOT NULL,
+      display_name text NULL,
+      email_verified timestamptz NULL,
+      created_at timestamptz NOT NULL,
+      timezone text NULL
+    )`,
+    `CREATE TABLE IF NOT EXISTS user_settings (
+      user_id text PRIMARY KEY REFERENCES users (id),
+      receive_practice_reminders boolean NOT NULL DEFAULT true,
+      receive_founder_emails boolean NOT NULL DEFAULT true
+    )`,
+    `CREATE TABLE IF NOT EXISTS conversation_sessions (
+      id text PRIMARY KEY,
+      user_id text NOT NULL REFERENCES users (id),
+      language text NOT NULL,
+      start_time timestamptz NOT NULL,
+      duration_seconds integer NULL
+    )`,
+    ...recommendedAppIndexes
+  )
+})
+
+/** Applies the library's migrations (creating the schema first); returns the ids that ran. */
+export const migrate = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE SCHEMA IF NOT EXISTS kaiwa_jobs`
+  return yield* Migrator.make({})({ loader: kaiwaJobs, table: "kaiwa_jobs.migrations" })
+})
+
+/** Applies the app fixture; embedded databases only. */
+export const migrateAppFixture = Migrator.make({})({ loader: appFixture, table: "kaiwa_jobs.app_fixture_migrations" })
