@@ -185,12 +185,11 @@ export class Database extends Context.Service<Database, {
 
 /** A pooled client; connection failures surface within seconds instead of hanging a run. */
 export const pgLayer = (url: Redacted.Redacted<string>) =>
-  PgClient.layer({
-    url,
-    maxConnections: 10,
-    connectTimeout: "5 seconds",
-    applicationName: "kaiwa-jobs"
-  }).pipe(Layer.catchTag("SqlError", (e) => Layer.effectDiscard(Effect.fail(toDatabaseError("cannot connect to the database")(e)))))
+  PgClient.layerFrom(
+    PgClient.make({ url, maxConnections: 10, connectTimeout: "5 seconds", applicationName: "kaiwa-jobs" }).pipe(
+      Effect.mapError(toDatabaseError("cannot connect to the database"))
+    )
+  )
 
 function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
   const selectCandidates = (selection: Statement.Statement<Candidate>) =>

@@ -159,7 +159,7 @@ export const describeFailure = (cause: Cause.Cause<unknown>): string => {
 }
 
 /** Runs one job once at the Clock's current instant and reports; never fails (failures become the report). */
-export const runJob = Effect.fn("Job.run")(function*(job: Job, options: RunOptions = {}) {
+export const runJob = Effect.fn("Job.run")(function*<S extends CommonStats>(job: Job<S>, options: RunOptions = {}) {
   const db = yield* Database
   const telemetry = yield* Telemetry
   const config = yield* JobsConfig

@@ -285,6 +285,7 @@ describe("ResendMailer", () => {
       assert.isTrue(Exit.isFailure(missingKey))
       const zeroRps = yield* Effect.exit(Layer.build(withEnv({ ...env, RESEND_RPS: "0" })))
       assert.isTrue(Exit.isFailure(zeroRps))
+      assert.include(String(zeroRps), "RESEND_RPS")
       assert.notInclude(String(zeroRps), fake.apiKey)
     }).pipe(Effect.provide(captureLogs().layer)))
 
