@@ -3,6 +3,7 @@
  * the process before any email is considered (exit 2, naming the variable and never echoing its value).
  * Secrets are `Redacted` and unwrapped only at the I/O call that needs them.
  */
+import * as os from "node:os"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 
 /** A setting that is missing or malformed; `variable` names it, the value is never repeated. */
@@ -37,6 +38,8 @@ export interface Settings {
   readonly posthogApiKey: Option.Option<Redacted.Redacted<string>>
   readonly posthogHost: string
   readonly otlpEndpoint: Option.Option<string>
+  /** Which machine ran a job (Fly's machine id, else the host name), recorded on each run. */
+  readonly host: string
 }
 
 /** Which variables a mode insists on. Live sends real email, so it refuses to guess. */
@@ -143,6 +146,7 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
     const posthogApiKey = yield* optional("POSTHOG_API_KEY")
     const posthogHost = yield* withDefault("POSTHOG_HOST", "https://us.i.posthog.com")
     const otlpEndpoint = yield* optional("OTEL_EXPORTER_OTLP_ENDPOINT")
+    const host = yield* withDefault("FLY_MACHINE_ID", os.hostname())
     const founderName = yield* withDefault("FOUNDER_NAME", displayNameOf(founderFrom) ?? "The Kaiwa founder")
     return {
       databaseUrl: Option.map(databaseUrl, Redacted.make),
@@ -164,7 +168,8 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
       port,
       posthogApiKey: Option.map(posthogApiKey, Redacted.make),
       posthogHost,
-      otlpEndpoint
+      otlpEndpoint,
+      host
     }
   })
 

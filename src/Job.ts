@@ -5,7 +5,6 @@
  * `cron_job_completed`, and maps the outcome to an exit code (CONTRACT section 7).
  */
 import { randomUUID } from "node:crypto"
-import * as os from "node:os"
 import { Cause, Clock, Duration, Effect, Exit, Schema } from "effect"
 import { JobsConfig } from "./Config.ts"
 import { Database } from "./Database.ts"
@@ -181,7 +180,7 @@ export const runJob = Effect.fn("Job.run")(function*<S extends CommonStats>(job:
       asOf: ctx.asOf,
       startedAt: ctx.asOf,
       trigger: options.trigger ?? "cli",
-      host: process.env["FLY_MACHINE_ID"] ?? os.hostname()
+      host: config.host
     })
   }
   const finish = (outcome: Outcome, stats: CommonStats | null, error: string | null) =>

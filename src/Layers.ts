@@ -51,18 +51,25 @@ export const test = (url: Redacted.Redacted<string>) =>
     Telemetry.layerTest
   ).pipe(Layer.provideMerge(JobsConfig.layer))
 
-/** A Clock that reads `at` now and then runs at real speed: `--now` makes a whole run happen as of that instant. */
+/**
+ * A Clock that reads exactly `at` the first time it is asked and then runs at real speed: `--now` makes a whole
+ * run happen as of that instant (leases and deadlines still measure real elapsed time).
+ */
 export const clockAt = (at: Date) =>
   Layer.effect(
     Clock.Clock,
     Effect.map(Clock.clockWith(Effect.succeed), (real) => {
-      const offset = at.getTime() - real.currentTimeMillisUnsafe()
-      const nanos = BigInt(offset) * 1_000_000n
+      let offset: number | undefined
+      const millis = () => {
+        const t = real.currentTimeMillisUnsafe()
+        offset ??= at.getTime() - t
+        return t + offset
+      }
       return {
-        currentTimeMillisUnsafe: () => real.currentTimeMillisUnsafe() + offset,
-        currentTimeMillis: Effect.sync(() => real.currentTimeMillisUnsafe() + offset),
-        currentTimeNanosUnsafe: () => real.currentTimeNanosUnsafe() + nanos,
-        currentTimeNanos: Effect.sync(() => real.currentTimeNanosUnsafe() + nanos),
+        currentTimeMillisUnsafe: millis,
+        currentTimeMillis: Effect.sync(millis),
+        currentTimeNanosUnsafe: () => BigInt(millis()) * 1_000_000n,
+        currentTimeNanos: Effect.sync(() => BigInt(millis()) * 1_000_000n),
         monotonicTimeNanosUnsafe: () => real.monotonicTimeNanosUnsafe(),
         monotonicTimeNanos: real.monotonicTimeNanos,
         sleep: (d: Duration.Duration) => real.sleep(d)

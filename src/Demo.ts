@@ -1,0 +1,91 @@
+/**
+ * `npm run demo`: a local embedded database (kept in .kaiwa-local/ so a second run sees the ledger) seeded with
+ * about 30 demo learners across eight time zones, then both jobs at the current instant (or `--now`) with the
+ * console mailer. Run twice at the same `--now`, the second run sends nothing. `--reset` starts over.
+ */
+import * as fs from "node:fs/promises"
+import { Clock, Effect } from "effect"
+import { SqlClient } from "effect/sql"
+import { founderEmails, practiceReminders, runJob } from "./Job.ts"
+
+/** Where the demo keeps its database. */
+export const DEMO_DIR = ".kaiwa-local"
+
+const HOUR = 3_600_000
+const DAY = 24 * HOUR
+
+const zones = [
+  "America/Los_Angeles",
+  "America/New_York",
+  "America/Sao_Paulo",
+  "Europe/London",
+  "Europe/Berlin",
+  "Asia/Kolkata",
+  "Asia/Tokyo",
+  "Pacific/Auckland"
+] as const
+
+const names = [
+  "Aiko Tanaka", "Ben Carter", "Chloé Martin", "Dev Patel", "Elif Yılmaz", "Fatima Zahra", "Gustavo Lima",
+  "Hana Kim", "Ivan Petrov", "Jia Li", "Kofi Mensah", "Lena Müller", "Mateo García", "Nora O'Brien",
+  "Olu Adeyemi", "Priya Sharma", "Quinn", "Rosa Rossi", "Sven Larsen", "Tomás Silva", "Uma Rao", "Viktor Novak",
+  "Wen Zhang", "Ximena López", "Yuki Sato", "Zara Ahmed", "<b>Sneaky</b> Sam", "", "Émile Zola", "Ana 🎌 Souza"
+]
+const languages = ["ja", "es", "fr", "de", "ko", "it"]
+
+/** The demo learners as of `now`: every kind of user the rules care about. */
+export const demoUsers = (now: number) =>
+  names.map((name, i) => {
+    // 0: new and never practised (founder sequence; every third learner, so all eight zones have some);
+    // 1: practised 2 days ago; 2: a week ago; 4: an hour ago (not due); 5: never practised, signed up long ago
+    const kind = i % 3 === 0 ? 0 : i % 6
+    const createdAt = kind === 0 ? now - (1 + (i % 3)) * DAY - (i % 5) * HOUR : now - (40 + i) * DAY
+    const lastSession = kind === 1 ? now - 2 * DAY : kind === 2 ? now - (i % 4 === 0 ? 45 : 7) * DAY
+      : kind === 4 ? now - HOUR : null
+    return {
+      id: `demo-${String(i + 1).padStart(2, "0")}`,
+      email: `${name.split(" ")[0]?.replace(/[^A-Za-z]/g, "").toLowerCase() || "anon"}.${i + 1}@example.com`,
+      display_name: name === "" ? null : name,
+      email_verified: i === 7 || i === 19 ? null : new Date(createdAt + 5 * 60_000),
+      created_at: new Date(createdAt),
+      timezone: i === 11 ? "Mars/Olympus_Mons" : zones[i % zones.length]!,
+      reminders: i !== 9 && i !== 21,
+      founder: i !== 12,
+      lastSession: lastSession === null ? null : new Date(lastSession),
+      language: languages[i % languages.length]!
+    }
+  })
+
+/** Seeds the demo learners once (a second run keeps them, and the ledger). */
+export const seed = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const existing = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM users`
+  if ((existing[0]?.n ?? 0) > 0) return { seeded: 0, existing: existing[0]!.n }
+  const now = yield* Clock.currentTimeMillis
+  const users = demoUsers(now)
+  yield* sql.withTransaction(Effect.gen(function*() {
+    for (const u of users) {
+      yield* sql`INSERT INTO users (id, email, display_name, email_verified, created_at, timezone)
+                 VALUES (${u.id}, ${u.email}, ${u.display_name}, ${u.email_verified}, ${u.created_at}, ${u.timezone})`
+      yield* sql`INSERT INTO user_settings (user_id, receive_practice_reminders, receive_founder_emails)
+                 VALUES (${u.id}, ${u.reminders}, ${u.founder})`
+      if (u.lastSession !== null) {
+        yield* sql`INSERT INTO conversation_sessions (id, user_id, language, start_time, duration_seconds)
+                   VALUES (${`${u.id}-s1`}, ${u.id}, ${u.language}, ${u.lastSession}, 420)`
+      }
+    }
+  }))
+  return { seeded: users.length, existing: 0 }
+})
+
+/** Seeds when empty, then runs both jobs once; returns the reports. */
+export const demo = Effect.gen(function*() {
+  const { existing, seeded } = yield* seed
+  yield* Effect.logInfo(seeded > 0 ? `seeded ${seeded} demo learners in 8 time zones` : `using the ${existing} learners already in ${DEMO_DIR}`)
+  const reminders = yield* runJob(practiceReminders, { trigger: "demo" })
+  const founder = yield* runJob(founderEmails, { trigger: "demo" })
+  return [reminders, founder] as const
+})
+
+/** Removes the demo database folder. */
+export const reset = Effect.promise(() => fs.rm(DEMO_DIR, { recursive: true, force: true }))

@@ -1,0 +1,50 @@
+/**
+ * Each job's last run and whether it is overdue: a job is OVERDUE when its last successful run is older than
+ * its `overdueAfter` (its hourly interval plus a grace period for Fly's fuzzy timing), or when it never
+ * succeeded. Shared by `kaiwa-jobs status` and `GET /health`; carries no personal data.
+ */
+import { Clock, Duration, Effect } from "effect"
+import { Database } from "./Database.ts"
+import { registry } from "./Job.ts"
+
+/** One job's health. */
+export interface JobStatus {
+  readonly job: string
+  readonly title: string
+  readonly lastRun: {
+    readonly startedAt: string
+    readonly finishedAt: string | null
+    readonly outcome: string
+    readonly stats: unknown
+    readonly error: string | null
+  } | null
+  readonly lastSuccessAt: string | null
+  readonly overdue: boolean
+  readonly overdueAfterMinutes: number
+}
+
+/** The status of every registered job, as of the Clock's instant. */
+export const jobStatuses = Effect.gen(function*() {
+  const db = yield* Database
+  const now = yield* Clock.currentTimeMillis
+  const rows = yield* db.lastRuns
+  return registry.map((job): JobStatus => {
+    const row = rows.find((r) => r.job === job.name)
+    const lastSuccess = row?.last_success_at ?? null
+    const overdue = lastSuccess === null || now - lastSuccess.getTime() > Duration.toMillis(job.overdueAfter)
+    return {
+      job: job.name,
+      title: job.title,
+      lastRun: row === undefined ? null : {
+        startedAt: row.started_at.toISOString(),
+        finishedAt: row.finished_at?.toISOString() ?? null,
+        outcome: row.outcome,
+        stats: row.stats,
+        error: row.error
+      },
+      lastSuccessAt: lastSuccess?.toISOString() ?? null,
+      overdue,
+      overdueAfterMinutes: Duration.toMinutes(job.overdueAfter)
+    }
+  })
+})
