@@ -1,0 +1,90 @@
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect, Ref } from "effect"
+import { SqlClient } from "effect/sql"
+import { TestClock } from "effect/testing"
+import { demo, demoUsers } from "../../src/Demo.ts"
+import { findProblems } from "../../src/emails/index.ts"
+import { practiceReminders, runJob } from "../../src/Job.ts"
+import { MailerTestRef } from "../../src/Mailer.ts"
+import { run } from "../support/spawn.ts"
+import { insertUsers, snapshotLibraryTables, testLayer } from "../support/TestDb.ts"
+
+const DAY = 86_400_000
+const AT = Date.parse("2026-03-10T05:00:00Z")
+
+describe("demo", () => {
+  it("seeds about 30 learners across at least 5 time zones, verified and not, opted in and out, every practice history", () => {
+    const users = demoUsers(AT)
+    assert.isAtLeast(users.length, 25)
+    assert.isAtLeast(new Set(users.map((u) => u.timezone)).size, 5)
+    assert.isTrue(users.some((u) => u.email_verified === null) && users.some((u) => u.email_verified !== null))
+    assert.isTrue(users.some((u) => !u.reminders) && users.some((u) => !u.founder))
+    assert.isTrue(users.some((u) => u.lastSession === null))
+    assert.isTrue(users.some((u) => u.lastSession !== null && AT - u.lastSession.getTime() < DAY))
+    assert.isTrue(users.some((u) => u.lastSession !== null && AT - u.lastSession.getTime() > 30 * DAY))
+  })
+
+  layer(testLayer, { excludeTestServices: true })((it) => {
+    it.effect("run twice at the same instant, the second run sends nothing", () =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(AT)
+        const [r1, f1] = yield* demo
+        const first = (yield* Ref.get(yield* MailerTestRef)).length
+        assert.isAbove((r1.stats as { sent: number }).sent, 0)
+        assert.isAbove((f1.stats as { Day1: number }).Day1, 0)
+        assert.strictEqual(first, (r1.stats as { sent: number }).sent + (f1.stats as { Day1: number }).Day1)
+        const [r2, f2] = yield* demo
+        assert.strictEqual((r2.stats as { sent: number }).sent, 0)
+        assert.strictEqual((f2.stats as { Day1: number; Day2: number; Day3: number }).Day1, 0)
+        assert.strictEqual((yield* Ref.get(yield* MailerTestRef)).length, first)
+      }).pipe(Effect.provide(TestClock.layer())))
+  })
+})
+
+describe("dry run", () => {
+  layer(testLayer, { excludeTestServices: true })((it) => {
+    it.effect("renders every due email but leaves every kaiwa_jobs table exactly as it was", () =>
+      Effect.gen(function*() {
+        const at = Date.parse("2026-03-10T10:00:00Z")
+        yield* insertUsers(Array.from({ length: 12 }, (_, i) => ({ id: `d${i}`, createdAt: new Date(at - 30 * DAY) })))
+        yield* TestClock.setTime(at)
+        const before = yield* snapshotLibraryTables
+        const report = yield* runJob(practiceReminders, { dryRun: true })
+        const after = yield* snapshotLibraryTables
+        assert.deepStrictEqual(after, before)
+        assert.strictEqual(report.stats?.due, 12)
+        assert.strictEqual(report.exitCode, 0)
+        const rendered = yield* Ref.get(yield* MailerTestRef)
+        assert.strictEqual(rendered.length, 12)
+        for (const e of rendered) assert.deepStrictEqual(findProblems(e), [])
+        // And a live run afterwards still finds all twelve due: the dry run reserved nothing.
+        const live = yield* runJob(practiceReminders)
+        assert.strictEqual((live.stats as { sent: number }).sent, 12)
+        const sql = yield* SqlClient.SqlClient
+        const runs = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM kaiwa_jobs.runs`
+        assert.strictEqual(runs[0]!.n, 1)
+      }).pipe(Effect.provide(TestClock.layer())))
+  })
+})
+
+describe("preview", () => {
+  it("writes one HTML file per template variant of the job", async () => {
+    const out = await fs.mkdtemp(path.join(os.tmpdir(), "kaiwa-preview-"))
+    const reminders = await run("dist/cli.js", ["preview", "practice-reminders", "--out", out])
+    assert.strictEqual(reminders.code, 0, reminders.stderr)
+    const founder = await run("dist/cli.js", ["preview", "founder-emails", "--out", out])
+    assert.strictEqual(founder.code, 0, founder.stderr)
+    const html = (await fs.readdir(out)).filter((f) => f.endsWith(".html")).sort()
+    assert.strictEqual(html.filter((f) => f.startsWith("reminder-")).length, 10)
+    assert.deepStrictEqual(html.filter((f) => f.startsWith("founder-")), ["founder-day1.html", "founder-day2.html", "founder-day3.html"])
+    for (const f of html) {
+      const body = await fs.readFile(path.join(out, f), "utf8")
+      assert.include(body, "/unsubscribe?token=")
+      assert.notInclude(body, "{{")
+    }
+    await fs.rm(out, { recursive: true, force: true })
+  })
+})

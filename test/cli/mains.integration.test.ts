@@ -1,0 +1,104 @@
+import { execFileSync } from "node:child_process"
+import { assert, describe, it } from "@effect/vitest"
+import { run, start } from "../support/spawn.ts"
+
+const secrets = {
+  DATABASE_URL: "postgres://kaiwa:db-password-SECRET-1@127.0.0.1:9/kaiwa",
+  RESEND_API_KEY: "re_SECRET_resend_key_2",
+  UNSUBSCRIBE_SECRET: "unsubscribe-SECRET-value-3-long-enough",
+  CRON_SECRET: "cron-SECRET-value-4-that-is-longer-than-32-characters"
+}
+const liveEnv = { ...secrets, MAIL_FROM: "Kaiwa <hello@example.com>", APP_URL: "https://kaiwa.example" }
+const secretValues = [...Object.values(secrets), "db-password-SECRET-1"]
+
+const assertNoSecret = (output: string) => {
+  for (const s of secretValues) assert.notInclude(output, s, "a configured secret reached the output")
+}
+
+describe("compiled mains", () => {
+  it("live mode without DATABASE_URL exits 2 naming the variable", async () => {
+    const { DATABASE_URL: _, ...env } = liveEnv
+    const r = await run("dist/send-reminders.js", [], env)
+    assert.strictEqual(r.code, 2)
+    assert.include(r.stderr, "DATABASE_URL")
+    assertNoSecret(r.stdout + r.stderr)
+  })
+
+  it("live mode without RESEND_API_KEY exits 2 naming the variable, and never prints the database password", async () => {
+    const { RESEND_API_KEY: _, ...env } = liveEnv
+    const r = await run("dist/send-founder-emails.js", [], env)
+    assert.strictEqual(r.code, 2)
+    assert.include(r.stderr, "RESEND_API_KEY")
+    assertNoSecret(r.stdout + r.stderr)
+  })
+
+  it("an unreachable database exits 1 with a message that says so, and no secret in any output", async () => {
+    const r = await run("dist/send-reminders.js", [], liveEnv)
+    assert.strictEqual(r.code, 1)
+    assert.include(r.stdout + r.stderr, "unreachable")
+    assertNoSecret(r.stdout + r.stderr)
+  })
+
+  it("a malformed setting exits 2 naming it without echoing the value", async () => {
+    const r = await run("dist/send-reminders.js", [], { ...liveEnv, REMINDER_LOCAL_TIME: "25:99", MIN_HOURS_BETWEEN_EMAILS: "x" })
+    assert.strictEqual(r.code, 2)
+    assert.include(r.stderr, "REMINDER_LOCAL_TIME")
+    assert.notInclude(r.stderr, "25:99")
+  })
+
+  it("bad usage exits 2: an unknown flag, a bad --now, an unknown job", async () => {
+    const flag = await run("dist/send-reminders.js", ["--bogus"])
+    assert.strictEqual(flag.code, 2)
+    const now = await run("dist/send-reminders.js", ["--dry-run", "--now", "yesterday"])
+    assert.strictEqual(now.code, 2)
+    assert.include(now.stderr, "--now")
+    const job = await run("dist/cli.js", ["run", "send-everything"])
+    assert.strictEqual(job.code, 2)
+    assert.include(job.stderr, "practice-reminders")
+  })
+
+  it("a dry run with no DATABASE_URL uses an embedded server, completes with the seed's lines and exits 0", async () => {
+    const r = await run("dist/send-reminders.js", ["--dry-run", "--now", "2026-03-10T10:00:00Z"])
+    assert.strictEqual(r.code, 0, r.stderr)
+    assert.include(r.stdout, "🎉 Reminder process completed!")
+    assert.match(r.stdout, /📊 Stats: 0 sent, 0 failed/)
+    assert.include(r.stdout, "2026-03-10T10:00:00.000Z")
+  })
+
+  it("JSON log lines on Fly (FLY_MACHINE_ID set), each carrying the job and run id", async () => {
+    const r = await run("dist/send-founder-emails.js", ["--dry-run"], { FLY_MACHINE_ID: "e784079b449483" })
+    assert.strictEqual(r.code, 0, r.stderr)
+    const lines = r.stdout.trim().split("\n").filter((l) => l.startsWith("{"))
+    assert.isAtLeast(lines.length, 3)
+    const stats = lines.map((l) => JSON.parse(l)).find((l) => String(l.message).includes("📊 Stats: Day1="))
+    assert.isDefined(stats)
+    assert.strictEqual(stats.annotations.job, "founder-emails")
+    assert.isString(stats.annotations.runId)
+  })
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    it(`${signal} during a run stops the embedded PostgreSQL: no server outlives the process`, async () => {
+      let postmaster: number | undefined
+      const { child, done } = start("dist/send-reminders.js", ["--dry-run"], {}, (out, proc) => {
+        if (postmaster === undefined && out.includes("▶")) {
+          // The embedded server is a child of the main; find it before interrupting.
+          const pids = execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(proc.pid)]).toString()
+          postmaster = Number(pids.split("\n").find((l) => l.includes("postgres"))?.trim().split(/\s+/)[0])
+          proc.kill(signal)
+        }
+      })
+      const r = await done
+      assert.isDefined(postmaster, `no embedded server seen; stdout: ${r.stdout} stderr: ${r.stderr}`)
+      assert.isTrue(Number.isInteger(postmaster) && postmaster! > 0)
+      assert.isTrue(r.code === 130 || r.code === 0, `exit code ${r.code}`)
+      let alive = true
+      try {
+        process.kill(postmaster!, 0)
+      } catch {
+        alive = false
+      }
+      assert.isFalse(alive, `postgres ${postmaster} outlived the run`)
+      void child
+    })
+  }
+})
