@@ -25,6 +25,8 @@ export interface Candidate {
   readonly data: unknown
   readonly expires_at: Date
   readonly skip_reason: string | null
+  /** The user's `timezone` is set but unknown, so DEFAULT_TIMEZONE was used: served, but reported as bad data. */
+  readonly unknown_timezone: boolean
 }
 
 /** What planning a tick did. */
@@ -82,6 +84,9 @@ export interface RunRow {
 
 /** Reasons that mean the app's data is bad, reported by user id. */
 export const BAD_ROW_REASONS: ReadonlySet<string> = new Set(["invalid_email"])
+
+/** Bad data that does not stop a user being served (reported by id all the same). */
+export const BAD_ROW_NOTES: ReadonlyArray<"unknown_timezone"> = ["unknown_timezone"]
 
 // Any constant works; it only has to be the same for every job so enqueues of different jobs serialise.
 const ENQUEUE_LOCK = 0x6b6a6f62
@@ -218,13 +223,17 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
         SELECT 'enqueued' AS reason, count(*)::int AS n, NULL::text[] AS ids FROM ins
         UNION ALL
         SELECT skip_reason, count(*)::int, (array_agg(user_id ORDER BY user_id))[1:100]
-        FROM sel WHERE skip_reason IS NOT NULL GROUP BY skip_reason`
+        FROM sel WHERE skip_reason IS NOT NULL GROUP BY skip_reason
+        UNION ALL
+        SELECT 'note:unknown_timezone', count(*)::int, (array_agg(user_id ORDER BY user_id))[1:100]
+        FROM sel WHERE unknown_timezone HAVING count(*) > 0`
     })).pipe(Effect.mapError(toDatabaseError("planning failed")))
     let enqueued = 0
     const skipped: Record<string, number> = {}
     const skippedIds: Record<string, ReadonlyArray<string>> = {}
     for (const row of rows) {
       if (row.reason === "enqueued") enqueued = row.n
+      else if (row.reason.startsWith("note:")) skippedIds[row.reason.slice(5)] = row.ids ?? []
       else {
         skipped[row.reason] = row.n
         if (BAD_ROW_REASONS.has(row.reason)) skippedIds[row.reason] = row.ids ?? []

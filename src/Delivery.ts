@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto"
 import { Clock, Duration, Effect, Fiber, Option } from "effect"
 import { JobsConfig } from "./Config.ts"
-import { type Candidate, type ClaimedBatch, type ClaimedDelivery, Database, type DeliveryOutcome } from "./Database.ts"
+import { BAD_ROW_REASONS, type Candidate, type ClaimedBatch, type ClaimedDelivery, Database, type DeliveryOutcome } from "./Database.ts"
 import { MAX_BATCH, type Batch, Mailer, type MailerError, type OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
 import type { Statement } from "effect/sql"
@@ -85,10 +85,11 @@ const dryRun = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) 
   const sent: Record<string, number> = {}
   const due: Array<Candidate> = []
   for (const c of candidates) {
+    if (c.unknown_timezone) (badRows["unknown_timezone"] ??= []).push(c.user_id)
     if (c.skip_reason === null) due.push(c)
     else {
       add(skipped, c.skip_reason)
-      if (c.skip_reason === "invalid_email") (badRows[c.skip_reason] ??= []).push(c.user_id)
+      if (BAD_ROW_REASONS.has(c.skip_reason)) (badRows[c.skip_reason] ??= []).push(c.user_id)
     }
   }
   let failed = 0
@@ -121,7 +122,8 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
   const swept = yield* db.sweep({ job: ctx.job, list: spec.list, now: yield* now })
   for (const [reason, n] of Object.entries(swept)) add(skipped, reason, n)
   for (const [reason, ids] of Object.entries(planned.skippedIds)) {
-    yield* Effect.logWarning(`${reason}: ${ids.length} user(s) skipped for bad data`).pipe(
+    const what = reason === "unknown_timezone" ? `served in ${config.defaultTimezone}` : "skipped"
+    yield* Effect.logWarning(`bad data (${reason}): ${skipped[reason] ?? ids.length} user(s) ${what}`).pipe(
       Effect.annotateLogs({ reason, userIds: ids.join(",") })
     )
   }

@@ -50,7 +50,8 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
       WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
       WHEN ${suppressed(sql, NAME)} THEN 'suppressed'
       WHEN ${capped(sql, asOf, config)} THEN 'cap'
-    END AS skip_reason
+    END AS skip_reason,
+    c.unknown_timezone
   FROM c`
 
 /** The template inputs stored on the ledger row. */
