@@ -1,0 +1,76 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, Redacted } from "effect"
+import { TestClock } from "effect/testing"
+import { founderEmails, practiceReminders, runJob } from "../../src/Job.ts"
+import { jobStatuses } from "../../src/Status.ts"
+import { run } from "../support/spawn.ts"
+import { freshDatabaseUrl } from "../support/TestDb.ts"
+import * as Layers from "../../src/Layers.ts"
+import { Layer } from "effect"
+
+const HOUR = 3_600_000
+const T0 = Date.parse("2026-03-10T10:00:00Z")
+
+// The database URL is kept so the compiled CLI can be pointed at the same database.
+let url: Redacted.Redacted<string> | undefined
+const stack = Layer.unwrap(Effect.map(freshDatabaseUrl, (u) => {
+  url = u
+  return Layers.test(u)
+}))
+
+describe("status", () => {
+  layer(stack, { excludeTestServices: true })((it) => {
+    it.effect("a job is OVERDUE when its last success is older than its interval plus grace, or it never succeeded", () =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(T0)
+        const never = yield* jobStatuses
+        assert.isTrue(never.every((s) => s.overdue && s.lastRun === null))
+
+        yield* runJob(practiceReminders)
+        yield* runJob(founderEmails)
+        const fresh = yield* jobStatuses
+        assert.isTrue(fresh.every((s) => !s.overdue && s.lastRun?.outcome === "succeeded"))
+
+        yield* TestClock.setTime(T0 + 4 * HOUR)
+        const late = yield* jobStatuses
+        assert.isTrue(late.every((s) => s.overdue))
+      }).pipe(Effect.provide(TestClock.layer())))
+
+    it.effect("`kaiwa-jobs status` prints each job's last run and exits 1 when any job is overdue", () =>
+      Effect.gen(function*() {
+        const env = { DATABASE_URL: Redacted.value(url!) }
+        // The runs above are recorded as of 2026-03-10, so as of today both jobs are overdue.
+        const overdue = yield* Effect.promise(() => run("dist/cli.js", ["status"], env))
+        assert.strictEqual(overdue.code, 1)
+        assert.match(overdue.stdout, /OVERDUE practice-reminders/)
+        assert.match(overdue.stdout, /OVERDUE founder-emails/)
+        assert.include(overdue.stdout, "succeeded")
+        assert.notInclude(overdue.stdout + overdue.stderr, Redacted.value(url!))
+
+        // A fresh run of each job (as of now) makes them current: exit 0.
+        const json = yield* Effect.promise(() => run("dist/cli.js", ["status", "--json"], env))
+        assert.strictEqual(JSON.parse(json.stdout).length, 2)
+        yield* runJob(practiceReminders)
+        yield* runJob(founderEmails)
+        const ok = yield* Effect.promise(() => run("dist/cli.js", ["status"], env))
+        assert.strictEqual(ok.code, 0, ok.stdout + ok.stderr)
+        assert.match(ok.stdout, /ok\s+practice-reminders/)
+      }))
+  })
+})
+
+describe("cli usage", () => {
+  layer(Layer.empty)((it) => {
+    it.effect("every command has --help, exiting 0", () =>
+      Effect.gen(function*() {
+        for (const cmd of ["list", "run", "status", "migrate", "preview"]) {
+          const r = yield* Effect.promise(() => run("dist/cli.js", [cmd, "--help"]))
+          assert.strictEqual(r.code, 0, `${cmd} --help: ${r.stderr}`)
+          assert.include(r.stdout, "USAGE")
+        }
+        const top = yield* Effect.promise(() => run("dist/cli.js", ["--help"]))
+        assert.strictEqual(top.code, 0)
+        for (const cmd of ["list", "run", "status", "migrate", "preview"]) assert.include(top.stdout, cmd)
+      }))
+  })
+})
