@@ -23,22 +23,30 @@ export const WINDOW_MINUTES = 12 * 60
 /** The set of candidates at `asOf`: due ones have a null skip_reason. */
 export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => sql<Candidate>`
   WITH c0 AS (
-    SELECT u.*, (${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${config.reminderLocalTime}) AS shifted
+    SELECT u.*, ((${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${config.reminderLocalTime})) AS shifted
     FROM (${usersAt(sql, config)}) u
     WHERE u.created_at <= ${asOf}::timestamptz - interval '24 hours'
   ),
+  -- Cheap filters first (the window, and no reminder yet for this local date), so the per-user session
+  -- lookup below runs only for users who could still be due.
+  c1 AS (
+    SELECT c0.*, c0.shifted::date AS local_date FROM c0
+    WHERE c0.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0)
+      AND NOT EXISTS (
+        SELECT 1 FROM kaiwa_jobs.deliveries d
+        WHERE d.job = ${NAME} AND d.user_id = c0.user_id AND d.dedupe_key = c0.shifted::date::text)
+  ),
   c AS (
-    SELECT c0.*, c0.shifted::date AS local_date, last.start_time AS last_start, last.language AS last_language
-    FROM c0
+    SELECT c1.*, last.start_time AS last_start, last.language AS last_language
+    FROM c1
     LEFT JOIN LATERAL (
       SELECT s.start_time, s.language FROM conversation_sessions s
-      WHERE s.user_id = c0.user_id AND s.start_time <= ${asOf}
+      WHERE s.user_id = c1.user_id AND s.start_time <= ${asOf}
       ORDER BY s.start_time DESC LIMIT 1
     ) last ON true
-    WHERE c0.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0)
-      AND (last.start_time IS NULL OR last.start_time <= ${asOf}::timestamptz - interval '24 hours')
+    WHERE (last.start_time IS NULL OR last.start_time <= ${asOf}::timestamptz - interval '24 hours')
       -- still in the founder sequence: never practised, signed up less than 96 h ago, founder emails not refused
-      AND NOT (last.start_time IS NULL AND c0.created_at > ${asOf}::timestamptz - interval '96 hours' AND c0.founder_opt_in)
+      AND NOT (last.start_time IS NULL AND c1.created_at > ${asOf}::timestamptz - interval '96 hours' AND c1.founder_opt_in)
   )
   SELECT c.user_id, c.email, c.local_date::text AS dedupe_key,
     jsonb_build_object(
@@ -57,10 +65,7 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
       WHEN ${capped(sql, asOf, config)} THEN 'cap'
     END AS skip_reason,
     c.unknown_timezone
-  FROM c
-  WHERE NOT EXISTS (
-    SELECT 1 FROM kaiwa_jobs.deliveries d
-    WHERE d.job = ${NAME} AND d.user_id = c.user_id AND d.dedupe_key = c.local_date::text)`
+  FROM c`
 
 /** The template inputs stored on the ledger row, so a resumed batch renders the same email. */
 export const ReminderData = Schema.Struct({
