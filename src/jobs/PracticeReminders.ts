@@ -12,7 +12,7 @@ import { type Recipient, RenderError } from "../Delivery.ts"
 import type { OutgoingEmail } from "../Mailer.ts"
 import { renderReminder } from "../emails/index.ts"
 import { makeToken, unsubscribeHeaders, unsubscribeUrl } from "../Unsubscribe.ts"
-import { capped, suppressed, usersAt, validEmail } from "./shared.ts"
+import { capped, suppressed, validEmail } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "practice-reminders"
@@ -22,19 +22,35 @@ export const WINDOW_MINUTES = 12 * 60
 
 /** The set of candidates at `asOf`: due ones have a null skip_reason. */
 export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => sql<Candidate>`
-  WITH c0 AS (
-    SELECT u.*, ((${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${config.reminderLocalTime})) AS shifted
-    FROM (${usersAt(sql, config)}) u
-    WHERE u.created_at <= ${asOf}::timestamptz - interval '24 hours'
+  WITH zones AS MATERIALIZED (
+    -- Local time is computed once per time zone, not once per user.
+    SELECT z.name, (${asOf}::timestamptz AT TIME ZONE z.name) - make_interval(mins => ${config.reminderLocalTime}) AS shifted
+    FROM pg_timezone_names z
   ),
-  -- Cheap filters first (the window, and no reminder yet for this local date), so the per-user session
-  -- lookup below runs only for users who could still be due.
+  -- Users who practised in the last 24 hours, and users who already have today's reminder: both read through
+  -- an index on time and joined by hash, so planning touches each user once whatever the population.
+  practised AS MATERIALIZED (
+    SELECT DISTINCT s.user_id FROM conversation_sessions s
+    WHERE s.start_time > ${asOf}::timestamptz - interval '24 hours' AND s.start_time <= ${asOf}
+  ),
+  reminded AS MATERIALIZED (
+    SELECT d.user_id, d.dedupe_key FROM kaiwa_jobs.deliveries d
+    WHERE d.job = ${NAME} AND d.planned_at > ${asOf}::timestamptz - interval '3 days'
+  ),
   c1 AS (
-    SELECT c0.*, c0.shifted::date AS local_date FROM c0
-    WHERE c0.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0)
-      AND NOT EXISTS (
-        SELECT 1 FROM kaiwa_jobs.deliveries d
-        WHERE d.job = ${NAME} AND d.user_id = c0.user_id AND d.dedupe_key = c0.shifted::date::text)
+    SELECT u.id AS user_id, u.email, u.display_name, u.created_at, u.email_verified, w.name AS tz,
+      (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
+      coalesce(us.receive_practice_reminders, true) AS reminders_opt_in,
+      coalesce(us.receive_founder_emails, true) AS founder_opt_in,
+      w.shifted::date AS local_date
+    FROM users u
+    LEFT JOIN zones z ON z.name = u.timezone
+    JOIN zones w ON w.name = coalesce(z.name, ${config.defaultTimezone})
+    LEFT JOIN user_settings us ON us.user_id = u.id
+    WHERE w.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0)
+      AND u.created_at <= ${asOf}::timestamptz - interval '24 hours'
+      AND NOT EXISTS (SELECT 1 FROM practised p WHERE p.user_id = u.id)
+      AND NOT EXISTS (SELECT 1 FROM reminded r WHERE r.user_id = u.id AND r.dedupe_key = w.shifted::date::text)
   ),
   c AS (
     SELECT c1.*, last.start_time AS last_start, last.language AS last_language
@@ -44,9 +60,8 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
       WHERE s.user_id = c1.user_id AND s.start_time <= ${asOf}
       ORDER BY s.start_time DESC LIMIT 1
     ) last ON true
-    WHERE (last.start_time IS NULL OR last.start_time <= ${asOf}::timestamptz - interval '24 hours')
-      -- still in the founder sequence: never practised, signed up less than 96 h ago, founder emails not refused
-      AND NOT (last.start_time IS NULL AND c1.created_at > ${asOf}::timestamptz - interval '96 hours' AND c1.founder_opt_in)
+    -- still in the founder sequence: never practised, signed up less than 96 h ago, founder emails not refused
+    WHERE NOT (last.start_time IS NULL AND c1.created_at > ${asOf}::timestamptz - interval '96 hours' AND c1.founder_opt_in)
   )
   SELECT c.user_id, c.email, c.local_date::text AS dedupe_key,
     jsonb_build_object(

@@ -66,6 +66,7 @@ export const kaiwaJobs = Migrator.fromRecord({
     `CREATE INDEX deliveries_unbatched_idx ON kaiwa_jobs.deliveries (job, id) WHERE status = 'pending' AND batch_id IS NULL`,
     `CREATE INDEX deliveries_batch_idx ON kaiwa_jobs.deliveries (batch_id)`,
     `CREATE INDEX deliveries_user_recent_idx ON kaiwa_jobs.deliveries (user_id, planned_at DESC)`,
+    `CREATE INDEX deliveries_job_planned_idx ON kaiwa_jobs.deliveries (job, planned_at)`,
     // Suppressions apply to one list or, with list '*', to every list. Matched by user id and by address, so an
     // unsubscribe survives an address change and a bounce follows the address.
     `CREATE TABLE kaiwa_jobs.suppressions (
@@ -85,6 +86,7 @@ export const kaiwaJobs = Migrator.fromRecord({
 /** Indexes this library recommends for the app tables (also listed in the README). */
 export const recommendedAppIndexes: ReadonlyArray<string> = [
   `CREATE INDEX IF NOT EXISTS conversation_sessions_user_start_idx ON conversation_sessions (user_id, start_time DESC)`,
+  `CREATE INDEX IF NOT EXISTS conversation_sessions_start_idx ON conversation_sessions (start_time)`,
   `CREATE INDEX IF NOT EXISTS users_created_at_idx ON users (created_at)`
 ]
 
