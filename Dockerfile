@@ -1,0 +1,30 @@
+# kaiwa-jobs image: the web process (`kaiwa-jobs serve`), the release command (`kaiwa-jobs migrate`) and the cron
+# machines (`node dist/send-reminders.js`, `node dist/send-founder-emails.js`) all run this one image.
+
+# Build stage: the full install (dev dependencies included), the project's own build, then the dev dependencies
+# dropped so that node_modules can be copied as is.
+FROM node:24-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# The lock file also pins `node` (Node 24 from npm, so that npm scripts use Node 24 on machines whose system Node is
+# older): its install script fetches that binary from the npm registry, which a Docker build reaches like any other
+# package. package.json's allowScripts names the packages whose install scripts may run.
+RUN npm ci --no-audit --no-fund
+COPY . .
+# Exactly the build the test suite exercises: `npm run build` (esbuild bundles src/ and scripts/ into dist/,
+# dependencies kept external).
+RUN npm run build
+RUN npm prune --omit=dev --no-audit --no-fund
+
+# Runtime stage: production dependencies, the bundle and package.json (its "type": "module" makes dist/*.js ESM).
+FROM node:24-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# Files stay owned by root and read-only to the process, which runs as the image's unprivileged `node` user.
+USER node
+EXPOSE 8080
+# The web process. Fly's [processes] and the cron machines' own commands override it.
+CMD ["node", "dist/cli.js", "serve"]
