@@ -12,7 +12,7 @@ import { type Recipient, RenderError } from "../Delivery.ts"
 import type { OutgoingEmail } from "../Mailer.ts"
 import { renderFounder } from "../emails/index.ts"
 import { makeToken, unsubscribeHeaders, unsubscribeUrl } from "../Unsubscribe.ts"
-import { capped, suppressed, usersAt, validEmail } from "./shared.ts"
+import { capJoin, suppressed, usersAt, validEmail } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "founder-emails"
@@ -49,10 +49,11 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
       WHEN NOT c.founder_opt_in THEN 'opted_out'
       WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
       WHEN ${suppressed(sql, NAME)} THEN 'suppressed'
-      WHEN ${capped(sql, asOf, config)} THEN 'cap'
+      WHEN cap.hit THEN 'cap'
     END AS skip_reason,
     c.unknown_timezone
-  FROM c`
+  FROM c
+  ${capJoin(sql, asOf, config)}`
 
 /** The template inputs stored on the ledger row. */
 export const FounderData = Schema.Struct({

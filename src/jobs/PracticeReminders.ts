@@ -12,7 +12,7 @@ import { type Recipient, RenderError } from "../Delivery.ts"
 import type { OutgoingEmail } from "../Mailer.ts"
 import { renderReminder } from "../emails/index.ts"
 import { makeToken, unsubscribeHeaders, unsubscribeUrl } from "../Unsubscribe.ts"
-import { capped, suppressed, validEmail } from "./shared.ts"
+import { capJoin, suppressed, validEmail } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "practice-reminders"
@@ -22,35 +22,34 @@ export const WINDOW_MINUTES = 12 * 60
 
 /** The set of candidates at `asOf`: due ones have a null skip_reason. */
 export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => sql<Candidate>`
-  WITH zones AS MATERIALIZED (
-    -- Local time is computed once per time zone, not once per user.
-    SELECT z.name, (${asOf}::timestamptz AT TIME ZONE z.name) - make_interval(mins => ${config.reminderLocalTime}) AS shifted
-    FROM pg_timezone_names z
-  ),
-  -- Users who practised in the last 24 hours, and users who already have today's reminder: both read through
-  -- an index on time and joined by hash, so planning touches each user once whatever the population.
-  practised AS MATERIALIZED (
-    SELECT DISTINCT s.user_id FROM conversation_sessions s
-    WHERE s.start_time > ${asOf}::timestamptz - interval '24 hours' AND s.start_time <= ${asOf}
-  ),
-  reminded AS MATERIALIZED (
-    SELECT d.user_id, d.dedupe_key FROM kaiwa_jobs.deliveries d
-    WHERE d.job = ${NAME} AND d.planned_at > ${asOf}::timestamptz - interval '3 days'
+  WITH zones AS NOT MATERIALIZED (
+    -- Everything that depends on local time is computed once per time zone, not once per user: whether the
+    -- window is open, the local date it opened on (the dedupe key), and the instant it closes.
+    SELECT z.name, x.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0) AS in_window,
+      x.shifted::date::text AS local_day,
+      (x.shifted::date + make_interval(mins => ${config.reminderLocalTime + WINDOW_MINUTES})) AT TIME ZONE z.name AS window_end
+    FROM pg_timezone_names z,
+      LATERAL (SELECT (${asOf}::timestamptz AT TIME ZONE z.name) - make_interval(mins => ${config.reminderLocalTime}) AS shifted) x
   ),
   c1 AS (
     SELECT u.id AS user_id, u.email, u.display_name, u.created_at, u.email_verified, w.name AS tz,
       (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
       coalesce(us.receive_practice_reminders, true) AS reminders_opt_in,
       coalesce(us.receive_founder_emails, true) AS founder_opt_in,
-      w.shifted::date AS local_date
+      w.local_day, w.window_end
     FROM users u
     LEFT JOIN zones z ON z.name = u.timezone
     JOIN zones w ON w.name = coalesce(z.name, ${config.defaultTimezone})
     LEFT JOIN user_settings us ON us.user_id = u.id
-    WHERE w.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0)
+    WHERE w.in_window
       AND u.created_at <= ${asOf}::timestamptz - interval '24 hours'
-      AND NOT EXISTS (SELECT 1 FROM practised p WHERE p.user_id = u.id)
-      AND NOT EXISTS (SELECT 1 FROM reminded r WHERE r.user_id = u.id AND r.dedupe_key = w.shifted::date::text)
+      AND NOT EXISTS (
+        SELECT 1 FROM conversation_sessions s
+        WHERE s.user_id = u.id AND s.start_time > ${asOf}::timestamptz - interval '24 hours' AND s.start_time <= ${asOf})
+      AND NOT EXISTS (
+        SELECT 1 FROM kaiwa_jobs.deliveries d
+        WHERE d.job = ${NAME} AND d.user_id = u.id AND d.dedupe_key = w.local_day
+          AND d.planned_at > ${asOf}::timestamptz - interval '3 days')
   ),
   c AS (
     SELECT c1.*, last.start_time AS last_start, last.language AS last_language
@@ -63,24 +62,25 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
     -- still in the founder sequence: never practised, signed up less than 96 h ago, founder emails not refused
     WHERE NOT (last.start_time IS NULL AND c1.created_at > ${asOf}::timestamptz - interval '96 hours' AND c1.founder_opt_in)
   )
-  SELECT c.user_id, c.email, c.local_date::text AS dedupe_key,
+  SELECT c.user_id, c.email, c.local_day AS dedupe_key,
     jsonb_build_object(
       'displayName', c.display_name,
       'language', c.last_language,
       'daysSince', CASE WHEN c.last_start IS NULL THEN NULL
         ELSE floor(extract(epoch FROM ${asOf}::timestamptz - c.last_start) / 86400)::int END,
-      'localDate', c.local_date::text
+      'localDate', c.local_day
     ) AS data,
-    (c.local_date + make_interval(mins => ${config.reminderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz AS expires_at,
+    c.window_end AS expires_at,
     CASE
       WHEN c.email_verified IS NULL THEN 'unverified'
       WHEN NOT c.reminders_opt_in THEN 'opted_out'
       WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
       WHEN ${suppressed(sql, NAME)} THEN 'suppressed'
-      WHEN ${capped(sql, asOf, config)} THEN 'cap'
+      WHEN cap.hit THEN 'cap'
     END AS skip_reason,
     c.unknown_timezone
-  FROM c`
+  FROM c
+  ${capJoin(sql, asOf, config)}`
 
 /** The template inputs stored on the ledger row, so a resumed batch renders the same email. */
 export const ReminderData = Schema.Struct({

@@ -26,8 +26,15 @@ export const suppressed = (sql: SqlClient.SqlClient, list: string) => sql`(
   EXISTS (SELECT 1 FROM kaiwa_jobs.suppressions s WHERE s.user_id = c.user_id AND s.list IN ('*', ${list}))
   OR EXISTS (SELECT 1 FROM kaiwa_jobs.suppressions s WHERE lower(s.email) = lower(c.email) AND s.list IN ('*', ${list})))`
 
-/** The user got (or is about to get) an email from this library less than MIN_HOURS_BETWEEN_EMAILS before `asOf`. */
-export const capped = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => sql`
-  EXISTS (SELECT 1 FROM kaiwa_jobs.deliveries d
+/**
+ * A LATERAL join exposing `cap.hit` when the user got (or is about to get) an email from this library less than
+ * MIN_HOURS_BETWEEN_EMAILS before `asOf`. LIMIT 1 keeps it a per-candidate index probe on
+ * deliveries_user_recent_idx instead of a scan of the whole ledger.
+ */
+export const capJoin = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => sql`
+  LEFT JOIN LATERAL (
+    SELECT true AS hit FROM kaiwa_jobs.deliveries d
     WHERE d.user_id = c.user_id AND d.status IN ('pending', 'sent')
-      AND coalesce(d.sent_at, d.planned_at) > ${asOf}::timestamptz - make_interval(secs => ${config.minHoursBetweenEmails * 3600}))`
+      AND coalesce(d.sent_at, d.planned_at) > ${asOf}::timestamptz - make_interval(secs => ${config.minHoursBetweenEmails * 3600})
+    LIMIT 1
+  ) cap ON true`
