@@ -47,7 +47,7 @@ export const selection = () =>
         const [compiled, params] = reminders.compile()
         const plan = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${compiled}`, params)
         const planText = plan.map((r) => r["QUERY PLAN"]).join("\n")
-        const indexes = [...new Set([...planText.matchAll(/Index (?:Only )?Scan(?: Backward)? using (\S+)/g)].map((m) => m[1]!))]
+        const indexes = [...new Set([...planText.matchAll(/(?:Index (?:Only )?Scan(?: Backward)? using|Bitmap Index Scan on) (\S+)/g)].map((m) => m[1]!))]
         return {
           label,
           timedOut: false as const,
