@@ -10,9 +10,18 @@
  * Several processes can drain the same job at once; they share the work through the claims.
  */
 import { randomUUID } from "node:crypto"
-import { Clock, Duration, Effect, Fiber, Option } from "effect"
+import { Clock, Duration, Effect, Fiber, Option, Stream } from "effect"
 import { JobsConfig } from "./Config.ts"
-import { BAD_ROW_REASONS, type Candidate, type ClaimedBatch, type ClaimedDelivery, Database, type DeliveryOutcome } from "./Database.ts"
+import {
+  BAD_ROW_REASONS,
+  type Candidate,
+  type ClaimedBatch,
+  type ClaimedDelivery,
+  Database,
+  DatabaseError,
+  type DeliveryOutcome,
+  describeSqlCause
+} from "./Database.ts"
 import { MAX_BATCH, type Batch, Mailer, type MailerError, type OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
 import type { Statement } from "effect/sql"
@@ -76,37 +85,51 @@ export const deliver = Effect.fn("Delivery.deliver")(function*(ctx: RunContext, 
   return ctx.dryRun ? yield* dryRun(ctx, spec) : yield* live(ctx, spec)
 })
 
+// Streams the selection through a server-side cursor in groups of 100, so a dry run over a large population
+// holds one group at a time, like a live run.
 const dryRun = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
-  const db = yield* Database
   const mailer = yield* Mailer
-  const candidates = yield* db.selectCandidates(spec.selection)
   const skipped: Record<string, number> = {}
   const badRows: Record<string, Array<string>> = {}
   const sent: Record<string, number> = {}
-  const due: Array<Candidate> = []
-  for (const c of candidates) {
-    if (c.unknown_timezone) (badRows["unknown_timezone"] ??= []).push(c.user_id)
-    if (c.skip_reason === null) due.push(c)
-    else {
-      add(skipped, c.skip_reason)
-      if (BAD_ROW_REASONS.has(c.skip_reason)) (badRows[c.skip_reason] ??= []).push(c.user_id)
-    }
-  }
+  let due = 0
   let failed = 0
-  for (let i = 0; i < due.length; i += MAX_BATCH) {
-    const chunk = due.slice(i, i + MAX_BATCH)
-    const rendered = yield* Effect.forEach(chunk, (c) => Effect.result(spec.render(c)))
-    const emails: Array<OutgoingEmail> = []
-    rendered.forEach((r, j) => {
-      if (r._tag === "Success") {
-        emails.push(r.success)
-        add(sent, spec.group(chunk[j]!))
-      } else failed++
-    })
-    // The dry-run mailer prints; nothing here writes.
-    yield* mailer.send({ idempotencyKey: `dry-run-${ctx.runId}-${i}`, emails }).pipe(Effect.ignore)
+  let group = 0
+  const note = (reason: string, userId: string) => {
+    const ids = (badRows[reason] ??= [])
+    if (ids.length < 100) ids.push(userId)
   }
-  return { due: due.length, skipped, badRows, sent, failed, pending: 0, fatal: undefined } satisfies DeliveryReport
+  yield* spec.selection.stream.pipe(
+    Stream.grouped(MAX_BATCH),
+    Stream.runForEach((candidates) =>
+      Effect.gen(function*() {
+        const chunk: Array<Candidate> = []
+        for (const c of candidates) {
+          if (c.unknown_timezone) note("unknown_timezone", c.user_id)
+          if (c.skip_reason === null) chunk.push(c)
+          else {
+            add(skipped, c.skip_reason)
+            if (BAD_ROW_REASONS.has(c.skip_reason)) note(c.skip_reason, c.user_id)
+          }
+        }
+        due += chunk.length
+        const rendered = yield* Effect.forEach(chunk, (c) => Effect.result(spec.render(c)))
+        const emails: Array<OutgoingEmail> = []
+        rendered.forEach((r, j) => {
+          if (r._tag === "Success") {
+            emails.push(r.success)
+            add(sent, spec.group(chunk[j]!))
+          } else failed++
+        })
+        // The dry-run mailer prints; nothing here writes.
+        if (emails.length > 0) {
+          yield* mailer.send({ idempotencyKey: `dry-run-${ctx.runId}-${group++}`, emails }).pipe(Effect.ignore)
+        }
+      })
+    ),
+    Effect.mapError((e) => new DatabaseError({ message: `selecting candidates failed: ${describeSqlCause(e)}` }))
+  )
+  return { due, skipped, badRows, sent, failed, pending: 0, fatal: undefined } satisfies DeliveryReport
 })
 
 const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
