@@ -108,7 +108,6 @@ export const describeSqlCause = (cause: unknown): string => {
 /** The runner's view of PostgreSQL. */
 export class Database extends Context.Service<Database, {
   readonly sql: SqlClient.SqlClient
-  readonly selectCandidates: (selection: Statement.Statement<Candidate>) => Effect.Effect<ReadonlyArray<Candidate>, DatabaseError>
   readonly enqueue: (args: {
     readonly job: string
     readonly runId: string
@@ -197,9 +196,6 @@ export const pgLayer = (url: Redacted.Redacted<string>) =>
   )
 
 function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
-  const selectCandidates = (selection: Statement.Statement<Candidate>) =>
-    selection.pipe(Effect.mapError(toDatabaseError("selecting candidates failed")))
-
   const enqueue = Effect.fn("Database.enqueue")(function*(args: {
     readonly job: string
     readonly runId: string
@@ -421,7 +417,6 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
 
   return Database.of({
     sql,
-    selectCandidates,
     enqueue,
     sweep,
     claimBatch,
