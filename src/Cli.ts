@@ -7,7 +7,7 @@
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, type Config, Console, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Clock, type Config, Console, Effect, Exit, Layer, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { InvalidConfig, JobsConfig } from "./Config.ts"
 import { Database, DatabaseError, describeSqlCause } from "./Database.ts"
@@ -184,13 +184,42 @@ const preview = Command.make(
     })
 ).pipe(Command.withDescription("Render every template variant of a job to HTML files for a person to look at"))
 
+const unsubscribe = Command.make(
+  "unsubscribe",
+  {
+    user: Flag.String("user").pipe(Flag.withDescription("The user's id (users.id)"), Flag.optional),
+    email: Flag.String("email").pipe(Flag.withDescription("An address, whoever it belongs to"), Flag.optional),
+    list: Flag.Literals("list", ["all", ...jobNames]).pipe(
+      Flag.withDescription("The list to stop (default: every list)"),
+      Flag.withDefault("all")
+    ),
+    local: localFlag
+  },
+  ({ email, list, local, user }) =>
+    Effect.gen(function*() {
+      if (Option.isNone(user) && Option.isNone(email)) {
+        return yield* new UsageError({ message: "unsubscribe needs --user ID or --email ADDRESS" })
+      }
+      const db = yield* Database
+      const now = new Date(yield* Clock.currentTimeMillis)
+      const added = yield* db.suppress({
+        userId: Option.getOrNull(user),
+        email: Option.getOrNull(email),
+        list: list === "all" ? "*" : list,
+        reason: "unsubscribed",
+        now
+      })
+      yield* Console.log(added ? `suppressed (${list})` : `already suppressed (${list})`)
+    }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
+).pipe(Command.withDescription("Record an unsubscribe by hand (a request that arrived by email, say)"))
+
 /** A Fly main: `run <job>` with the job fixed, the same flags, the same exit codes. */
 export const jobMain = (name: string) =>
   Command.make(name, { dryRun: dryRunFlag, now: nowFlag, local: localFlag }, ({ dryRun, local, now }) =>
     runCommand(name, { dryRun, local, now })).pipe(Command.withDescription(`Run ${name} once (live unless --dry-run or --local)`))
 
 /** The root command (without `serve`, which `Cli.ts` consumers add with the HTTP server). */
-export const commands = [list, run, status, migrate, preview] as const
+export const commands = [list, run, status, migrate, preview, unsubscribe] as const
 
 /** Maps any failure to an exit code, printing a one-line explanation without secrets. */
 export const exitCodeFor = (cause: Cause.Cause<unknown>): Effect.Effect<number> => {

@@ -6,7 +6,9 @@ import { jobStatuses } from "../../src/Status.ts"
 import { run } from "../support/spawn.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
 import * as Layers from "../../src/Layers.ts"
-import { Layer } from "effect"
+import { Layer, Ref } from "effect"
+import { MailerTestRef } from "../../src/Mailer.ts"
+import { insertUsers } from "../support/TestDb.ts"
 
 const HOUR = 3_600_000
 const T0 = Date.parse("2026-03-10T10:00:00Z")
@@ -59,11 +61,37 @@ describe("status", () => {
   })
 })
 
+describe("unsubscribe by hand", () => {
+  layer(stack, { excludeTestServices: true })((it) => {
+    it.effect("`kaiwa-jobs unsubscribe --user` stops that list for the user; other users and lists go on", () =>
+      Effect.gen(function*() {
+        const at = Date.parse("2026-03-10T10:00:00Z")
+        yield* insertUsers([
+          { id: "hand-1", createdAt: new Date(at - 30 * 24 * HOUR) },
+          { id: "hand-2", createdAt: new Date(at - 30 * 24 * HOUR) }
+        ])
+        const env = { DATABASE_URL: Redacted.value(url!) }
+        const r = yield* Effect.promise(() => run("dist/cli.js", ["unsubscribe", "--user", "hand-1", "--list", "practice-reminders"], env))
+        assert.strictEqual(r.code, 0, r.stderr)
+        const again = yield* Effect.promise(() => run("dist/cli.js", ["unsubscribe", "--user", "hand-1", "--list", "practice-reminders"], env))
+        assert.include(again.stdout, "already suppressed")
+        const missing = yield* Effect.promise(() => run("dist/cli.js", ["unsubscribe"], env))
+        assert.strictEqual(missing.code, 2)
+        yield* TestClock.setTime(at)
+        const before = (yield* Ref.get(yield* MailerTestRef)).length
+        const report = yield* runJob(practiceReminders)
+        const sent = (yield* Ref.get(yield* MailerTestRef)).slice(before).map((e) => e.to)
+        assert.deepStrictEqual(sent, ["hand-2@example.com"])
+        assert.strictEqual(report.stats?.skipped["suppressed"], 1)
+      }).pipe(Effect.provide(TestClock.layer())))
+  })
+})
+
 describe("cli usage", () => {
   layer(Layer.empty)((it) => {
     it.effect("every command has --help, exiting 0", () =>
       Effect.gen(function*() {
-        for (const cmd of ["list", "run", "status", "migrate", "preview"]) {
+        for (const cmd of ["list", "run", "status", "migrate", "preview", "unsubscribe"]) {
           const r = yield* Effect.promise(() => run("dist/cli.js", [cmd, "--help"]))
           assert.strictEqual(r.code, 0, `${cmd} --help: ${r.stderr}`)
           assert.include(r.stdout, "USAGE")
