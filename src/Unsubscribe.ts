@@ -10,7 +10,9 @@
  * constant time) before the payload is even parsed.
  */
 import { createHmac, timingSafeEqual } from "node:crypto"
-import { Option, Redacted, Schema } from "effect"
+import { Clock, Effect, Option, Redacted, Schema } from "effect"
+import { JobsConfig } from "./Config.ts"
+import { Database } from "./Database.ts"
 
 /** The mailing lists a user can leave; one per job. */
 export const UnsubscribeList = Schema.Literals(["practice-reminders", "founder-emails"])
@@ -73,4 +75,34 @@ export const unsubscribeUrl = (appUrl: string, token: string): string =>
 export const unsubscribeHeaders = (url: string): Readonly<Record<string, string>> => ({
   "List-Unsubscribe": `<${url}>`,
   "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"
+})
+
+/** A token that does not verify: nothing was recorded. */
+export class InvalidUnsubscribeToken extends Schema.TaggedError<InvalidUnsubscribeToken>()("InvalidUnsubscribeToken", {
+  message: Schema.String
+}) {}
+
+/**
+ * Verifies a token and records the suppression it asks for (idempotent: a second use changes nothing and still
+ * succeeds). A forged, truncated or garbled token fails with `InvalidUnsubscribeToken` and writes nothing.
+ */
+export const confirm = Effect.fn("Unsubscribe.confirm")(function*(token: string) {
+  const config = yield* JobsConfig
+  const db = yield* Database
+  const claim = verifyToken(config.unsubscribeSecret, token)
+  if (Option.isNone(claim)) {
+    return yield* new InvalidUnsubscribeToken({ message: "this unsubscribe link is not valid" })
+  }
+  const now = new Date(yield* Clock.currentTimeMillis)
+  const recorded = yield* db.suppress({
+    userId: claim.value.userId,
+    email: null,
+    list: claim.value.list,
+    reason: "unsubscribed",
+    now
+  })
+  yield* Effect.logInfo(recorded ? "unsubscribe recorded" : "unsubscribe already recorded").pipe(
+    Effect.annotateLogs({ list: claim.value.list })
+  )
+  return { ...claim.value, recorded }
 })
