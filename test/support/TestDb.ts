@@ -3,7 +3,7 @@
  * fixture, plus helpers that insert app rows (users, settings, sessions) the way the Kaiwa web app would.
  */
 import { randomBytes } from "node:crypto"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, Redacted, References } from "effect"
 import { SqlClient } from "effect/sql"
 import { inject } from "vitest"
 import { pgLayer } from "../../src/Database.ts"
@@ -26,8 +26,10 @@ export const freshDatabaseUrl = Effect.gen(function*() {
   return Redacted.make(url.toString())
 })
 
-/** The test mode stack on a fresh database. */
-export const testLayer = Layer.unwrap(Effect.map(freshDatabaseUrl, Layers.test))
+/** The test mode stack on a fresh database. Only warnings and errors are logged, to keep the output readable. */
+export const testLayer = Layer.unwrap(Effect.map(freshDatabaseUrl, Layers.test)).pipe(
+  Layer.provideMerge(Layer.succeed(References.MinimumLogLevel, "Warn"))
+)
 
 /** A user row of the app's `users` table (CONTRACT section 3), with settings and sessions. */
 export interface UserFixture {
