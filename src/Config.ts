@@ -31,6 +31,8 @@ export interface Settings {
   readonly founderLocalTime: LocalTime
   readonly minHoursBetweenEmails: number
   readonly resendRps: number
+  readonly resendBaseUrl: string
+  readonly resendTimeout: Duration.Duration
   readonly sendDeadline: Duration.Duration
   /** How long a claimed batch stays owned by one worker without a heartbeat (not in the contract; tests shorten it). */
   readonly leaseSeconds: number
@@ -129,6 +131,14 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
       "a number of hours, 0 or more"
     )
     const resendRps = yield* validated("RESEND_RPS", yield* withDefault("RESEND_RPS", "2"), positiveNumber, "a positive number")
+    const resendBaseUrl = (yield* withDefault("RESEND_BASE_URL", "https://api.resend.com")).replace(/\/+$/, "")
+    if (!isHttpUrl(resendBaseUrl)) return yield* fail("RESEND_BASE_URL", "must be an http(s) URL")
+    const resendTimeout = yield* validated(
+      "RESEND_TIMEOUT",
+      yield* withDefault("RESEND_TIMEOUT", "30s"),
+      (s) => Option.fromUndefinedOr(parseDuration(s)),
+      "a duration such as 30s"
+    )
     const sendDeadline = yield* validated(
       "SEND_DEADLINE",
       yield* withDefault("SEND_DEADLINE", "10 minutes"),
@@ -163,6 +173,8 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
       founderLocalTime,
       minHoursBetweenEmails,
       resendRps,
+      resendBaseUrl,
+      resendTimeout,
       sendDeadline,
       leaseSeconds,
       port,

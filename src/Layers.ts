@@ -9,15 +9,32 @@
  * | test     | embedded (per test file)    | in-memory | ledger, runs |
  */
 import { Clock, Duration, Effect, Layer, Option, Redacted } from "effect"
-import { JobsConfig } from "./Config.ts"
+import { InvalidConfig, JobsConfig } from "./Config.ts"
 import { Database, pgLayer } from "./Database.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { Mailer } from "./Mailer.ts"
 import * as ResendMailer from "./ResendMailer.ts"
 import { Telemetry } from "./Telemetry.ts"
 
+/** The Resend mailer on the validated settings (RESEND_API_KEY, RESEND_RPS, RESEND_TIMEOUT, RESEND_BASE_URL). */
+export const resendFromConfig = Layer.effect(
+  Mailer,
+  Effect.gen(function*() {
+    const config = yield* JobsConfig
+    if (Option.isNone(config.resendApiKey)) {
+      return yield* new InvalidConfig({ variable: "RESEND_API_KEY", message: "RESEND_API_KEY is required to send email" })
+    }
+    return yield* ResendMailer.make({
+      apiKey: config.resendApiKey.value,
+      rps: config.resendRps,
+      timeout: config.resendTimeout,
+      baseUrl: config.resendBaseUrl
+    })
+  })
+)
+
 /** Production on Fly: every required variable present (exit 2 otherwise), real database, Resend. */
-export const live = Layer.mergeAll(Database.layer, ResendMailer.layer, Telemetry.layerLog).pipe(
+export const live = Layer.mergeAll(Database.layer, resendFromConfig, Telemetry.layerLog).pipe(
   Layer.provideMerge(JobsConfig.layerLive)
 )
 
