@@ -20,7 +20,8 @@ export const productionNodeOptions = (): string => {
   return m[1]!
 }
 
-const seedDue = (url: Redacted.Redacted<string>, n: number, prefix: string) =>
+/** Inserts `n` learners due for a reminder at AT. */
+export const seedDue = (url: Redacted.Redacted<string>, n: number, prefix: string) =>
   sqlOn(url, (sql) => Effect.gen(function*() {
     yield* sql.unsafe(`
       INSERT INTO users (id, email, display_name, email_verified, created_at, timezone)
@@ -31,7 +32,7 @@ const seedDue = (url: Redacted.Redacted<string>, n: number, prefix: string) =>
   }))
 
 /** Runs `node dist/send-reminders.js` and samples its peak RSS (VmHWM) until it exits. */
-const runMain = (env: Record<string, string>) =>
+export const runCompiledMain = (env: Record<string, string>) =>
   new Promise<{ code: number | null; ms: number; peakRssMb: number; stderr: string }>((resolve) => {
     const t0 = performance.now()
     const child = spawn(process.execPath, ["dist/send-reminders.js", "--now", AT], {
@@ -74,7 +75,7 @@ export const memory = async () => {
       await seedDue(url, n, "m")
       const fake = await startFakeResend({ faults: { latencyMs: 0 } })
       try {
-        const r = await runMain(liveEnv(url, fake.url, fake.apiKey))
+        const r = await runCompiledMain(liveEnv(url, fake.url, fake.apiKey))
         if (r.code !== 0) throw new Error(`run of ${n} exited ${r.code}: ${r.stderr}`)
         runs.push({ n, peakRssMb: r.peakRssMb, seconds: Number((r.ms / 1000).toFixed(1)), accepted: fake.accepted.length })
         console.log(`  memory: ${n} deliveries, peak RSS ${r.peakRssMb} MB, ${(r.ms / 1000).toFixed(1)} s, ${fake.accepted.length} accepted`)
@@ -98,7 +99,7 @@ export const scaleOut = async () => {
       const fake = await startFakeResend({ faults: { latencyMs: 100 } })
       try {
         const t0 = performance.now()
-        const results = await Promise.all(Array.from({ length: workers }, () => runMain(liveEnv(url, fake.url, fake.apiKey))))
+        const results = await Promise.all(Array.from({ length: workers }, () => runCompiledMain(liveEnv(url, fake.url, fake.apiKey))))
         const seconds = (performance.now() - t0) / 1000
         const bad = results.filter((r) => r.code !== 0)
         if (bad.length > 0) throw new Error(`a worker exited ${bad[0]!.code}: ${bad[0]!.stderr}`)
