@@ -15,6 +15,7 @@ import type { EmbeddedPostgresError } from "./EmbeddedPostgres.ts"
 import type { Mailer } from "./Mailer.ts"
 import type { Telemetry } from "./Telemetry.ts"
 import { describeFailure, findJob, registry, runJob } from "./Job.ts"
+import * as Http from "./Http.ts"
 import * as Layers from "./Layers.ts"
 import * as Logging from "./Logging.ts"
 import { migrate as migrateLibrary } from "./migrations/index.ts"
@@ -213,13 +214,18 @@ const unsubscribe = Command.make(
     }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
 ).pipe(Command.withDescription("Record an unsubscribe by hand (a request that arrived by email, say)"))
 
+const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
+  Layer.launch(Http.layerServer.pipe(Layer.provide(local ? Layers.local(LOCAL_DIR) : Layers.live)))).pipe(
+    Command.withDescription("Serve /api/cron/*, /health and /unsubscribe on PORT (default 8080)")
+  )
+
 /** A Fly main: `run <job>` with the job fixed, the same flags, the same exit codes. */
 export const jobMain = (name: string) =>
   Command.make(name, { dryRun: dryRunFlag, now: nowFlag, local: localFlag }, ({ dryRun, local, now }) =>
     runCommand(name, { dryRun, local, now })).pipe(Command.withDescription(`Run ${name} once (live unless --dry-run or --local)`))
 
-/** The root command (without `serve`, which `Cli.ts` consumers add with the HTTP server). */
-export const commands = [list, run, status, migrate, preview, unsubscribe] as const
+/** Every subcommand of `kaiwa-jobs`. */
+export const commands = [list, run, status, migrate, preview, unsubscribe, serve] as const
 
 /** Maps any failure to an exit code, printing a one-line explanation without secrets. */
 export const exitCodeFor = (cause: Cause.Cause<unknown>): Effect.Effect<number> => {

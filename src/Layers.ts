@@ -13,6 +13,8 @@ import { InvalidConfig, JobsConfig } from "./Config.ts"
 import { Database, pgLayer } from "./Database.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { Mailer } from "./Mailer.ts"
+import * as Observability from "./Observability.ts"
+import * as PostHogTelemetry from "./PostHogTelemetry.ts"
 import * as ResendMailer from "./ResendMailer.ts"
 import { Telemetry } from "./Telemetry.ts"
 
@@ -33,14 +35,23 @@ export const resendFromConfig = Layer.effect(
   })
 )
 
-/** Production on Fly: every required variable present (exit 2 otherwise), real database, Resend. */
-export const live = Layer.mergeAll(Database.layer, resendFromConfig, Telemetry.layerLog).pipe(
+/** Product events to PostHog when POSTHOG_API_KEY is set, otherwise as log lines. */
+export const telemetry: Layer.Layer<Telemetry, InvalidConfig, JobsConfig> = Layer.unwrap(
+  Effect.map(JobsConfig, (config) => Option.isSome(config.posthogApiKey) ? PostHogTelemetry.layer : Telemetry.layerLog)
+)
+
+/**
+ * Production on Fly: every required variable present (exit 2 otherwise), real database, Resend, PostHog and OTLP
+ * export when configured. Releasing the stack (the end of the run) flushes PostHog and the OTLP exporters.
+ */
+export const live = Layer.mergeAll(Database.layer, resendFromConfig, telemetry, Observability.layer).pipe(
   Layer.provideMerge(JobsConfig.layerLive)
 )
 
 /**
  * Dry run: the configured database when DATABASE_URL is set (read only: the runner writes nothing in a dry run),
- * otherwise a throwaway embedded one; every email printed, nothing sent.
+ * otherwise a throwaway embedded one; every email printed, nothing sent, and no analytics: events stay log lines
+ * (the runner emits none in a dry run anyway).
  */
 export const dryRun = Layer.mergeAll(
   Layer.unwrap(Effect.map(JobsConfig, (config) =>

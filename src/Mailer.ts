@@ -63,17 +63,7 @@ export class Mailer extends Context.Service<Mailer, {
   readonly send: (batch: Batch) => Effect.Effect<ReadonlyArray<DeliveryResult>, MailerError>
 }>()("kaiwa-jobs/Mailer") {
   /** Prints each email readably (from, to, subject, text part) and accepts it. Used by dry runs and the demo. */
-  static readonly layerConsole = Layer.succeed(
-    Mailer,
-    Mailer.of({
-      send: Effect.fn("Mailer.send")(function*(batch: Batch) {
-        for (const email of batch.emails) {
-          yield* Console.log(formatEmail(email))
-        }
-        return batch.emails.map((): DeliveryResult => ({ _tag: "Accepted", providerId: null }))
-      })
-    })
-  )
+  static readonly layerConsole = Layer.sync(Mailer, () => consoleMailer)
 
   /** In-memory mailer: records every accepted email; tests read them through `MailerTestRef`. */
   static readonly layerTest = Layer.effect(
@@ -89,6 +79,16 @@ export class Mailer extends Context.Service<Mailer, {
       })
     })
   ).pipe(Layer.provideMerge(Layer.effect(MailerTestRef, Ref.make<ReadonlyArray<OutgoingEmail>>([]))))
+}
+
+/** The console mailer as a value, for a dry run inside a server whose own mailer is the real one. */
+export const consoleMailer: Mailer["Service"] = {
+  send: Effect.fn("Mailer.send")(function*(batch: Batch) {
+    for (const email of batch.emails) {
+      yield* Console.log(formatEmail(email))
+    }
+    return batch.emails.map((): DeliveryResult => ({ _tag: "Accepted", providerId: null }))
+  })
 }
 
 /** A readable rendering of one email for the console and dry runs. */

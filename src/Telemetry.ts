@@ -2,7 +2,8 @@
  * The Telemetry service: product events (`cron_job_completed`) and counters. Structured logs and spans come
  * from Effect itself; this service is for what an operator's analytics should receive. Layers: `layerLog`
  * (events as structured log lines), `layerTest` (in-memory, readable by tests); PostHog lives in
- * `PostHogTelemetry.ts` and is chosen by configuration in `Layers.ts`.
+ * `PostHogTelemetry.ts`, OTLP export of spans, metrics and logs in `Observability.ts`, and `Layers.ts` picks them
+ * by configuration.
  */
 import { Context, Effect, Layer, Metric, Ref } from "effect"
 
@@ -13,6 +14,14 @@ export interface TelemetryEvent {
 }
 
 const emails = Metric.counter("kaiwa_jobs_emails_total", { description: "Emails by job and outcome", incremental: true })
+
+/** An event as one structured log line (`event` plus its properties as annotations); every layer but the test one logs it. */
+export const logEvent = (name: string, properties: Readonly<Record<string, unknown>>): Effect.Effect<void> =>
+  Effect.logInfo(`event ${name}`).pipe(Effect.annotateLogs({ event: name, ...properties }))
+
+/** Adds `n` to the `kaiwa_jobs_emails_total{job, outcome}` counter (exported by OTLP when it is on). */
+export const countEmails = (job: string, outcome: "sent" | "failed" | "skipped", n: number): Effect.Effect<void> =>
+  n === 0 ? Effect.void : Metric.update(Metric.withAttributes(emails, { job, outcome }), n)
 
 /** The events an in-memory Telemetry received, in order. */
 export class TelemetryTestRef extends Context.Service<TelemetryTestRef, Ref.Ref<ReadonlyArray<TelemetryEvent>>>()(
@@ -27,11 +36,7 @@ export class Telemetry extends Context.Service<Telemetry, {
   /** Events become structured log lines; email counts become an Effect metric (exported by OTLP when on). */
   static readonly layerLog = Layer.succeed(
     Telemetry,
-    Telemetry.of({
-      event: (name, properties) => Effect.logInfo(`event ${name}`).pipe(Effect.annotateLogs({ event: name, ...properties })),
-      countEmails: (job, outcome, n) =>
-        n === 0 ? Effect.void : Metric.update(Metric.withAttributes(emails, { job, outcome }), n)
-    })
+    Telemetry.of({ event: logEvent, countEmails })
   )
 
   /** In-memory: tests read the events through `TelemetryTestRef`. */
