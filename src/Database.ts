@@ -267,9 +267,10 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
   }) {
     const deliveriesOf = (batchId: string) =>
       sql<ClaimedDelivery>`
-        SELECT id::text AS id, user_id, dedupe_key, email, data FROM kaiwa_jobs.deliveries
-        WHERE batch_id = ${batchId} ORDER BY id`
-    // A batch whose worker died (lease ran out) is taken over first, and resent with its recorded key.
+        SELECT d.id::text AS id, d.user_id, d.dedupe_key, d.email, d.data FROM kaiwa_jobs.deliveries d
+        WHERE d.batch_id = ${batchId} ORDER BY d.id`
+    // A batch whose worker died (lease ran out) is taken over first, and resent with its recorded key, in the
+    // order of its first attempt (numeric ledger id: the payload must be byte-identical for the key to match).
     const stale = yield* sql<{ id: string; idempotency_key: string }>`
       UPDATE kaiwa_jobs.batches b
       SET owner = ${args.owner}::uuid, lease_until = ${args.leaseUntil}, attempts = b.attempts + 1
