@@ -74,7 +74,10 @@ describe("PostHog telemetry", () => {
         // A long-running process (the HTTP trigger) must not sit on events until it exits.
         for (let i = 0; i < 100 && eventsIn(posthog.at("/batch/")).length === 0; i++) yield* Effect.sleep("20 millis")
         assert.strictEqual(eventsIn(posthog.at("/batch/")).length, 1)
-      }).pipe(Effect.provide(Layer.effect(Telemetry, PostHogTelemetry.make({ apiKey: Redacted.make(API_KEY), host: posthog.url }))))
+      }).pipe(
+        Effect.provide(Layer.effect(Telemetry, PostHogTelemetry.make({ apiKey: Redacted.make(API_KEY), host: posthog.url }))),
+        Effect.provide(collectLogs([]))
+      )
       assert.strictEqual(eventsIn(posthog.at("/batch/")).length, 1)
     }))
 

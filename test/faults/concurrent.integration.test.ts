@@ -1,0 +1,82 @@
+/**
+ * CONTRACT 10: several copies of a job's main share one tick through PostgreSQL row claims. Four real processes
+ * run practice-reminders as of the same instant against the fake Resend (answering after 75 ms): each due email
+ * is accepted once, every process exits 0, and each of the four sent some of the batches.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { type FakeResend, startFakeResend } from "../support/FakeResend.ts"
+import { freshDatabaseUrl } from "../support/TestDb.ts"
+import { dueLearners, killAll, liveEnv, query, seed, snapshotMain, startMain, verifyExactlyOnce, waitFor } from "./harness.ts"
+
+const WORKERS = 4
+const LEARNERS = 600
+
+let main: Awaited<ReturnType<typeof snapshotMain>>
+beforeAll(async () => {
+  main = await snapshotMain()
+})
+afterAll(() => {
+  killAll()
+  main?.dispose()
+})
+
+describe("four processes on one tick", () => {
+  it("share the work through claims: each due email accepted once, all exit 0, every process sent batches", async () => {
+    const url = await Effect.runPromise(freshDatabaseUrl)
+    const due = dueLearners(LEARNERS)
+    await seed(url, due)
+    const fake: FakeResend = await startFakeResend({ faults: { latencyMs: 75 } })
+    try {
+      // A start line for the four: the test holds a SHARE lock on the ledger, so each process gets through start-up
+      // and records its run, then blocks at planning (its INSERT into the ledger) until all four are there. Without
+      // it, process start-up jitter on a loaded machine (tens to hundreds of ms) decides who works, not the claims.
+      let release!: () => void
+      const released = new Promise<void>((r) => (release = r))
+      const barrier = query(url, (sql) =>
+        sql.withTransaction(
+          sql`LOCK TABLE kaiwa_jobs.deliveries IN SHARE MODE`.pipe(Effect.andThen(Effect.promise(() => released)))
+        ))
+      await new Promise((r) => setTimeout(r, 100)) // the lock is taken before any process can plan
+      const runs = Array.from({ length: WORKERS }, () => startMain(main.script, liveEnv(url, fake)))
+      const recorded = () => query(url, (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM kaiwa_jobs.runs`)
+      try {
+        await waitFor("four runs recorded", async () => (await recorded())[0]!.n === WORKERS, 30_000, 50)
+      } finally {
+        release()
+      }
+      await barrier
+      const ended = await Promise.all(runs.map((r) => r.done))
+      for (const e of ended) assert.strictEqual(e.code, 0, e.stdout + e.stderr)
+      if (process.env["FAULTS_DEBUG"]) for (const e of ended) console.log(Math.round(e.ms), e.stdout)
+
+      const verdict = await verifyExactlyOnce(url, fake, due)
+      assert.deepStrictEqual(verdict.problems, [])
+      assert.deepStrictEqual(verdict.ledger, { sent: LEARNERS })
+
+      const perRun = await query(url, (sql) =>
+        sql<{ id: string; outcome: string; due: number; sent: number; batches: number }>`
+          SELECT r.id::text AS id, r.outcome, (r.stats->>'due')::int AS due, (r.stats->>'sent')::int AS sent,
+            (SELECT count(*)::int FROM kaiwa_jobs.batches b WHERE b.owner = r.id) AS batches
+          FROM kaiwa_jobs.runs r ORDER BY r.started_at`)
+      console.log(`four processes: batches per run ${perRun.map((r) => r.batches).join("/")}, ` +
+        `emails per run ${perRun.map((r) => r.sent).join("/")}, slowest ${Math.round(Math.max(...ended.map((e) => e.ms)))} ms`)
+      assert.strictEqual(perRun.length, WORKERS)
+      for (const r of perRun) {
+        assert.strictEqual(r.outcome, "succeeded")
+        assert.isAtLeast(r.batches, 1, `run ${r.id} claimed no batch: the work was not shared`)
+        assert.isAbove(r.sent, 0)
+      }
+      assert.strictEqual(perRun.reduce((n, r) => n + r.sent, 0), LEARNERS)
+      // One process planned the tick; the others found it planned (the ledger's unique key) and only claimed.
+      assert.deepStrictEqual(perRun.map((r) => r.due).sort((a, b) => b - a), [LEARNERS, 0, 0, 0])
+      const batches = await query(url, (sql) =>
+        sql<{ n: number; done: number; resumed: number }>`
+          SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'done')::int AS done,
+            count(*) FILTER (WHERE attempts > 1)::int AS resumed FROM kaiwa_jobs.batches`)
+      assert.deepStrictEqual(batches[0], { n: LEARNERS / 100, done: LEARNERS / 100, resumed: 0 })
+    } finally {
+      await fake.close()
+    }
+  })
+})
