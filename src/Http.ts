@@ -1,152 +1,331 @@
 /**
- * The HTTP side of kaiwa-jobs (`kaiwa-jobs serve`): cron triggers that call the runner (never a job body),
- * `/health`, and the unsubscribe pages. The cron endpoints are disabled (503) unless CRON_SECRET is set and at
- * least 32 characters long, so an unset secret can never be matched by `Bearer undefined`; the token is compared
- * in constant time (SHA-256 of both sides, then timingSafeEqual, so not even its length leaks). Responses never
- * carry a stack trace or a secret, and request logs never carry the query string (it holds unsubscribe tokens).
+ * The HTTP side of kaiwa-jobs (`kaiwa-jobs serve`, CONTRACT section 7): cron triggers that call the runner (never
+ * a job body), `GET /health`, and the unsubscribe page with its RFC 8058 one-click POST.
+ *
+ * Cron triggers (`GET` or `POST /api/cron/send-reminders` and `/api/cron/founder-emails`), checked in this order:
+ * - 503 when CRON_SECRET is unset or shorter than 32 characters: nothing runs, so an unset secret can never be
+ *   matched by `Bearer undefined` or `Bearer `.
+ * - 401 unless the request carries `Authorization: Bearer <CRON_SECRET>`. The token is compared in constant time:
+ *   both sides are hashed with SHA-256 first, so not even the secret's length leaks.
+ * - 400 for any query parameter other than `dryRun`, or a `dryRun` other than `1`/`true`/`0`/`false`: a typo such
+ *   as `?dryrun=1` must not turn into a real send.
+ * - 409 when the same job is already running in this process (dry runs included; other processes are kept apart
+ *   by the delivery ledger's leases).
+ * - Otherwise the run's report as JSON `{ job, outcome, exitCode, stats, durationMs, runId, dryRun, asOf, error }`:
+ *   200 when the outcome is `succeeded`, 500 when it is `failed` or `incomplete`, so `curl --fail` in a scheduler
+ *   notices; `error` is the runner's one-line reason (never a stack). A dry run (`?dryRun=1`) runs with the console
+ *   mailer in place of the server's own, so nothing is sent whatever mode the server runs in, and the runner
+ *   writes nothing.
+ * - The run belongs to the server, not to the connection: a client that hangs up (a proxy's idle timeout, a curl
+ *   `--max-time`) does not interrupt it, and the job stays locked until it ends. Stopping the server interrupts it
+ *   after the graceful-shutdown window, and the runner records it as interrupted.
+ *
+ * `GET /health` answers each job's last run, last success and overdue flag and nothing else: run stats can hold
+ * user ids (bad rows), so they are left out. 503 when the database cannot be read.
+ *
+ * `GET /unsubscribe?token=…` only shows a confirmation form (mail scanners prefetch links; an unsubscribe must be
+ * a person's act or the provider's one-click POST). `POST /unsubscribe` (token in the query, or in a urlencoded
+ * form body) verifies the signed token and records the suppression, idempotently; a bad token is a 400 and
+ * changes nothing.
+ *
+ * No response carries a stack trace or a secret. Each request is logged by method, path and status (Effect's
+ * access log, which drops the query string: it holds unsubscribe tokens), and the `token` query parameter is
+ * redacted from trace attributes as well.
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Effect, Layer, Option, Redacted } from "effect"
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { ByteSize, Cause, Effect, Fiber, Layer, Option, Redacted } from "effect"
+import type { Scope } from "effect"
+import {
+  HttpIncomingMessage,
+  HttpRouter,
+  type HttpServer,
+  type HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse,
+  UrlParams
+} from "effect/http"
 import { JobsConfig } from "./Config.ts"
-import type { Database } from "./Database.ts"
 import { escapeHtml } from "./emails/index.ts"
-import { describeFailure, founderEmails, type Job, practiceReminders, runJob } from "./Job.ts"
-import { consoleMailer, Mailer } from "./Mailer.ts"
+import {
+  describeFailure,
+  founderEmails,
+  type Job,
+  type JobName,
+  type JobServices,
+  practiceReminders,
+  type RunReport,
+  runJob
+} from "./Job.ts"
+import { Mailer } from "./Mailer.ts"
 import { jobStatuses } from "./Status.ts"
-import type { Telemetry } from "./Telemetry.ts"
-import { confirm } from "./Unsubscribe.ts"
+import { confirm, type UnsubscribeList, verifyToken } from "./Unsubscribe.ts"
 
-/** CRON_SECRET shorter than this disables the cron endpoints. */
-export const MIN_CRON_SECRET = 32
+/** A CRON_SECRET shorter than this disables the cron endpoints (503). */
+export const MIN_CRON_SECRET_LENGTH = 32
+
+/** The cron trigger paths and the job each one runs. */
+export const cronRoutes: ReadonlyArray<{ readonly path: `/api/cron/${string}`; readonly job: Job }> = [
+  { path: "/api/cron/send-reminders", job: practiceReminders as unknown as Job },
+  { path: "/api/cron/founder-emails", job: founderEmails as unknown as Job }
+]
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest()
 
-/** Whether an Authorization header carries exactly `Bearer <secret>`, compared in constant time. */
-export const bearerMatches = (header: string | undefined, secret: Redacted.Redacted<string>): boolean =>
-  timingSafeEqual(digest(header ?? ""), digest(`Bearer ${Redacted.value(secret)}`))
+/**
+ * Whether an Authorization header is `Bearer <secret>` (scheme case-insensitive, RFC 9110), compared in constant
+ * time: both sides are SHA-256 digests of equal length, whatever was sent.
+ */
+export const bearerMatches = (header: string | undefined, secret: Redacted.Redacted<string>): boolean => {
+  const token = /^Bearer (.*)$/is.exec(header ?? "")?.[1] ?? ""
+  const equal = timingSafeEqual(digest(token), digest(Redacted.value(secret)))
+  return equal && token !== ""
+}
 
-const json = (body: unknown, status = 200) =>
-  HttpServerResponse.jsonUnsafe(body, { status, headers: { "cache-control": "no-store" } })
+const baseHeaders = { "cache-control": "no-store", "x-content-type-options": "nosniff" }
+
+const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
+  HttpServerResponse.jsonUnsafe(body, { status, headers: { ...baseHeaders, ...headers } })
+
+// The page embeds nothing and links nowhere; the policy keeps it that way, and no-referrer keeps the token in the
+// URL from travelling anywhere.
+const pageHeaders = {
+  ...baseHeaders,
+  "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  "referrer-policy": "no-referrer",
+  "x-robots-tag": "noindex"
+}
 
 const page = (title: string, body: string, status = 200) =>
   HttpServerResponse.text(
-    `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">` +
-      `<title>${escapeHtml(title)}</title></head><body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem">` +
+    `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
+      `<meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeHtml(title)}</title></head>` +
+      `<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;line-height:1.5">` +
       `${body}</body></html>`,
-    { status, contentType: "text/html; charset=utf-8", headers: { "cache-control": "no-store" } }
+    { status, contentType: "text/html; charset=utf-8", headers: pageHeaders }
   )
 
-const queryParam = (request: HttpServerRequest.HttpServerRequest, name: string) =>
-  new URL(request.url, "http://localhost").searchParams.get(name)
+const invalidLinkPage = () =>
+  page(
+    "Invalid link",
+    "<h1>This unsubscribe link is not valid</h1><p>Nothing was changed. Please use the link from the latest email, " +
+      "or reply to it and we will take you off the list.</p>",
+    400
+  )
 
-/** The routes; they need the services of a mode stack (read when the server starts). */
-export const Routes = HttpRouter.use(Effect.fn(function*(router) {
-  const services = yield* Effect.context<Database | Mailer | JobsConfig | Telemetry>()
-  const config = yield* JobsConfig
-  const running = new Set<string>()
+const listDescription = (list: UnsubscribeList): string =>
+  list === "practice-reminders" ? "daily practice reminders" : "emails from the Kaiwa founder"
 
-  // Every handler answers with JSON or HTML it chose: an unexpected failure becomes a plain 500 with a one-line
-  // message (no stack), and every request is logged by method, path (no query string) and status.
-  const guarded = <E>(effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, HttpServerRequest.HttpServerRequest>) =>
-    Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const response = yield* effect.pipe(
-        Effect.catchCause((cause) =>
-          Cause.hasInterruptsOnly(cause)
-            ? Effect.failCause(cause)
-            : Effect.logError(`request failed: ${describeFailure(cause)}`).pipe(
-              Effect.as(json({ error: "internal error: the run could not complete; see the server logs" }, 500))
-            )
-        )
-      )
-      yield* Effect.logInfo(`${request.method} ${new URL(request.url, "http://localhost").pathname} ${response.status}`)
-      return response
+const searchParams = (request: HttpServerRequest.HttpServerRequest) =>
+  new URL(request.url, "http://localhost").searchParams
+
+// Tokens are about 100 characters; a form that carries one never needs more than this.
+const MAX_FORM_BODY = ByteSize.kibibytes(16)
+
+/** The token of an unsubscribe POST: in the query (RFC 8058 one-click), or else in a urlencoded form body. */
+const tokenOf = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    const inQuery = searchParams(request).get("token")
+    if (inQuery !== null && inQuery !== "") return inQuery
+    if (!request.headers["content-type"]?.toLowerCase().startsWith("application/x-www-form-urlencoded")) return ""
+    const body = yield* request.text.pipe(
+      Effect.provideService(HttpIncomingMessage.MaxBodySize, MAX_FORM_BODY),
+      Effect.orElseSucceed(() => "")
+    )
+    return new URLSearchParams(body).get("token") ?? ""
+  })
+
+/** How `?dryRun=` reads; `undefined` for anything that is not a clear yes or no. */
+const parseDryRun = (params: URLSearchParams): boolean | undefined => {
+  for (const key of params.keys()) if (key !== "dryRun") return undefined
+  const values = params.getAll("dryRun")
+  if (values.length === 0) return false
+  if (values.length > 1) return undefined
+  return ({ "1": true, "true": true, "0": false, "false": false } as Record<string, boolean>)[values[0]!]
+}
+
+/** The JSON a cron trigger answers with: the run's report. */
+const reportBody = (report: RunReport) => ({
+  job: report.job,
+  outcome: report.outcome,
+  exitCode: report.exitCode,
+  stats: report.stats,
+  durationMs: report.durationMs,
+  runId: report.runId,
+  dryRun: report.dryRun,
+  asOf: report.asOf,
+  error: report.error
+})
+
+/**
+ * Answers with whatever `effect` produced; an unexpected failure becomes `fallback` (a one-line message, no
+ * stack) and is logged. Interruptions (the client went away, the server is stopping) pass through.
+ */
+const guarded = <E, R>(
+  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+  fallback: (message: string) => HttpServerResponse.HttpServerResponse
+) =>
+  effect.pipe(
+    Effect.catchCause((cause) => {
+      // Interrupt-only, so it carries no error of type E.
+      if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+      const message = describeFailure(cause)
+      return Effect.logError(`request failed: ${message}`).pipe(Effect.as(fallback(message)))
     })
+  )
 
-  const cron = (job: Job<any>) =>
-    guarded(Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const secret = config.cronSecret
-      if (Option.isNone(secret) || Redacted.value(secret.value).length < MIN_CRON_SECRET) {
-        return json({ error: `cron endpoint disabled: CRON_SECRET is not set or shorter than ${MIN_CRON_SECRET} characters` }, 503)
-      }
-      if (!bearerMatches(request.headers["authorization"], secret.value)) return json({ error: "unauthorized" }, 401)
-      const dryRunParam = queryParam(request, "dryRun")
-      const dryRun = dryRunParam === "1" || dryRunParam === "true"
-      if (running.has(job.name)) return json({ error: `${job.name} is already running` }, 409)
-      running.add(job.name)
-      const report = yield* runJob(job, { dryRun, trigger: "http" }).pipe(
-        // Innermost wins: a dry run prints instead of sending, whatever mailer the server was started with.
-        dryRun ? Effect.provideService(Mailer, consoleMailer) : (e) => e,
-        Effect.provideContext(services),
-        Effect.ensuring(Effect.sync(() => running.delete(job.name)))
-      )
-      return json(report, report.exitCode === 0 ? 200 : 500)
-    }))
+/** The routes of CONTRACT section 7. They need the services of a mode stack, read once when the server starts. */
+export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServices> = HttpRouter.use(
+  Effect.fn(function*(router) {
+    const services = yield* Effect.context<JobServices>()
+    const config = yield* JobsConfig
+    // Runs are forked here rather than in the request: they outlive a client that hangs up, and end with the server.
+    const serverScope: Scope.Scope = yield* Effect.scope
+    const running = new Set<JobName>()
 
-  for (const [path, job] of [["/api/cron/send-reminders", practiceReminders], ["/api/cron/founder-emails", founderEmails]] as const) {
-    yield* router.add("GET", path, cron(job))
-    yield* router.add("POST", path, cron(job))
-  }
-
-  yield* router.add("GET", "/health", guarded(
-    jobStatuses.pipe(
-      Effect.provideContext(services),
-      Effect.map((statuses) =>
-        json({
-          ok: true,
-          jobs: statuses.map((s) => ({
-            job: s.job,
-            lastRunAt: s.lastRun?.startedAt ?? null,
-            lastOutcome: s.lastRun?.outcome ?? null,
-            lastSuccessAt: s.lastSuccessAt,
-            overdue: s.overdue
-          }))
-        })
-      ),
-      Effect.catchTag("DatabaseError", () => Effect.succeed(json({ ok: false, error: "the database is unreachable" }, 503)))
-    )
-  ))
-
-  // GET only shows a confirmation form: mail scanners open links, and an unsubscribe must be a person's act
-  // (or the mail provider's RFC 8058 one-click POST).
-  yield* router.add("GET", "/unsubscribe", guarded(Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const token = queryParam(request, "token") ?? ""
-    if (token === "") return page("Invalid link", "<h1>This unsubscribe link is not valid</h1>", 400)
-    return page(
-      "Unsubscribe",
-      `<h1>Unsubscribe from these Kaiwa emails?</h1>` +
-        `<form method="post" action="/unsubscribe?token=${encodeURIComponent(token)}">` +
-        `<input type="hidden" name="List-Unsubscribe" value="One-Click">` +
-        `<button type="submit" style="font-size:1rem;padding:.6rem 1.2rem">Unsubscribe</button></form>`
-    )
-  })))
-
-  yield* router.add("POST", "/unsubscribe", guarded(Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const body = yield* request.text.pipe(Effect.orElseSucceed(() => ""))
-    const token = queryParam(request, "token") ?? new URLSearchParams(body).get("token") ?? ""
-    return yield* confirm(token).pipe(
-      Effect.provideContext(services),
-      Effect.map((claim) =>
-        page(
-          "Unsubscribed",
-          `<h1>You're unsubscribed</h1><p>You will get no more ${
-            claim.list === "practice-reminders" ? "practice reminders" : "emails from the founder"
-          } from Kaiwa.</p>`
+    /** Starts a run unless the job is running already; the lock is released when the run's fiber ends, however. */
+    const start = (job: Job, dryRun: boolean) =>
+      Effect.uninterruptible(Effect.suspend(() => {
+        if (running.has(job.name)) return Effect.succeed(Option.none<Fiber.Fiber<RunReport, unknown>>())
+        running.add(job.name)
+        return runJob(job, { dryRun, trigger: "http" }).pipe(
+          // Innermost wins: a dry run prints its emails instead of handing them to the server's mailer.
+          dryRun ? Effect.provide(Mailer.layerConsole) : (run) => run,
+          Effect.provideContext(services),
+          Effect.forkIn(serverScope),
+          Effect.tap((fiber) => Effect.sync(() => fiber.addObserver(() => running.delete(job.name)))),
+          Effect.map(Option.some)
         )
-      ),
-      Effect.catchTag("InvalidUnsubscribeToken", () =>
-        Effect.succeed(page("Invalid link", "<h1>This unsubscribe link is not valid</h1><p>Nothing was changed.</p>", 400)))
-    )
-  })))
-}))
+      }))
 
-/** The server on JobsConfig.port; needs a mode stack. */
-export const layerServer = HttpRouter.serve(Routes, { disableLogger: true }).pipe(
-  Layer.provide(Layer.unwrap(Effect.map(JobsConfig, (config) => NodeHttpServer.layer(createServer, { port: config.port }))))
+    const cron = (job: Job) =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const secret = config.cronSecret
+        if (Option.isNone(secret) || Redacted.value(secret.value).length < MIN_CRON_SECRET_LENGTH) {
+          return json({
+            error: `cron endpoint disabled: CRON_SECRET is not set or shorter than ${MIN_CRON_SECRET_LENGTH} characters`
+          }, 503)
+        }
+        if (!bearerMatches(request.headers["authorization"], secret.value)) {
+          return json({ error: "unauthorized: send Authorization: Bearer <CRON_SECRET>" }, 401, {
+            "www-authenticate": "Bearer"
+          })
+        }
+        const dryRun = parseDryRun(searchParams(request))
+        if (dryRun === undefined) {
+          return json({ error: "the only query parameter is dryRun, and it takes 1, true, 0 or false" }, 400)
+        }
+        const started = yield* start(job, dryRun)
+        if (Option.isNone(started)) return json({ error: `${job.name} is already running` }, 409)
+        const report = yield* Fiber.join(started.value)
+        return json(reportBody(report), report.outcome === "succeeded" ? 200 : 500)
+      })
+
+    for (const { job, path } of cronRoutes) {
+      const handler = guarded(cron(job), (error) => json({ error }, 500))
+      yield* router.add("GET", path, handler)
+      yield* router.add("POST", path, handler)
+    }
+
+    yield* router.add(
+      "GET",
+      "/health",
+      guarded(
+        jobStatuses.pipe(
+          Effect.provideContext(services),
+          Effect.map((statuses) =>
+            json({
+              ok: true,
+              jobs: statuses.map((s) => ({
+                job: s.job,
+                lastRunAt: s.lastRun?.startedAt ?? null,
+                lastOutcome: s.lastRun?.outcome ?? null,
+                lastSuccessAt: s.lastSuccessAt,
+                overdue: s.overdue,
+                overdueAfterMinutes: s.overdueAfterMinutes
+              }))
+            })
+          ),
+          Effect.catchTag("DatabaseError", () => Effect.succeed(json({ ok: false, error: "the database is unreachable" }, 503)))
+        ),
+        (error) => json({ ok: false, error }, 500)
+      )
+    )
+
+    const unsubscribeFailed = () =>
+      page("Something went wrong", "<h1>Something went wrong</h1><p>Please try the link again in a few minutes.</p>", 500)
+
+    yield* router.add(
+      "GET",
+      "/unsubscribe",
+      guarded(
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const token = searchParams(request).get("token") ?? ""
+          // Verifying is pure: the GET records nothing, it only refuses to offer a form that would fail.
+          const claim = verifyToken(config.unsubscribeSecret, token)
+          if (Option.isNone(claim)) return invalidLinkPage()
+          return page(
+            "Unsubscribe",
+            `<h1>Unsubscribe?</h1><p>You will no longer get ${escapeHtml(listDescription(claim.value.list))}.</p>` +
+              // No action: the form posts to this very URL, token included, so the page never echoes the token.
+              `<form method="post">` +
+              `<input type="hidden" name="List-Unsubscribe" value="One-Click">` +
+              `<button type="submit" style="font-size:1rem;padding:.6rem 1.2rem">Unsubscribe</button></form>`
+          )
+        }),
+        unsubscribeFailed
+      )
+    )
+
+    yield* router.add(
+      "POST",
+      "/unsubscribe",
+      guarded(
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const token = yield* tokenOf(request)
+          return yield* confirm(token).pipe(
+            Effect.provideContext(services),
+            Effect.map((claim) =>
+              page(
+                "Unsubscribed",
+                `<h1>You're unsubscribed</h1><p>You will get no more ${escapeHtml(listDescription(claim.list))}.</p>`
+              )
+            ),
+            Effect.catchTag("InvalidUnsubscribeToken", () => Effect.succeed(invalidLinkPage()))
+          )
+        }),
+        unsubscribeFailed
+      )
+    )
+  })
 )
+
+// The unsubscribe token is a credential: keep it out of trace attributes (`url.full`, `url.query`) too.
+const redactTokens = Layer.succeed(UrlParams.CurrentRedactedNames, [
+  "token",
+  ...UrlParams.CurrentRedactedNames.defaultValue()
+])
+
+/** The routes served on whichever HttpServer is provided (a test server on an ephemeral port, say). */
+export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | JobServices> = HttpRouter.serve(Routes).pipe(
+  Layer.provide(redactTokens)
+)
+
+// Fly sends SIGINT and kills 30 s later (fly.toml kill_timeout): 20 s for requests in flight to finish leaves time
+// for the runner to record an interrupted run.
+const GRACEFUL_SHUTDOWN = "20 seconds"
+
+/** The server of `kaiwa-jobs serve` on JobsConfig.port (PORT, default 8080); provide a mode stack. */
+export const layerServer: Layer.Layer<never, HttpServerError.ServeError, JobServices> = layerApp.pipe(
+  Layer.provide(Layer.unwrap(Effect.map(
+    JobsConfig,
+    (config) => NodeHttpServer.layer(createServer, { port: config.port, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
+  )))
+)
+
+/** Serves until interrupted: `Http.serve.pipe(Effect.provide(Layers.live))`. */
+export const serve: Effect.Effect<never, HttpServerError.ServeError, JobServices> = Layer.launch(layerServer)
