@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: builds dist/ (the benchmarks run the compiled mains, as Fly does) and runs every benchmark in
- * turn, each beside its baseline; results go to bench/results/*.json and are summarised at the end.
- * `npm run bench -- selection throughput` runs only the named ones.
+ * turn, each beside its baseline, starting with throughput; results go to bench/results/*.json and a summary
+ * table is printed at the end. `npm run bench -- selection throughput` runs only the named ones.
+ * (bench/faults-kill.ts is a stress script with its own command line, not a benchmark: run it directly.)
  */
 import { execFileSync } from "node:child_process"
 import { memory, scaleOut } from "./processes.ts"
@@ -9,17 +10,46 @@ import { selection } from "./selection.ts"
 import { startup } from "./startup.ts"
 import { throughput } from "./throughput.ts"
 
-const all = { startup, selection, memory, scale: scaleOut, throughput } as const
+const all = { throughput, startup, selection, memory, scale: scaleOut } as const
+type Name = keyof typeof all
 const wanted = process.argv.slice(2)
-const names = (wanted.length > 0 ? wanted : Object.keys(all)) as Array<keyof typeof all>
+const names = (wanted.length > 0 ? wanted : Object.keys(all)) as Array<Name>
 for (const name of names) if (!(name in all)) throw new Error(`unknown benchmark ${name}; known: ${Object.keys(all).join(", ")}`)
 
+/** One line per benchmark: what was measured, against what, and whether the target was met. */
+const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>) => [string, boolean | null] } = {
+  throughput: (r) => [
+    `${r.pipeline.perSecond} emails/s = ${(r.pipeline.ofCeiling * 100).toFixed(1)}% of the ${r.ceilingPerSecond}/s ceiling ` +
+    `(seed design ${r.seed.perSecond}/s, ${r.speedup}x); ${r.pipeline.provider429} x 429, ledger ${JSON.stringify(r.pipeline.ledger)}`,
+    r.met
+  ],
+  startup: (r) => [`built main ${r.builtMedianMs} ms vs tsx ${r.tsxMedianMs} ms (${r.speedup}x)`, null],
+  selection: (r) => [
+    r.indexed.timedOut
+      ? `reminder selection over ${r.users} users timed out`
+      : `reminder selection over ${r.users} users ${r.indexed.reminderMs} ms (target ${r.targetMs} ms); seed's N+1 ~${Math.round(r.seedDesign.projectedMs / 1000)} s`,
+    !r.indexed.timedOut && r.indexed.reminderMs <= r.targetMs
+  ],
+  memory: (r) => [
+    `peak RSS ${r.runs.map((x) => `${x.peakRssMb} MB @ ${x.n}`).join(", ")} (ratio ${r.ratio}, target < ${r.targets.peakRssMb} MB and <= ${r.targets.ratio})`,
+    r.runs.every((x) => x.peakRssMb < r.targets.peakRssMb) && r.ratio <= r.targets.ratio
+  ],
+  scale: (r) => [`4 processes ${r.four.perSecond}/s vs 1 ${r.one.perSecond}/s = ${r.speedup}x (target ${r.target}x)`, r.speedup >= r.target]
+}
+
 execFileSync(process.execPath, ["build.mjs"], { stdio: "inherit" })
-const summary: Record<string, unknown> = {}
+const summary: Array<{ name: Name; seconds: number; line: string; met: boolean | null }> = []
 for (const name of names) {
   console.log(`\n== ${name}`)
   const t0 = performance.now()
-  summary[name] = await all[name]()
-  console.log(`   (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
+  const result = await all[name]()
+  const seconds = Math.round((performance.now() - t0) / 1000)
+  const [line, met] = (headline[name] as (r: unknown) => [string, boolean | null])(result)
+  summary.push({ name, seconds, line, met })
+  console.log(`   (${seconds} s)`)
 }
-console.log("\nresults written to bench/results/")
+console.log("\n== summary (results in bench/results/)")
+for (const s of summary) {
+  const verdict = s.met === null ? "      " : s.met ? "MET   " : "MISSED"
+  console.log(`  ${s.name.padEnd(11)} ${verdict} ${s.line}  [${s.seconds} s]`)
+}

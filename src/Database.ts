@@ -3,7 +3,9 @@
  * is a rule, so each job supplies its own selection statement; this module turns a selection into ledger rows
  * (one INSERT ... SELECT, serialised across jobs so the cross-job cap holds), hands out batches to workers with
  * `FOR UPDATE SKIP LOCKED` and leases, records what the provider said, and keeps the run history.
- * Every instant is a parameter: SQL never calls now() for a decision.
+ * Every instant a rule depends on is a parameter: SQL never calls now() to decide who is due. Leases and
+ * idempotency-key ages are the exception: they measure real time shared by several machines, so they use the
+ * database's clock (`clock_timestamp()`), which every worker agrees on whatever `--now` it was started with.
  */
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
@@ -63,6 +65,21 @@ export interface DeliveryOutcome {
   readonly reason: string | null
 }
 
+/** What recording a batch changed: only rows still pending are written, so a batch completed twice (a worker
+ * whose lease ran out finishing after the one that took over) counts its emails once. */
+export interface CompletedBatch {
+  readonly sent: ReadonlyArray<string>
+  readonly failed: ReadonlyArray<string>
+}
+
+/** What the sweep at the start of a run did. */
+export interface SweepResult {
+  /** Never-batched pending rows skipped, by reason ('expired', 'suppressed'). */
+  readonly skipped: Readonly<Record<string, number>>
+  /** Ledger ids of rows in batches whose idempotency key the provider may have forgotten: not resent. */
+  readonly keyExpired: ReadonlyArray<string>
+}
+
 /** Pending work of a job that this worker could not claim. */
 export interface Outstanding {
   readonly pending: number
@@ -81,6 +98,18 @@ export interface RunRow {
   readonly error: string | null
   readonly trigger: string
 }
+
+/**
+ * A batch first sent longer ago than this is not resent: Resend keeps idempotency keys for 24 h, and a resend
+ * after that could deliver twice. Its rows are marked failed with `KEY_EXPIRED_REASON` for the operator.
+ */
+export const KEY_MAX_AGE_HOURS = 23
+export const KEY_EXPIRED_REASON = "outcome_unknown: the batch's idempotency key expired before it was confirmed"
+/** Rows of a batch whose key the provider refused with a different payload (see migration 0002). */
+export const CONFLICT_REASON = "outcome_unknown: idempotency conflict (the batch no longer renders as first sent)"
+
+/** How the reason of a row the provider refused begins; only those rows suppress the address. */
+export const REJECTED_PREFIX = "rejected: "
 
 /** Reasons that mean the app's data is bad, reported by user id. */
 export const BAD_ROW_REASONS: ReadonlySet<string> = new Set(["invalid_email"])
@@ -114,22 +143,24 @@ export class Database extends Context.Service<Database, {
     readonly asOf: Date
     readonly selection: Statement.Statement<Candidate>
   }) => Effect.Effect<EnqueueResult, DatabaseError>
-  readonly sweep: (args: { readonly job: string; readonly list: string; readonly now: Date }) => Effect.Effect<Readonly<Record<string, number>>, DatabaseError>
+  readonly sweep: (args: { readonly job: string; readonly list: string; readonly now: Date }) => Effect.Effect<SweepResult, DatabaseError>
   readonly claimBatch: (args: {
     readonly job: string
     readonly owner: string
     readonly now: Date
-    readonly leaseUntil: Date
+    readonly leaseSeconds: number
     readonly size: number
     readonly newKey: string
   }) => Effect.Effect<ClaimedBatch | undefined, DatabaseError>
-  readonly renewLease: (batchId: string, owner: string, leaseUntil: Date) => Effect.Effect<void, DatabaseError>
+  readonly renewLease: (batchId: string, owner: string, leaseSeconds: number) => Effect.Effect<void, DatabaseError>
   readonly releaseBatch: (batchId: string, owner: string, error: string) => Effect.Effect<void, DatabaseError>
+  /** Parks a batch the provider refused as an idempotency conflict; returns the ledger ids marked failed. */
+  readonly parkConflict: (batchId: string, error: string) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
   readonly completeBatch: (args: {
     readonly batchId: string
     readonly outcomes: ReadonlyArray<DeliveryOutcome>
     readonly now: Date
-  }) => Effect.Effect<void, DatabaseError>
+  }) => Effect.Effect<CompletedBatch, DatabaseError>
   readonly outstanding: (job: string) => Effect.Effect<Outstanding, DatabaseError>
   readonly startRun: (run: {
     readonly id: string
@@ -238,11 +269,14 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     return { enqueued, skipped, skippedIds } satisfies EnqueueResult
   })
 
-  // Pending rows that were never put in a batch and can no longer go out: their window passed, or the address
-  // was suppressed after planning. Rows already in a batch are left alone: a batch is resent whole, with the
-  // same payload, under its idempotency key.
+  // Once per run, in one statement:
+  // - pending rows that were never put in a batch and can no longer go out (their window passed, or the address
+  //   was suppressed after planning) are skipped. Rows already in a batch are left alone: a batch is resent
+  //   whole, with the same payload, under its idempotency key;
+  // - unless that key is too old for the provider to remember it: such a batch (its worker died a day ago and
+  //   no run came since) is marked expired and its rows failed as outcome unknown, never resent.
   const sweep = Effect.fn("Database.sweep")(function*(args: { readonly job: string; readonly list: string; readonly now: Date }) {
-    const rows = yield* sql<{ reason: string; n: number }>`
+    const rows = yield* sql<{ reason: string; n: number; ids: ReadonlyArray<string> | null }>`
       WITH swept AS (
         UPDATE kaiwa_jobs.deliveries d
         SET status = 'skipped',
@@ -252,16 +286,40 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
             SELECT 1 FROM kaiwa_jobs.suppressions s
             WHERE s.list IN ('*', ${args.list}) AND (s.user_id = d.user_id OR lower(s.email) = lower(d.email))))
         RETURNING d.reason
+      ),
+      expired AS (
+        UPDATE kaiwa_jobs.batches b
+        SET status = 'expired', lease_until = NULL, owner = NULL, done_at = ${args.now},
+            last_error = ${KEY_EXPIRED_REASON}
+        WHERE b.job = ${args.job} AND b.status = 'pending'
+          AND (b.lease_until IS NULL OR b.lease_until < clock_timestamp())
+          AND b.key_created_at < clock_timestamp() - make_interval(hours => ${KEY_MAX_AGE_HOURS})
+        RETURNING b.id
+      ),
+      unknown AS (
+        UPDATE kaiwa_jobs.deliveries d SET status = 'failed', reason = ${KEY_EXPIRED_REASON}
+        FROM expired WHERE d.batch_id = expired.id AND d.status = 'pending'
+        RETURNING d.id
       )
-      SELECT reason, count(*)::int AS n FROM swept GROUP BY reason`.pipe(Effect.mapError(toDatabaseError("sweeping the ledger failed")))
-    return Object.fromEntries(rows.map((r) => [r.reason, r.n]))
+      SELECT reason, count(*)::int AS n, NULL::text[] AS ids FROM swept GROUP BY reason
+      UNION ALL
+      SELECT 'key_expired', count(*)::int, array_agg(id::text ORDER BY id) FROM unknown HAVING count(*) > 0`.pipe(
+      Effect.mapError(toDatabaseError("sweeping the ledger failed"))
+    )
+    const skipped: Record<string, number> = {}
+    let keyExpired: ReadonlyArray<string> = []
+    for (const row of rows) {
+      if (row.reason === "key_expired") keyExpired = row.ids ?? []
+      else skipped[row.reason] = row.n
+    }
+    return { skipped, keyExpired } satisfies SweepResult
   })
 
   const claimBatch = Effect.fn("Database.claimBatch")(function*(args: {
     readonly job: string
     readonly owner: string
     readonly now: Date
-    readonly leaseUntil: Date
+    readonly leaseSeconds: number
     readonly size: number
     readonly newKey: string
   }) {
@@ -273,10 +331,11 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     // order of its first attempt (numeric ledger id: the payload must be byte-identical for the key to match).
     const stale = yield* sql<{ id: string; idempotency_key: string }>`
       UPDATE kaiwa_jobs.batches b
-      SET owner = ${args.owner}::uuid, lease_until = ${args.leaseUntil}, attempts = b.attempts + 1
+      SET owner = ${args.owner}::uuid, lease_until = clock_timestamp() + make_interval(secs => ${args.leaseSeconds}),
+          attempts = b.attempts + 1
       WHERE b.id = (
         SELECT id FROM kaiwa_jobs.batches
-        WHERE job = ${args.job} AND status = 'pending' AND (lease_until IS NULL OR lease_until < ${args.now})
+        WHERE job = ${args.job} AND status = 'pending' AND (lease_until IS NULL OR lease_until < clock_timestamp())
         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
       RETURNING b.id::text AS id, b.idempotency_key`
     if (stale.length > 0) {
@@ -292,7 +351,8 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       ),
       b AS (
         INSERT INTO kaiwa_jobs.batches (job, idempotency_key, owner, lease_until, created_at, attempts)
-        SELECT ${args.job}, ${args.newKey}, ${args.owner}::uuid, ${args.leaseUntil}, ${args.now}, 1
+        SELECT ${args.job}, ${args.newKey}, ${args.owner}::uuid,
+          clock_timestamp() + make_interval(secs => ${args.leaseSeconds}), ${args.now}, 1
         WHERE EXISTS (SELECT 1 FROM picked)
         RETURNING id, idempotency_key
       )
@@ -310,8 +370,8 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     } satisfies ClaimedBatch
   }, Effect.mapError(toDatabaseError("claiming a batch failed")))
 
-  const renewLease = (batchId: string, owner: string, leaseUntil: Date) =>
-    sql`UPDATE kaiwa_jobs.batches SET lease_until = ${leaseUntil}
+  const renewLease = (batchId: string, owner: string, leaseSeconds: number) =>
+    sql`UPDATE kaiwa_jobs.batches SET lease_until = clock_timestamp() + make_interval(secs => ${leaseSeconds})
         WHERE id = ${batchId} AND owner = ${owner}::uuid AND status = 'pending'`.pipe(
       Effect.asVoid,
       Effect.mapError(toDatabaseError("renewing a lease failed"))
@@ -322,6 +382,20 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
         WHERE id = ${batchId} AND owner = ${owner}::uuid AND status = 'pending'`.pipe(
       Effect.asVoid,
       Effect.mapError(toDatabaseError("releasing a batch failed"))
+    )
+
+  const parkConflict = (batchId: string, error: string) =>
+    sql<{ id: string }>`
+      WITH parked AS (
+        UPDATE kaiwa_jobs.batches SET status = 'conflict', lease_until = NULL, owner = NULL, last_error = ${error.slice(0, 500)}
+        WHERE id = ${batchId} AND status = 'pending'
+        RETURNING id
+      )
+      UPDATE kaiwa_jobs.deliveries d SET status = 'failed', reason = ${CONFLICT_REASON}
+      FROM parked WHERE d.batch_id = parked.id AND d.status = 'pending'
+      RETURNING d.id::text AS id`.pipe(
+      Effect.map((rows) => rows.map((r) => r.id)),
+      Effect.mapError(toDatabaseError("parking a conflicting batch failed"))
     )
 
   const completeBatch = Effect.fn("Database.completeBatch")(function*(args: {
@@ -335,23 +409,31 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       provider_id: o.providerId,
       reason: o.reason
     })))
-    yield* sql.withTransaction(Effect.gen(function*() {
-      yield* sql`
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      // Only rows still pending are written and returned: if another worker already recorded this batch (it took
+      // over after our lease ran out and got the provider's stored answer), nothing is counted twice.
+      const written = yield* sql<{ id: string; status: "sent" | "failed" }>`
         UPDATE kaiwa_jobs.deliveries d
         SET status = v.status, provider_id = v.provider_id, reason = v.reason,
             sent_at = CASE WHEN v.status = 'sent' THEN ${args.now}::timestamptz ELSE NULL END
         FROM jsonb_to_recordset(${payload}::jsonb) AS v(id bigint, status text, provider_id text, reason text)
-        WHERE d.id = v.id AND d.batch_id = ${args.batchId} AND d.status = 'pending'`
-      // An address the provider rejected as invalid is never tried again, for any list.
+        WHERE d.id = v.id AND d.batch_id = ${args.batchId} AND d.status = 'pending'
+        RETURNING d.id::text AS id, d.status`
+      // An address the provider rejected is never tried again, for any list. Only the provider's rejections:
+      // a row that failed for our own reasons (a template that did not render) says nothing about the address.
       yield* sql`
         INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
         SELECT d.user_id, lower(d.email), '*', 'invalid_address', ${args.now}
         FROM kaiwa_jobs.deliveries d
-        WHERE d.batch_id = ${args.batchId} AND d.status = 'failed'
+        WHERE d.batch_id = ${args.batchId} AND d.status = 'failed' AND d.reason LIKE ${REJECTED_PREFIX + "%"}
         ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`
       yield* sql`
         UPDATE kaiwa_jobs.batches SET status = 'done', done_at = ${args.now}, lease_until = NULL
-        WHERE id = ${args.batchId}`
+        WHERE id = ${args.batchId} AND status = 'pending'`
+      return {
+        sent: written.filter((r) => r.status === "sent").map((r) => r.id),
+        failed: written.filter((r) => r.status === "failed").map((r) => r.id)
+      } satisfies CompletedBatch
     }))
   }, Effect.mapError(toDatabaseError("recording a batch failed")))
 
@@ -423,6 +505,7 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     claimBatch,
     renewLease,
     releaseBatch,
+    parkConflict,
     completeBatch,
     outstanding,
     startRun,

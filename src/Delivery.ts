@@ -20,7 +20,8 @@ import {
   Database,
   DatabaseError,
   type DeliveryOutcome,
-  describeSqlCause
+  describeSqlCause,
+  REJECTED_PREFIX
 } from "./Database.ts"
 import { MAX_BATCH, type Batch, Mailer, type MailerError, type OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
@@ -139,11 +140,20 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
   const telemetry = yield* Telemetry
   const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
   const lease = Duration.seconds(config.leaseSeconds)
+  let failed = 0
 
   const planned = yield* db.enqueue({ job: ctx.job, runId: ctx.runId, asOf: ctx.asOf, selection: spec.selection })
   const skipped: Record<string, number> = { ...planned.skipped }
   const swept = yield* db.sweep({ job: ctx.job, list: spec.list, now: yield* now })
-  for (const [reason, n] of Object.entries(swept)) add(skipped, reason, n)
+  for (const [reason, n] of Object.entries(swept.skipped)) add(skipped, reason, n)
+  if (swept.keyExpired.length > 0) {
+    failed += swept.keyExpired.length
+    yield* Effect.logError(
+      `${swept.keyExpired.length} email(s) of a batch abandoned over a day ago were not resent: the provider may ` +
+        "have delivered them, and their idempotency key has expired, so a resend could deliver twice. " +
+        "They are recorded as failed (outcome unknown)."
+    ).pipe(Effect.annotateLogs({ ledgerIds: swept.keyExpired.slice(0, 100).join(",") }))
+  }
   for (const [reason, ids] of Object.entries(planned.skippedIds)) {
     const what = reason === "unknown_timezone" ? `served in ${config.defaultTimezone}` : "skipped"
     yield* Effect.logWarning(`bad data (${reason}): ${skipped[reason] ?? ids.length} user(s) ${what}`).pipe(
@@ -152,7 +162,6 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
   }
 
   const sent: Record<string, number> = {}
-  let failed = 0
   let fatal: MailerError | undefined = undefined
 
   const progress = yield* Effect.forkChild(
@@ -175,11 +184,12 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
       } else outcomes.push({ id: d.id, status: "failed", providerId: null, reason: `render_error: ${r.failure.message}` })
     })
     // While the provider call runs (retries included), the lease is renewed so no other worker takes the batch.
+    // One failed renewal (a dropped connection) must not end the heartbeat: the next one may well succeed.
     const heartbeat = yield* Effect.forkChild(
-      Effect.flatMap(now, (t) => db.renewLease(batch.id, ctx.runId, new Date(t.getTime() + Duration.toMillis(lease)))).pipe(
+      db.renewLease(batch.id, ctx.runId, config.leaseSeconds).pipe(
+        Effect.ignore,
         Effect.delay(Duration.divideUnsafe(lease, 3)),
-        Effect.forever,
-        Effect.ignore
+        Effect.forever
       )
     )
     const request: Batch = { idempotencyKey: batch.idempotencyKey, emails, deadline: ctx.deadline }
@@ -191,24 +201,31 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
         Effect.onInterrupt(() => db.releaseBatch(batch.id, ctx.runId, "interrupted").pipe(Effect.ignore))
       )
     yield* Fiber.interrupt(heartbeat)
+    if (result._tag === "Failure" && result.failure.kind === "idempotency") {
+      // Parked, not released: retrying the key can only conflict again and would stop every later run at this
+      // batch, and a new key could deliver twice. Its rows are failed as outcome unknown; the run goes on with
+      // the other batches and still ends failed, so the operator sees it.
+      const parked = yield* db.parkConflict(batch.id, result.failure.message)
+      failed += parked.length
+      yield* telemetry.countEmails(ctx.job, "failed", parked.length)
+      return Option.some(result.failure)
+    }
     if (result._tag === "Failure") {
       yield* db.releaseBatch(batch.id, ctx.runId, result.failure.message)
       return Option.some(result.failure)
     }
     result.success.forEach((r, i) => {
       const d = sentRows[i]!
-      if (r._tag === "Accepted") {
-        outcomes.push({ id: d.id, status: "sent", providerId: r.providerId, reason: null })
-        add(sent, spec.group(d))
-      } else {
-        outcomes.push({ id: d.id, status: "failed", providerId: null, reason: `rejected: ${r.reason}`.slice(0, 300) })
-      }
+      if (r._tag === "Accepted") outcomes.push({ id: d.id, status: "sent", providerId: r.providerId, reason: null })
+      else outcomes.push({ id: d.id, status: "failed", providerId: null, reason: `${REJECTED_PREFIX}${r.reason}`.slice(0, 300) })
     })
-    const failedHere = outcomes.filter((o) => o.status === "failed").length
-    failed += failedHere
-    yield* db.completeBatch({ batchId: batch.id, outcomes, now: yield* now })
-    yield* telemetry.countEmails(ctx.job, "sent", outcomes.length - failedHere)
-    yield* telemetry.countEmails(ctx.job, "failed", failedHere)
+    // Counted from what was written, not from what was sent: a batch another worker already recorded adds nothing.
+    const written = yield* db.completeBatch({ batchId: batch.id, outcomes, now: yield* now })
+    const byId = new Map(batch.deliveries.map((d) => [d.id, d]))
+    for (const id of written.sent) add(sent, spec.group(byId.get(id)!))
+    failed += written.failed.length
+    yield* telemetry.countEmails(ctx.job, "sent", written.sent.length)
+    yield* telemetry.countEmails(ctx.job, "failed", written.failed.length)
     return Option.none<MailerError>()
   })
 
@@ -219,7 +236,7 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
       job: ctx.job,
       owner: ctx.runId,
       now: t,
-      leaseUntil: new Date(t.getTime() + Duration.toMillis(lease)),
+      leaseSeconds: config.leaseSeconds,
       size: MAX_BATCH,
       newKey: `kaiwa-jobs/${ctx.job}/${randomUUID()}`
     })
@@ -233,6 +250,7 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
     const error = yield* sendBatch(batch)
     if (Option.isSome(error)) {
       if (!error.value.retryable) fatal = error.value
+      if (error.value.kind === "idempotency") continue
       break
     }
   }

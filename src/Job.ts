@@ -194,7 +194,8 @@ export const runJob = Effect.fn("Job.run")(function*<S extends CommonStats>(job:
       return { durationMs: ended - started }
     })
 
-  const exit = yield* Effect.exit(job.program(ctx)).pipe(
+  // Everything the job logs carries the job and run id, like the runner's own lines.
+  const exit = yield* Effect.exit(job.program(ctx).pipe(annotate)).pipe(
     Effect.onInterrupt(() => finish("interrupted", null, "interrupted by a signal").pipe(
       Effect.andThen(Effect.logWarning("⏹ run interrupted; a re-run resumes what is left without duplicates")),
       annotate

@@ -3,15 +3,16 @@
  * `POST /emails/batch` call in permissive validation (one bad address does not sink the other 99) carrying the
  * batch's `Idempotency-Key`, so a retry, or a batch resumed by another run, is answered from Resend's stored
  * response instead of being delivered twice. Calls are spaced by a client-side rate limit shared by every fiber
- * using the service; a 429 waits for `retry-after` (and holds back every fiber); 5xx, network failures,
- * timeouts and `concurrent_idempotent_requests` retry with jittered exponential backoff until the batch's
- * deadline; authentication, quota, idempotency conflicts and whole-batch validation fail at once.
+ * using the service; a 429 waits for `retry-after` (holding back every fiber, and widening the spacing a
+ * little); 5xx, network failures, timeouts and `concurrent_idempotent_requests` retry with jittered exponential
+ * backoff until the batch's deadline; authentication, quota, idempotency conflicts and whole-batch validation
+ * fail at once.
  * The API key is unwrapped only to construct the SDK client, and no message built here contains it.
  * SDK facts this relies on (resend 6.38): it never throws but resolves `{ data, error, headers }`; a network
  * failure is `application_error` with `statusCode: null`; it has no timeout or retry of its own; it passes
  * `signal` through to `fetch`; it prints errors to the console only when `RESEND_DEBUG=true` (read at construction).
  */
-import { Clock, Config, Data, Duration, Effect, Layer, Redacted, Ref, Schedule, Schema } from "effect"
+import { Clock, Config, Data, Duration, Effect, Layer, Redacted, Ref, Schedule, Schema, Semaphore } from "effect"
 import { type CreateBatchEmailOptions, type ErrorResponse, Resend } from "resend"
 import { type Batch, type DeliveryResult, Mailer, MailerError, type OutgoingEmail, MAX_BATCH } from "./Mailer.ts"
 
@@ -43,7 +44,8 @@ export const retryBackoff = Schedule.min([Schedule.exponential("250 millis"), Sc
 /**
  * Spacing headroom of the client-side rate limit. Resend counts arrivals, we space departures: network jitter
  * of a few milliseconds would otherwise put `rps + 1` arrivals inside one second now and then. 3% (15 ms at
- * 2 requests/s) is ample on loopback and in one region, and a 429 that still slips through is retried.
+ * 2 requests/s, so 30 ms between a call and the one two after it) is ample on loopback and in one region; when a
+ * rate-limit 429 still slips through, the spacing widens (see `RATE_WIDEN`).
  */
 export const RATE_HEADROOM = 1.03
 
@@ -55,42 +57,52 @@ export const config = Config.all({
   baseUrl: Config.String("RESEND_BASE_URL").pipe(Config.withDefault(DEFAULT_BASE_URL))
 })
 
-/** A shared limiter: `take` waits for the caller's slot; `pauseUntil` holds every caller back (after a 429). */
+/**
+ * After each rate-limit 429 the spacing grows by this factor, up to `RATE_MAX_WIDEN` times the initial spacing.
+ * Every 429 costs a whole `retry-after` (at least 1 s, so 2 calls' worth at 2/s), while 2% more spacing costs
+ * 10 ms a call: when arrivals jitter more than the headroom allows (a busy machine, a long network path), a
+ * slightly slower pace is much faster than hitting the window again and again.
+ */
+export const RATE_WIDEN = 1.02
+/** The widest spacing, as a multiple of the initial one. */
+export const RATE_MAX_WIDEN = 1.2
+
+/** A shared limiter: `take` waits for the caller's turn; `pauseUntil` holds every caller back (after a 429). */
 export interface RateLimiter {
   readonly take: Effect.Effect<void>
   readonly pauseUntil: (epochMillis: number) => Effect.Effect<void>
+  /** A rate-limit 429 got through: space later calls a little wider. */
+  readonly widen: Effect.Effect<void>
 }
 
 /**
- * Spaces calls `1000 / rps` ms apart (times `RATE_HEADROOM`) across all fibers. Spacing rather than a bursty
- * token bucket, because a burst of `rps` calls followed by one more a second later is exactly what a sliding
- * window refuses. Time comes from Clock, so TestClock drives it.
+ * Lets calls through one at a time, each at least `1000 / rps` ms (times `RATE_HEADROOM`) after the previous
+ * one actually went, across all fibers. Spacing rather than a bursty token bucket, because a burst of `rps`
+ * calls followed by one more a second later is exactly what a sliding window refuses. Spacing is counted from
+ * the moment a call was let through, not from its planned slot, so a late wake-up (a busy event loop, a GC
+ * pause) delays the calls after it instead of squeezing them closer together. Time comes from Clock, so
+ * TestClock drives it.
  */
 export const makeRateLimiter = Effect.fnUntraced(function*(rps: number) {
   if (!(rps > 0)) return yield* Effect.die(new Error(`the Resend rate limit must be positive (got ${rps})`))
-  const spacing = (1000 / rps) * RATE_HEADROOM
-  const nextSlot = yield* Ref.make(0)
+  const base = (1000 / rps) * RATE_HEADROOM
+  const spacing = yield* Ref.make(base)
+  const lastDeparture = yield* Ref.make(Number.NEGATIVE_INFINITY)
   const pausedUntil = yield* Ref.make(0)
-  const reserve = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    Ref.modify(nextSlot, (slot): [number, number] => {
-      const at = Math.max(now, slot)
-      return [at - now, at + spacing]
-    }))
-  const take = Effect.gen(function*() {
+  // One caller at a time waits for the next departure; the others queue behind it in arrival order.
+  const turn = yield* Semaphore.make(1)
+  const take = turn.withPermit(Effect.gen(function*() {
     while (true) {
-      const wait = yield* reserve
-      if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
-      // A 429 seen by another fiber while we slept: our slot is void, queue again behind the pause.
       const now = yield* Clock.currentTimeMillis
-      if ((yield* Ref.get(pausedUntil)) <= now) return
+      // Re-read on every pass: a 429 seen by another fiber while we slept pushes our departure back.
+      const earliest = Math.max((yield* Ref.get(lastDeparture)) + (yield* Ref.get(spacing)), yield* Ref.get(pausedUntil))
+      if (now >= earliest) return yield* Ref.set(lastDeparture, now)
+      yield* Effect.sleep(Duration.millis(earliest - now))
     }
-  })
-  const pauseUntil = (epochMillis: number) =>
-    Effect.andThen(
-      Ref.update(pausedUntil, (t) => Math.max(t, epochMillis)),
-      Ref.update(nextSlot, (slot) => Math.max(slot, epochMillis))
-    )
-  return { take, pauseUntil } satisfies RateLimiter
+  }))
+  const pauseUntil = (epochMillis: number) => Ref.update(pausedUntil, (t) => Math.max(t, epochMillis))
+  const widen = Ref.update(spacing, (s) => Math.min(s * RATE_WIDEN, base * RATE_MAX_WIDEN))
+  return { take, pauseUntil, widen } satisfies RateLimiter
 })
 
 /** The body of a successful batch call; `errors` is present in permissive mode only. */
@@ -205,6 +217,7 @@ export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
         const now = yield* Clock.currentTimeMillis
         yield* limiter.pauseUntil(now + Duration.toMillis(failure.retryAfter))
       }
+      if (failure.error.kind === "transient" && response.error.statusCode === 429) yield* limiter.widen
       if (failure.error.kind === "idempotency") {
         yield* Effect.logError(
           "IDEMPOTENCY CONFLICT: Resend refused a batch whose key was already used with a different payload. " +

@@ -7,6 +7,14 @@ import { Clock, Duration, Effect } from "effect"
 import { Database } from "./Database.ts"
 import { registry } from "./Job.ts"
 
+/**
+ * A run still marked running this long after it started is reported as abandoned: a run stops sending at
+ * SEND_DEADLINE (10 minutes by default), so only a process that was killed (SIGKILL, out of memory, a lost
+ * machine) or lost its database before recording its end leaves such a row. Its ledger rows are safe: the
+ * next run takes over its batches once their leases run out.
+ */
+export const ABANDONED_AFTER = Duration.hours(1)
+
 /** One job's health. */
 export interface JobStatus {
   readonly job: string
@@ -32,15 +40,17 @@ export const jobStatuses = Effect.gen(function*() {
     const row = rows.find((r) => r.job === job.name)
     const lastSuccess = row?.last_success_at ?? null
     const overdue = lastSuccess === null || now - lastSuccess.getTime() > Duration.toMillis(job.overdueAfter)
+    const abandoned = row !== undefined && row.outcome === "running" && row.finished_at === null &&
+      now - row.started_at.getTime() > Duration.toMillis(ABANDONED_AFTER)
     return {
       job: job.name,
       title: job.title,
       lastRun: row === undefined ? null : {
         startedAt: row.started_at.toISOString(),
         finishedAt: row.finished_at?.toISOString() ?? null,
-        outcome: row.outcome,
+        outcome: abandoned ? "abandoned" : row.outcome,
         stats: row.stats,
-        error: row.error
+        error: abandoned ? "the run never recorded its end: its process was killed or lost the database" : row.error
       },
       lastSuccessAt: lastSuccess?.toISOString() ?? null,
       overdue,

@@ -80,6 +80,18 @@ export const kaiwaJobs = Migrator.fromRecord({
     )`,
     `CREATE INDEX suppressions_user_idx ON kaiwa_jobs.suppressions (user_id)`,
     `CREATE INDEX suppressions_email_idx ON kaiwa_jobs.suppressions (lower(email))`
+  ),
+  // Batches that can no longer be sent safely are parked rather than retried forever:
+  // - 'conflict': the provider refused the batch's key with a different payload (the batch no longer renders
+  //   the same, say after a deploy changed MAIL_FROM); resending under a new key could deliver twice.
+  // - 'expired': the batch was first sent so long ago that the provider may have forgotten its key (Resend
+  //   keeps keys 24 h); resending could deliver twice.
+  // `key_created_at` is the database's own clock when the key was first used, so it does not depend on `--now`.
+  "0002_parked_batches": statements(
+    `ALTER TABLE kaiwa_jobs.batches DROP CONSTRAINT batches_status_check`,
+    `ALTER TABLE kaiwa_jobs.batches ADD CONSTRAINT batches_status_check
+      CHECK (status IN ('pending', 'done', 'conflict', 'expired'))`,
+    `ALTER TABLE kaiwa_jobs.batches ADD COLUMN key_created_at timestamptz NOT NULL DEFAULT clock_timestamp()`
   )
 })
 

@@ -1,6 +1,7 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
 import { TestClock } from "effect/testing"
+import { SqlClient } from "effect/sql"
 import { founderEmails, practiceReminders, runJob } from "../../src/Job.ts"
 import { jobStatuses } from "../../src/Status.ts"
 import { run } from "../support/spawn.ts"
@@ -58,6 +59,25 @@ describe("status", () => {
         assert.strictEqual(ok.code, 0, ok.stdout + ok.stderr)
         assert.match(ok.stdout, /ok\s+practice-reminders/)
       }))
+  })
+})
+
+describe("abandoned runs", () => {
+  layer(stack, { excludeTestServices: true })((it) => {
+    it.effect("a run left 'running' by a killed process is shown as abandoned after an hour, not as running", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const started = new Date(T0 - 5 * 60_000)
+        yield* sql`INSERT INTO kaiwa_jobs.runs (id, job, as_of, started_at) VALUES (gen_random_uuid(), 'practice-reminders', ${started}, ${started})`
+        yield* TestClock.setTime(T0)
+        const soon = (yield* jobStatuses).find((s) => s.job === "practice-reminders")!
+        assert.strictEqual(soon.lastRun?.outcome, "running")
+        yield* TestClock.setTime(T0 + HOUR)
+        const later = (yield* jobStatuses).find((s) => s.job === "practice-reminders")!
+        assert.strictEqual(later.lastRun?.outcome, "abandoned")
+        assert.include(later.lastRun?.error ?? "", "killed")
+        assert.isTrue(later.overdue)
+      }).pipe(Effect.provide(TestClock.layer())))
   })
 })
 

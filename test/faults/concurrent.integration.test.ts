@@ -28,27 +28,42 @@ describe("four processes on one tick", () => {
     await seed(url, due)
     const fake: FakeResend = await startFakeResend({ faults: { latencyMs: 75 } })
     try {
-      // A start line for the four: the test holds a SHARE lock on the ledger, so each process gets through start-up
-      // and records its run, then blocks at planning (its INSERT into the ledger) until all four are there. Without
-      // it, process start-up jitter on a loaded machine (tens to hundreds of ms) decides who works, not the claims.
+      // A start line for the four: the test holds a SHARE lock on the batches table, so each process starts up,
+      // records its run, plans (the ledger's unique key makes the plan of one process the plan of all), and then
+      // blocks at its first claim. Once all four wait there, the lock goes and they race for batches. Without it,
+      // process start-up on a loaded machine (seconds apart) would decide who works, not the claims.
       let release!: () => void
       const released = new Promise<void>((r) => (release = r))
+      let locked!: () => void
+      const isLocked = new Promise<void>((r) => (locked = r))
       const barrier = query(url, (sql) =>
         sql.withTransaction(
-          sql`LOCK TABLE kaiwa_jobs.deliveries IN SHARE MODE`.pipe(Effect.andThen(Effect.promise(() => released)))
+          sql`LOCK TABLE kaiwa_jobs.batches IN SHARE MODE`.pipe(
+            Effect.andThen(Effect.sync(() => locked())),
+            Effect.andThen(Effect.promise(() => released))
+          )
         ))
-      await new Promise((r) => setTimeout(r, 100)) // the lock is taken before any process can plan
-      const runs = Array.from({ length: WORKERS }, () => startMain(main.script, liveEnv(url, fake)))
-      const recorded = () => query(url, (sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM kaiwa_jobs.runs`)
+      await isLocked
+      // Nobody dies here, so the default 30 s lease: with `--now`, each process's clock starts at the same instant
+      // but at its own start-up, so their lease times are skewed by start-up spread (seconds on a loaded machine).
+      const runs = Array.from({ length: WORKERS }, () => startMain(main.script, liveEnv(url, fake, { LEASE_SECONDS: "30" })))
+      const waiting = () =>
+        query(url, (sql) =>
+          sql<{ n: number }>`SELECT count(DISTINCT pid)::int AS n FROM pg_locks
+            WHERE relation = 'kaiwa_jobs.batches'::regclass AND NOT granted`)
+      let exited: string | undefined
+      for (const r of runs) void r.done.then((e) => (exited ??= `a process exited ${e.code} before the start: ${e.stdout}${e.stderr}`))
       try {
-        await waitFor("four runs recorded", async () => (await recorded())[0]!.n === WORKERS, 30_000, 50)
+        await waitFor("four processes waiting to claim", async () => {
+          if (exited !== undefined) throw new Error(exited)
+          return (await waiting())[0]!.n === WORKERS
+        }, 40_000, 50)
       } finally {
         release()
       }
       await barrier
       const ended = await Promise.all(runs.map((r) => r.done))
       for (const e of ended) assert.strictEqual(e.code, 0, e.stdout + e.stderr)
-      if (process.env["FAULTS_DEBUG"]) for (const e of ended) console.log(Math.round(e.ms), e.stdout)
 
       const verdict = await verifyExactlyOnce(url, fake, due)
       assert.deepStrictEqual(verdict.problems, [])

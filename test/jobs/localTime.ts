@@ -7,8 +7,11 @@ import { TestClock } from "effect/testing"
 import { type CommonStats, type Job, runJob } from "../../src/Job.ts"
 import { MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
 
+/** One minute in milliseconds. */
 export const MINUTE = 60_000
+/** One hour in milliseconds. */
 export const HOUR = 60 * MINUTE
+/** 24 hours in milliseconds (not a local day: those are 23 to 25 hours long around DST changes). */
 export const DAY = 24 * HOUR
 
 /** DEFAULT_TIMEZONE as the test stack configures it. */

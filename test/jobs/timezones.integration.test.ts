@@ -1,16 +1,17 @@
 /**
- * CONTRACT 4 and 5: local time and daylight saving. Jobs are ticked every 15 minutes across the 2026
- * spring-forward and fall-back transitions of America/New_York (2026-03-08, 2026-11-01) and Europe/Berlin
- * (2026-03-29, 2026-10-25), with users there, in zones with fractional offsets and no DST (Asia/Kolkata +05:30,
- * Asia/Kathmandu +05:45), in America/St_Johns (-03:30, DST on the US dates), and with an invalid or a null
- * time zone (both served in DEFAULT_TIMEZONE, UTC). Local time is computed here with Intl, not by the library.
+ * CONTRACT 4 and 5: local time and daylight saving. Reminders are ticked every 15 minutes (founder emails every
+ * 30 minutes) across the 2026 spring-forward and fall-back transitions of America/New_York (2026-03-08,
+ * 2026-11-01) and Europe/Berlin (2026-03-29, 2026-10-25), with users there, in zones with fractional offsets
+ * and no DST (Asia/Kolkata +05:30, Asia/Kathmandu +05:45), in America/St_Johns (-03:30, DST on the US dates),
+ * and with an invalid or a null time zone (both served in DEFAULT_TIMEZONE, UTC). Local time is computed here
+ * with Intl, not by the library.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, References } from "effect"
 import { TestClock } from "effect/testing"
 import { founderEmails, practiceReminders } from "../../src/Job.ts"
 import { insertUsers, testLayer } from "../support/TestDb.ts"
-import { DAY, effectiveZone, inLocalWindow, localTime, MINUTE, runAt, type Sent } from "./localTime.ts"
+import { DAY, effectiveZone, inLocalWindow, localTime, MINUTE, runAt, type Sent, stepOf } from "./localTime.ts"
 
 const TICK = 15 * MINUTE
 
@@ -24,14 +25,22 @@ const ZONES: ReadonlyArray<readonly [id: string, tz: string | null]> = [
   ["none", null]
 ]
 
-// Every range starts at 02:00 UTC, when no user above is inside 09:00-21:00 local, so each user's first reminder
-// falls at 09:00 local and the cross-job cap (20 h) never pushes a later one: 09:00 to 09:00 is 23-25 h.
+// Each range runs for two days from 02:00 UTC the day before a transition, so every zone's whole 09:00-21:00
+// window is ticked on the local day before the transition and on the day of it (a reminder run costs ~30 ms, so
+// 192 ticks per transition keep the file within a minute). At 02:00 UTC no user above is inside 09:00-21:00
+// local, so each user's first reminder falls at 09:00 local, and the cross-job cap (20 h) never delays a later
+// one: 09:00 to 09:00 is 23 to 25 hours, even across a transition.
 const TRANSITIONS = [
-  { name: "US spring forward 2026-03-08", from: "2026-03-06T02:00:00Z", days: 4 },
-  { name: "EU spring forward 2026-03-29", from: "2026-03-27T02:00:00Z", days: 4 },
-  { name: "EU fall back 2026-10-25", from: "2026-10-23T02:00:00Z", days: 4 },
-  { name: "US fall back 2026-11-01", from: "2026-10-30T02:00:00Z", days: 4 }
+  { name: "US spring forward 2026-03-08", from: "2026-03-07T02:00:00Z", days: 2 },
+  { name: "EU spring forward 2026-03-29", from: "2026-03-28T02:00:00Z", days: 2 },
+  { name: "EU fall back 2026-10-25", from: "2026-10-24T02:00:00Z", days: 2 },
+  { name: "US fall back 2026-11-01", from: "2026-10-31T02:00:00Z", days: 2 }
 ] as const
+
+const REMINDER_WINDOW_TICKS = (12 * 60) / 15
+
+// The invalid time zone is reported as bad data on every run: expected here, so only errors are logged.
+const quiet = Effect.provideService(References.MinimumLogLevel, "Error")
 
 const sentTo = (sent: ReadonlyArray<Sent>, userId: string) => sent.filter((s) => s.userId === userId)
 
@@ -66,91 +75,92 @@ describe("practice reminders across daylight-saving transitions", () => {
             // At most one per local date.
             const dates = mine.map((s) => localTime(s.at, zone).date)
             assert.deepStrictEqual(dates, [...new Set(dates)], `${where}: two reminders on one local date: ${dates.join(", ")}`)
-            // Exactly one on each local day lying wholly inside the range (all but the first and last date seen).
-            const seen = [...new Set(ticks.map((t) => localTime(t, zone).date))]
-            const fullDays = seen.slice(1, -1)
-            assert.isAtLeast(fullDays.length, 3)
-            for (const day of fullDays) {
+            // Exactly one on each local date whose whole 09:00-21:00 window was ticked (48 ticks of 15 minutes).
+            const windowTicks = new Map<string, number>()
+            for (const t of ticks) {
+              if (inLocalWindow(t, zone, 9 * 60, 12 * 60)) {
+                const d = localTime(t, zone).date
+                windowTicks.set(d, (windowTicks.get(d) ?? 0) + 1)
+              }
+            }
+            const coveredDays = [...windowTicks].filter(([, count]) => count === REMINDER_WINDOW_TICKS).map(([d]) => d)
+            assert.isAtLeast(coveredDays.length, 2, `${where}: range covers ${coveredDays.join(", ")}`)
+            for (const day of coveredDays) {
               assert.strictEqual(dates.filter((d) => d === day).length, 1, `${where}: reminders on ${day}: ${dates.join(", ")}`)
             }
           }
           // The invalid and the null time zone are both served in DEFAULT_TIMEZONE, at the same instants.
           assert.deepStrictEqual(sentTo(sent, `${prefix}invalid`).map((s) => s.at), sentTo(sent, `${prefix}none`).map((s) => s.at))
           assert.isAbove(sentTo(sent, `${prefix}none`).length, 0)
-        }).pipe(Effect.provide(TestClock.layer())))
+        }).pipe(Effect.provide(TestClock.layer()), quiet))
     })
   })
 })
 
-// Founder users signed up around the US spring-forward (and EU users around theirs), at instants that put step
-// starts inside, before and after the 14:00-18:00 window on the transition day.
-const FOUNDER_ZONES = [
-  ["ny", "America/New_York"],
-  ["kolkata", "Asia/Kolkata"],
-  ["stjohns", "America/St_Johns"]
+// Every 30 minutes: every offset used here is a whole or half hour, and the window is 4 hours long.
+const FOUNDER_TICK = 30 * MINUTE
+
+// Founder users signed up around the US spring-forward and the EU fall-back, at instants that put step starts
+// before, inside and after the 14:00-18:00 local window, on and around the transition day.
+const FOUNDER_CASES = [
+  {
+    name: "US spring forward 2026-03-08",
+    zones: ["America/New_York", "Asia/Kolkata", "America/St_Johns"],
+    signups: [
+      "2026-03-06T19:10:00Z",
+      "2026-03-06T22:50:00Z",
+      "2026-03-07T06:30:00Z",
+      "2026-03-07T10:45:00Z",
+      "2026-03-07T17:00:00Z",
+      "2026-03-07T21:59:00Z",
+      "2026-03-08T07:15:00Z",
+      "2026-03-08T13:05:00Z"
+    ]
+  },
+  {
+    name: "EU fall back 2026-10-25",
+    zones: ["Europe/Berlin", "Asia/Kolkata", "America/New_York"],
+    signups: ["2026-10-22T13:30:00Z", "2026-10-23T08:00:00Z", "2026-10-23T15:20:00Z", "2026-10-24T12:01:00Z"]
+  }
 ] as const
-const FOUNDER_SIGNUPS = [
-  "2026-03-06T19:10:00Z",
-  "2026-03-06T22:50:00Z",
-  "2026-03-07T06:30:00Z",
-  "2026-03-07T10:45:00Z",
-  "2026-03-07T17:00:00Z",
-  "2026-03-07T21:59:00Z",
-  "2026-03-08T07:15:00Z",
-  "2026-03-08T13:05:00Z"
-]
-const EU_SIGNUPS = ["2026-10-22T13:30:00Z", "2026-10-23T08:00:00Z", "2026-10-23T15:20:00Z", "2026-10-24T12:01:00Z"]
 
 describe("founder emails across daylight-saving transitions", () => {
   layer(testLayer, { excludeTestServices: true })((it) => {
-    const cases = [
-      {
-        name: "US spring forward",
-        from: "2026-03-07T00:00:00Z",
-        days: 5,
-        users: FOUNDER_ZONES.flatMap(([zid, tz]) =>
-          FOUNDER_SIGNUPS.map((at, i) => ({ id: `us-${zid}-${i}`, tz: tz as string, createdAt: Date.parse(at) })))
-      },
-      {
-        name: "EU fall back",
-        from: "2026-10-23T00:00:00Z",
-        days: 5,
-        users: (["Europe/Berlin", "Asia/Kolkata"] as const).flatMap((tz, z) =>
-          EU_SIGNUPS.map((at, i) => ({ id: `eu-${z}-${i}`, tz: tz as string, createdAt: Date.parse(at) })))
-      }
-    ]
-    for (const c of cases) {
-      it.effect(`${c.name}: Day1, Day2 and Day3 each once, at the first 14:00-18:00 local tick of their day`, () =>
+    FOUNDER_CASES.forEach((c, n) => {
+      it.effect(`${c.name}: Day1, Day2, Day3 each once, at the first 14:00-18:00 local tick of their day`, () =>
         Effect.gen(function*() {
-          yield* insertUsers(c.users.map((u) => ({ id: u.id, timezone: u.tz, createdAt: new Date(u.createdAt) })))
-          const from = Date.parse(c.from)
-          const to = from + c.days * DAY
+          const users = c.zones.flatMap((tz, z) =>
+            c.signups.map((at, i) => ({ id: `c${n}-z${z}-${i}`, tz: tz as string, createdAt: Date.parse(at) })))
+          yield* insertUsers(users.map((u) => ({ id: u.id, timezone: u.tz, createdAt: new Date(u.createdAt) })))
+          // From the first Day1 start to the last Day3 end, on the 15-minute grid.
+          const created = users.map((u) => u.createdAt)
+          const from = Math.floor((Math.min(...created) + DAY) / FOUNDER_TICK) * FOUNDER_TICK
+          const to = Math.max(...created) + 4 * DAY
           const sent: Array<Sent> = []
           const ticks: Array<number> = []
-          for (let at = from; at < to; at += TICK) {
+          for (let at = from; at < to; at += FOUNDER_TICK) {
             ticks.push(at)
             sent.push(...(yield* runAt(founderEmails, at)).sent)
           }
-          for (const u of c.users) {
+          for (const u of users) {
+            const where = `${u.id} (${u.tz}, signed up ${new Date(u.createdAt).toISOString()})`
             const mine = sentTo(sent, u.id)
-            const steps = mine.map((s) => s.email.tags.find((t) => t.name === "step")?.value)
-            assert.deepStrictEqual(steps, ["day1", "day2", "day3"], `${u.id} (${u.tz}) got ${steps.join(", ")}`)
-            mine.forEach((s, i) => {
-              const k = i + 1
+            for (const s of mine) {
               const lt = localTime(s.at, u.tz)
-              assert.isTrue(inLocalWindow(s.at, u.tz, 14 * 60, 4 * 60), `${u.id} Day${k} at ${lt.date} ${lt.hhmm} local`)
-              assert.isTrue(s.at - u.createdAt >= k * DAY && s.at - u.createdAt < (k + 1) * DAY, `${u.id} Day${k} outside its day`)
-              // Sent at the first tick that is both inside the step's day and inside the local window.
-              const first = ticks.find((t) =>
+              assert.isTrue(inLocalWindow(s.at, u.tz, 14 * 60, 4 * 60), `${where}: ${stepOf(s.email)} at ${lt.date} ${lt.hhmm} local`)
+            }
+            // What CONTRACT 5.2 says, tick by tick: step k at the first tick inside [k, k+1) days after signup and
+            // inside 14:00-18:00 local (no other job runs here, so the cap cannot intervene: steps are ~24 h apart).
+            const expected = [1, 2, 3].map((k) => {
+              const at = ticks.find((t) =>
                 t - u.createdAt >= k * DAY && t - u.createdAt < (k + 1) * DAY && inLocalWindow(t, u.tz, 14 * 60, 4 * 60))
-              assert.strictEqual(
-                new Date(s.at).toISOString(),
-                new Date(first!).toISOString(),
-                `${u.id} Day${k} sent at ${lt.hhmm} local`
-              )
+              return `day${k} ${at === undefined ? "never" : new Date(at).toISOString()}`
             })
+            assert.isFalse(expected.some((e) => e.endsWith("never")), `${where}: the range misses a step: ${expected.join(", ")}`)
+            const actual = mine.map((s) => `${stepOf(s.email)} ${new Date(s.at).toISOString()}`)
+            assert.deepStrictEqual(actual, expected, where)
           }
-        }).pipe(Effect.provide(TestClock.layer())))
-    }
+        }).pipe(Effect.provide(TestClock.layer()), quiet))
+    })
   })
 })

@@ -1,0 +1,108 @@
+/**
+ * PostgreSQL goes away in the middle of a live run (a failover, a restart, a crash). The process must not hang
+ * or send blind: it ends within seconds with exit 1 and a message saying the database is unreachable, printing
+ * no secret. Once the server is back, a re-run finishes the tick, and the batch that was at the provider when
+ * the database went away is resumed under its key, so nobody gets a second email.
+ * This test stops a server, so it uses its own embedded server (with a data folder that outlives a restart),
+ * not the suite's shared one.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect, Exit, Scope } from "effect"
+import { start } from "../../src/EmbeddedPostgres.ts"
+import { startFakeResend } from "../support/FakeResend.ts"
+import {
+  dueLearners,
+  inFlight,
+  killAll,
+  liveEnv,
+  printed,
+  query,
+  runMain,
+  secretsOf,
+  seed,
+  snapshotMain,
+  startMain,
+  verifyExactlyOnce,
+  waitFor
+} from "./harness.ts"
+
+const LEARNERS = 250
+
+let main: Awaited<ReturnType<typeof snapshotMain>>
+const scopes: Array<Scope.Closeable> = []
+let base: string | undefined
+beforeAll(async () => {
+  main = await snapshotMain()
+})
+afterAll(async () => {
+  killAll()
+  for (const scope of scopes) await Effect.runPromise(Scope.close(scope, Exit.void))
+  main?.dispose()
+  if (base !== undefined) fs.rmSync(base, { recursive: true, force: true })
+})
+
+/** Starts (or restarts) the embedded server on the data folder `dir`; `stop` shuts it down (a fast shutdown). */
+const serverOn = async (dir: string) => {
+  const scope = Effect.runSync(Scope.make())
+  scopes.push(scope)
+  const server = await Effect.runPromise(Scope.provide(start({ dataDir: dir }), scope))
+  return {
+    server,
+    stop: async () => {
+      scopes.splice(scopes.indexOf(scope), 1)
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+    }
+  }
+}
+
+describe("the database stops in the middle of a run", () => {
+  it("the run exits 1 within 10 s saying the database is unreachable, no secret printed; after a restart a re-run completes once", async () => {
+    base = fs.mkdtempSync(path.join(os.tmpdir(), "kaiwa-faults-pg-"))
+    const first = await serverOn(base)
+    await Effect.runPromise(first.server.createDatabase("faults"))
+    const url = first.server.url("faults")
+    const due = dueLearners(LEARNERS)
+    await seed(url, due)
+    const fake = await startFakeResend({ apiKey: "re_faults_SECRET_api_key", faults: { latencyMs: 1_500 } })
+    try {
+      const run = startMain(main.script, liveEnv(url, fake))
+      await printed(run, "▶")
+      await waitFor("a batch at the provider", () => inFlight(fake), 20_000, 2)
+      const stoppedAt = performance.now()
+      await first.stop()
+      const ended = await run.done
+      const exitMs = performance.now() - stoppedAt
+      const output = ended.stdout + ended.stderr
+      console.log(`database down: exited ${ended.code} ${Math.round(exitMs)} ms after the stop began; last line: ` +
+        output.trim().split("\n").at(-1))
+      assert.isBelow(exitMs, 10_000, `the run took ${Math.round(exitMs)} ms to give up`)
+      assert.strictEqual(ended.code, 1, output)
+      assert.match(output, /database is unreachable/)
+      for (const secret of secretsOf(url, fake)) assert.notInclude(output, secret, "a secret reached the output")
+      // The provider accepted the batch that was in flight; its ledger rows could not be written.
+      const acceptedWhileDown = fake.accepted.length
+      assert.strictEqual(acceptedWhileDown, 100)
+
+      const second = await serverOn(base)
+      const url2 = second.server.url("faults")
+      const pending = await query(url2, (sql) =>
+        sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM kaiwa_jobs.deliveries GROUP BY status`)
+      assert.deepStrictEqual(pending, [{ status: "pending", n: LEARNERS }])
+      fake.faults.latencyMs = 50
+      const rerun = await runMain(main.script, liveEnv(url2, fake))
+      assert.strictEqual(rerun.code, 0, rerun.stdout + rerun.stderr)
+      const verdict = await verifyExactlyOnce(url2, fake, due)
+      assert.deepStrictEqual(verdict.problems, [])
+      assert.isAtLeast(fake.stats.idempotentReplays, 1)
+      const runs = await query(url2, (sql) => sql<{ outcome: string }>`SELECT outcome FROM kaiwa_jobs.runs`)
+      // The first run could not record its end: its row still says running. The re-run succeeded.
+      assert.sameMembers(runs.map((r) => r.outcome), ["running", "succeeded"])
+      await second.stop()
+    } finally {
+      await fake.close()
+    }
+  })
+})

@@ -1,0 +1,330 @@
+/**
+ * "A week in the life": 200 users (time zones with whole, half-hour and 45-minute offsets, DST changes during the
+ * week, invalid and missing zones; signups spread over the five days before and during the week; sessions added
+ * as the days pass; opt-outs of each kind, an unverified user, suppressions; hostile display names). Both jobs
+ * run every hour for 7 days (reminders, then founder emails) under TestClock, and what the in-memory mailer
+ * received is compared, email by email and instant by instant, with an ORACLE written here in plain TypeScript
+ * straight from CONTRACT 5.1/5.2 (local time from Intl, not from the library's SQL). Every email is then checked
+ * for its unsubscribe link and RFC 8058 headers and for template debris.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { ConfigProvider, Effect, Layer, Option, Redacted, References } from "effect"
+import { SqlClient } from "effect/sql"
+import { TestClock } from "effect/testing"
+import { founderEmails, practiceReminders } from "../../src/Job.ts"
+import * as Layers from "../../src/Layers.ts"
+import { verifyToken } from "../../src/Unsubscribe.ts"
+import { addSessions, freshDatabaseUrl, insertUsers, type UserFixture } from "../support/TestDb.ts"
+import { DAY, effectiveZone, HOUR, localTime, MINUTE, runAt, type Sent, stepOf } from "./localTime.ts"
+
+const APP_URL = "https://app.kaiwa.test"
+const UNSUBSCRIBE_SECRET = "week-in-the-life-unsubscribe-secret"
+const MIN_HOURS = 20
+
+/** The test stack with explicit settings: an https APP_URL, a known unsubscribe secret, the 20-hour cap. */
+const weekLayer = Layer.unwrap(Effect.map(freshDatabaseUrl, (url) =>
+  Layers.test(url).pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({
+    env: {
+      APP_URL,
+      UNSUBSCRIBE_SECRET,
+      MIN_HOURS_BETWEEN_EMAILS: String(MIN_HOURS),
+      MAIL_FROM: "Kaiwa <hello@kaiwa.test>",
+      FOUNDER_FROM: "Aiko from Kaiwa <aiko@kaiwa.test>"
+    }
+  })))))).pipe(
+    // The invalid time zone is reported as bad data on every run: expected here, so only errors are logged.
+    Layer.provideMerge(Layer.succeed(References.MinimumLogLevel, "Error"))
+  )
+
+// Thursday 2026-03-05 00:00 UTC to Thursday 2026-03-12: the US, Canada and Cuba spring forward on Sunday 8 March.
+const START = Date.parse("2026-03-05T00:00:00Z")
+const HOURS = 7 * 24
+
+const ZONES: ReadonlyArray<string | null> = [
+  "UTC",
+  "America/New_York",
+  "America/Los_Angeles",
+  "America/St_Johns", // -03:30, DST on 8 March
+  "America/Havana", // DST at local midnight on 8 March: 00:00 does not exist
+  "Europe/Berlin",
+  "Europe/London",
+  "Asia/Kolkata", // +05:30
+  "Asia/Kathmandu", // +05:45
+  "Australia/Adelaide", // +10:30 (DST)
+  "Pacific/Chatham", // +13:45 (DST)
+  "Asia/Tokyo",
+  "Pacific/Auckland",
+  "America/Sao_Paulo",
+  null,
+  "Not/AZone"
+]
+
+const HOSTILE_NAMES: ReadonlyArray<string | null> = [
+  `<script>alert("x")</script>`,
+  "Robert'); DROP TABLE users;--",
+  "{{first_name}}",
+  "undefined",
+  "null",
+  "NaN",
+  "   ",
+  "",
+  null,
+  "Zoë 🦊 Müller",
+  "O'Brien & <b>Sons</b>",
+  "\u202Eevil",
+  "Line\r\nBcc: victim@evil.test",
+  "${name}",
+  "A".repeat(500),
+  "李小龙",
+  "Ørjan"
+]
+
+/** A user of the fixture, as the oracle sees it. */
+interface WeekUser {
+  readonly id: string
+  readonly timezone: string | null
+  readonly zone: string
+  readonly createdAt: number
+  readonly verified: boolean
+  readonly reminders: boolean | undefined
+  readonly founder: boolean | undefined
+  readonly displayName: string | null
+  readonly sessions: ReadonlyArray<{ readonly id: string; readonly at: number; readonly language: string }>
+  readonly suppressions: ReadonlyArray<{ readonly at: number; readonly list: "*" | "practice-reminders" | "founder-emails" }>
+}
+
+// A small deterministic PRNG (mulberry32), so the fixture is the same on every run.
+const prng = (seed: number) => () => {
+  seed = (seed + 0x6d2b79f5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+
+const LANGUAGES = ["ja", "es", "fr", "de", "ko", "Klingon"]
+
+const fixture = (): ReadonlyArray<WeekUser> => {
+  const rand = prng(20260305)
+  const minute = (from: number, to: number) => from + Math.floor((rand() * (to - from)) / MINUTE) * MINUTE
+  const users: Array<WeekUser> = []
+  for (let i = 0; i < 200; i++) {
+    const id = `u${String(i).padStart(3, "0")}`
+    const old = i % 5 < 2
+    const createdAt = old ? minute(START - 60 * DAY, START - 10 * DAY) : minute(START - 5 * DAY, START + 6 * DAY)
+    const sessions: Array<{ id: string; at: number; language: string }> = []
+    const habit = rand()
+    const session = (at: number) => sessions.push({ id: `${id}-s${sessions.length}`, at, language: LANGUAGES[Math.floor(rand() * LANGUAGES.length)]! })
+    if (habit < 0.3) {
+      // never practises
+    } else if (habit < 0.55) {
+      if (createdAt < START) session(minute(createdAt, START))
+    } else {
+      const n = 1 + Math.floor(rand() * 5)
+      for (let k = 0; k < n; k++) session(minute(Math.max(createdAt, START - DAY), START + HOURS * HOUR))
+      sessions.sort((a, b) => a.at - b.at)
+    }
+    const timezone = ZONES[i % ZONES.length]!
+    users.push({
+      id,
+      timezone,
+      zone: effectiveZone(timezone),
+      createdAt,
+      verified: i !== 42,
+      reminders: i % 17 === 3 || i % 23 === 7 ? false : i % 11 === 0 ? true : undefined,
+      founder: i % 19 === 5 || i % 23 === 7 ? false : i % 11 === 0 ? true : undefined,
+      displayName: i % 10 === 9 ? HOSTILE_NAMES[Math.floor(i / 10) % HOSTILE_NAMES.length]! : `Learner ${id}`,
+      sessions: sessions.map((s, k) => ({ ...s, id: `${id}-s${k}` })),
+      suppressions: i === 77
+        ? [{ at: START - DAY, list: "*" }]
+        : i === 80 // an old learner who unsubscribes from reminders mid-week
+        ? [{ at: START + 3 * DAY + 5 * HOUR + 17 * MINUTE, list: "practice-reminders" }]
+        : i === 123 // a complaint, on every list, on day 2
+        ? [{ at: START + DAY + 20 * HOUR, list: "*" }]
+        : []
+    })
+  }
+  return users
+}
+
+/** One email as both sides describe it: user, job, dedupe key (founder step or reminder local date), instant. */
+const describeEmail = (userId: string, job: string, key: string, at: number) => `${userId} ${job} ${key} @ ${new Date(at).toISOString()}`
+
+/** CONTRACT 5.1/5.2, hour by hour, over the fixture: who gets what, and how many were due but for the cap. */
+const oracle = (users: ReadonlyArray<WeekUser>) => {
+  const emails: Array<string> = []
+  const capped: Record<string, Array<number>> = { "practice-reminders": [], "founder-emails": [] }
+  const lastEmail = new Map<string, number>()
+  const reminderDates = new Map<string, Set<string>>()
+  const founderSteps = new Map<string, Set<number>>()
+  const suppressed = (u: WeekUser, list: string, t: number) => u.suppressions.some((s) => s.at <= t && (s.list === "*" || s.list === list))
+  const practisedBy = (u: WeekUser, t: number) => u.sessions.some((s) => s.at <= t)
+  const capAllows = (u: WeekUser, t: number) => {
+    const last = lastEmail.get(u.id)
+    return last === undefined || t - last >= MIN_HOURS * HOUR
+  }
+  for (let h = 0; h < HOURS; h++) {
+    const t = START + h * HOUR
+    // practice-reminders
+    let cap = 0
+    for (const u of users) {
+      const local = localTime(t, u.zone)
+      const reachable = u.verified && u.reminders !== false && !suppressed(u, "practice-reminders", t)
+      const inWindow = local.minutes >= 9 * 60 && local.minutes < 21 * 60
+      const recentSession = u.sessions.some((s) => s.at > t - DAY && s.at <= t)
+      const signedUpADayAgo = u.createdAt <= t - DAY
+      const inFounderSequence = !practisedBy(u, t) && u.createdAt > t - 4 * DAY && u.founder !== false
+      const dates = reminderDates.get(u.id) ?? new Set<string>()
+      if (!reachable || !inWindow || recentSession || !signedUpADayAgo || inFounderSequence || dates.has(local.date)) continue
+      if (!capAllows(u, t)) {
+        cap++
+        continue
+      }
+      emails.push(describeEmail(u.id, "practice-reminders", local.date, t))
+      reminderDates.set(u.id, dates.add(local.date))
+      lastEmail.set(u.id, t)
+    }
+    capped["practice-reminders"]!.push(cap)
+    // founder-emails, after the reminders of the same hour
+    cap = 0
+    for (const u of users) {
+      const local = localTime(t, u.zone)
+      const reachable = u.verified && u.founder !== false && !suppressed(u, "founder-emails", t)
+      const k = Math.floor((t - u.createdAt) / DAY)
+      const inWindow = local.minutes >= 14 * 60 && local.minutes < 18 * 60
+      const steps = founderSteps.get(u.id) ?? new Set<number>()
+      if (!reachable || practisedBy(u, t) || k < 1 || k > 3 || !inWindow || steps.has(k)) continue
+      if (!capAllows(u, t)) {
+        cap++
+        continue
+      }
+      emails.push(describeEmail(u.id, "founder-emails", `day${k}`, t))
+      founderSteps.set(u.id, steps.add(k))
+      lastEmail.set(u.id, t)
+    }
+    capped["founder-emails"]!.push(cap)
+  }
+  return { emails, capped }
+}
+
+/** Words that betray a missing value, as whole words (an unsubscribe token's base64url cannot fake one). */
+const DEBRIS = [/\{\{/, /\}\}/, /(?<![A-Za-z0-9_-])undefined(?![A-Za-z0-9_-])/i, /(?<![A-Za-z0-9_-])null(?![A-Za-z0-9_-])/i, /(?<![A-Za-z0-9_-])NaN(?![A-Za-z0-9_-])/]
+
+const missingAndExtra = (expected: ReadonlyArray<string>, actual: ReadonlyArray<string>) => {
+  const count = new Map<string, number>()
+  for (const e of expected) count.set(e, (count.get(e) ?? 0) + 1)
+  const extra: Array<string> = []
+  for (const a of actual) {
+    const n = count.get(a) ?? 0
+    if (n === 0) extra.push(a)
+    else count.set(a, n - 1)
+  }
+  const missing = [...count].flatMap(([e, n]) => Array.from({ length: n }, () => e))
+  return { missing: missing.slice(0, 20), extra: extra.slice(0, 20), missingCount: missing.length, extraCount: extra.length }
+}
+
+describe("a week in the life", () => {
+  layer(weekLayer, { excludeTestServices: true })((it) => {
+    it.effect("200 users, both jobs every hour for 7 days: exactly the emails the contract calls for, all well formed", () =>
+      Effect.gen(function*() {
+        const users = fixture()
+        const byId = new Map(users.map((u) => [u.id, u]))
+        const sql = yield* SqlClient.SqlClient
+        const toFixture = (u: WeekUser): UserFixture => ({
+          id: u.id,
+          createdAt: new Date(u.createdAt),
+          timezone: u.timezone,
+          verified: u.verified,
+          reminders: u.reminders,
+          founder: u.founder,
+          displayName: u.displayName
+        })
+        const pendingUsers = [...users].sort((a, b) => a.createdAt - b.createdAt)
+        const pendingSessions = users.flatMap((u) => u.sessions.map((s) => ({ ...s, userId: u.id }))).sort((a, b) => a.at - b.at)
+        const pendingSuppressions = users.flatMap((u) => u.suppressions.map((s) => ({ ...s, userId: u.id }))).sort((a, b) => a.at - b.at)
+
+        const sent: Array<Sent> = []
+        const libraryCapped: Record<string, Array<number>> = { "practice-reminders": [], "founder-emails": [] }
+        for (let h = 0; h < HOURS; h++) {
+          const t = START + h * HOUR
+          // What happened in the app since the last tick: signups, sessions, unsubscribes and complaints.
+          const signups = pendingUsers.filter((u) => u.createdAt <= t)
+          pendingUsers.splice(0, signups.length)
+          yield* insertUsers(signups.map(toFixture))
+          const sessions = pendingSessions.filter((s) => s.at <= t)
+          pendingSessions.splice(0, sessions.length)
+          yield* addSessions(sessions.map((s) => ({ id: s.id, userId: s.userId, at: new Date(s.at), language: s.language })))
+          const suppressions = pendingSuppressions.filter((s) => s.at <= t)
+          pendingSuppressions.splice(0, suppressions.length)
+          for (const s of suppressions) {
+            yield* sql`INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
+              VALUES (${s.userId}, NULL, ${s.list}, ${s.list === "*" ? "complaint" : "unsubscribed"}, ${new Date(s.at)})`
+          }
+
+          const reminders = yield* runAt(practiceReminders, t)
+          libraryCapped["practice-reminders"]!.push(reminders.stats.skipped["cap"] ?? 0)
+          const founder = yield* runAt(founderEmails, t)
+          libraryCapped["founder-emails"]!.push(founder.stats.skipped["cap"] ?? 0)
+          sent.push(...reminders.sent, ...founder.sent)
+        }
+        assert.strictEqual(pendingUsers.length, 0)
+
+        const expected = oracle(users)
+        const actual = sent.map((s) => {
+          const u = byId.get(s.userId)
+          assert.isDefined(u, `email to an unknown address ${s.email.to}`)
+          const key = s.job === "founder-emails" ? stepOf(s.email) ?? "no-step" : localTime(s.at, u!.zone).date
+          return describeEmail(s.userId, s.job, key, s.at)
+        })
+        const diff = missingAndExtra(expected.emails, actual)
+        assert.deepStrictEqual(diff, { missing: [], extra: [], missingCount: 0, extraCount: 0 })
+        assert.deepStrictEqual([...actual].sort(), [...expected.emails].sort())
+        // Skipped for the cap, run by run: the library and the oracle agree on who was due but for it.
+        assert.deepStrictEqual(libraryCapped, expected.capped)
+
+        // The fixture exercises every rule: all three founder steps, many reminders, and the cap biting.
+        const count = (pattern: RegExp) => actual.filter((a) => pattern.test(a)).length
+        assert.isAtLeast(count(/ practice-reminders /), 300)
+        for (const k of [1, 2, 3]) assert.isAtLeast(count(new RegExp(` founder-emails day${k} `)), 15)
+        assert.isAtLeast(expected.capped["practice-reminders"]!.reduce((a, b) => a + b, 0), 5)
+        // Those who refused never got the mail they refused.
+        for (const s of sent) {
+          const u = byId.get(s.userId)!
+          assert.isTrue(u.verified, `${u.id} is unverified`)
+          assert.notStrictEqual(s.job === "founder-emails" ? u.founder : u.reminders, false, `${u.id} opted out of ${s.job}`)
+          assert.isFalse(u.suppressions.some((x) => x.at <= s.at && (x.list === "*" || x.list === s.job)), `${u.id} is suppressed`)
+        }
+
+        // Every email: an unsubscribe link in both parts, the RFC 8058 headers with a signed token naming the user
+        // and the list, and no template debris or unescaped markup.
+        const secret = Redacted.make(UNSUBSCRIBE_SECRET)
+        for (const { email, job, userId } of sent) {
+          const where = `${job} to ${email.to}`
+          const header = email.headers["List-Unsubscribe"] ?? ""
+          const m = /^<(https:\/\/app\.kaiwa\.test\/unsubscribe\?token=([A-Za-z0-9._%-]+))>$/.exec(header)
+          assert.isNotNull(m, `${where}: List-Unsubscribe is ${header}`)
+          const [, url, token] = m!
+          assert.strictEqual(email.headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click", where)
+          assert.deepStrictEqual(verifyToken(secret, decodeURIComponent(token!)), Option.some({ userId, list: job }), where)
+          assert.include(email.text, url!, `${where}: no unsubscribe link in the text part`)
+          assert.include(email.html, url!.replace(/&/g, "&amp;"), `${where}: no unsubscribe link in the HTML part`)
+          assert.isTrue(email.tags.some((t) => t.name === "job" && t.value === job), where)
+          for (const [part, value] of [["subject", email.subject], ["html", email.html], ["text", email.text]] as const) {
+            assert.isAbove(value.trim().length, 0, `${where}: empty ${part}`)
+            for (const pattern of DEBRIS) assert.notMatch(value, pattern, `${where}: ${part} has ${pattern}`)
+          }
+          assert.notMatch(email.subject, /[\r\n]/, `${where}: subject spans lines`)
+          assert.notMatch(email.html, /<script|<b>Sons/i, `${where}: user markup reached the HTML`)
+          assert.notInclude(email.text, "Bcc: victim", `${where}: a display name added a line`)
+          if (job === "founder-emails") {
+            assert.strictEqual(email.from, "Aiko from Kaiwa <aiko@kaiwa.test>")
+            assert.strictEqual(email.replyTo, email.from)
+          } else {
+            assert.strictEqual(email.from, "Kaiwa <hello@kaiwa.test>")
+          }
+        }
+        // Hostile names did reach the mailer (so the checks above were exercised on them).
+        const hostileRecipients = new Set(sent.filter((s) => s.userId.endsWith("9")).map((s) => s.userId))
+        assert.isAtLeast(hostileRecipients.size, 8)
+      }).pipe(Effect.provide(TestClock.layer())))
+  })
+})
