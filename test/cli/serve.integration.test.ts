@@ -5,7 +5,7 @@
 import * as net from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
-import { start } from "../support/spawn.ts"
+import { run, start } from "../support/spawn.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
 
 const freePort = () =>
@@ -21,7 +21,7 @@ describe("serve", () => {
     Effect.gen(function*() {
       const url = yield* freshDatabaseUrl
       const port = yield* Effect.promise(freePort)
-      const { child, done } = start("dist/cli.js", ["serve"], {
+      const env = {
         DATABASE_URL: Redacted.value(url),
         RESEND_API_KEY: "re_unused",
         RESEND_BASE_URL: "http://127.0.0.1:9",
@@ -30,7 +30,11 @@ describe("serve", () => {
         UNSUBSCRIBE_SECRET: "serve-unsubscribe-secret-0123456789",
         PORT: String(port),
         CRON_SECRET: "x".repeat(40)
-      })
+      }
+      // As on Fly: the release command migrates, then the web process starts.
+      const migrated = yield* Effect.promise(() => run("dist/cli.js", ["migrate"], env))
+      assert.strictEqual(migrated.code, 0, migrated.stderr)
+      const { child, done } = start("dist/cli.js", ["serve"], env)
       const health = yield* Effect.promise(async () => {
         for (let i = 0; i < 100; i++) {
           try {
