@@ -16,7 +16,8 @@ const command = Command.make(
       if (flags.reset) yield* reset
       const now = yield* parseNow(flags.now)
       const stack = Layers.local(`${DEMO_DIR}/postgres`)
-      yield* demo.pipe(Effect.provide(now === undefined ? stack : Layer.merge(stack, Layers.clockAt(now))))
+      // The shifted clock inside the stack: its first reading is the demo's, not the embedded server's start-up.
+      yield* demo.pipe(Effect.provide(now === undefined ? Layer.empty : Layers.clockAt(now)), Effect.provide(stack))
     })
 )
 

@@ -71,11 +71,9 @@ const findJobOrFail = (name: string) =>
 
 /** The mode stack for a run. */
 const stackFor = (
-  options: { readonly dryRun: boolean; readonly local: boolean; readonly now: Date | undefined }
-): Layer.Layer<Database | Mailer | JobsConfig | Telemetry, DatabaseError | InvalidConfig | EmbeddedPostgresError | Config.ConfigError> => {
-  const base: Layer.Layer<Database | Mailer | JobsConfig | Telemetry, DatabaseError | InvalidConfig | EmbeddedPostgresError | Config.ConfigError> = options.dryRun ? Layers.dryRun : options.local ? Layers.local(LOCAL_DIR) : Layers.live
-  return options.now === undefined ? base : Layer.merge(base, Layers.clockAt(options.now))
-}
+  options: { readonly dryRun: boolean; readonly local: boolean }
+): Layer.Layer<Database | Mailer | JobsConfig | Telemetry, DatabaseError | InvalidConfig | EmbeddedPostgresError | Config.ConfigError> =>
+  options.dryRun ? Layers.dryRun : options.local ? Layers.local(LOCAL_DIR) : Layers.live
 
 const list = Command.make("list", { json: jsonFlag }, ({ json }) =>
   Console.log(
@@ -97,8 +95,11 @@ export const runCommand = (name: string, options: { readonly dryRun: boolean; re
   Effect.gen(function*() {
     const job = yield* findJobOrFail(name)
     const now = yield* parseNow(options.now)
+    // `--now` is provided inside the stack, so the shifted clock is first read by the run itself: the run is
+    // as of exactly that instant however long the stack (an embedded server, say) took to start.
     const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli" }).pipe(
-      Effect.provide(stackFor({ dryRun: options.dryRun, local: options.local, now }))
+      Effect.provide(now === undefined ? Layer.empty : Layers.clockAt(now)),
+      Effect.provide(stackFor({ dryRun: options.dryRun, local: options.local }))
     )
     if (report.exitCode !== 0) {
       return yield* new ExitWith({ code: report.exitCode, message: report.error ?? report.outcome })
