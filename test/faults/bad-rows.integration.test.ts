@@ -4,11 +4,12 @@
  * addresses are skipped and reported by user id (stats and logs); a NULL, a 10,000-character and a
  * control-character display name, an unknown time zone and a missing settings row are all served; exit 0.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { startFakeResend } from "../support/FakeResend.ts"
 import { freshDatabaseUrl, type UserFixture } from "../support/TestDb.ts"
-import { addressOf, AT, killAll, liveEnv, query, runMain, seed, snapshotMain, verifyExactlyOnce } from "./harness.ts"
+import { addressOf, AT, liveEnv, query, runMain, seed, verifyExactlyOnce } from "./harness.ts"
+import { compiledMain } from "./hooks.ts"
 
 const OLD = new Date(Date.parse(AT) - 30 * 86_400_000)
 
@@ -34,14 +35,7 @@ const odd: Array<UserFixture> = [
   }
 ]
 
-let main: Awaited<ReturnType<typeof snapshotMain>>
-beforeAll(async () => {
-  main = await snapshotMain()
-})
-afterAll(() => {
-  killAll()
-  main?.dispose()
-})
+const main = compiledMain()
 
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u202a-\u202e\u2066-\u2069\u200b]/
 

@@ -3,23 +3,17 @@
  * run practice-reminders as of the same instant against the fake Resend (answering after 75 ms): each due email
  * is accepted once, every process exits 0, and each of the four sent some of the batches.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type FakeResend, startFakeResend } from "../support/FakeResend.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
-import { dueLearners, killAll, liveEnv, query, seed, snapshotMain, startMain, verifyExactlyOnce, waitFor } from "./harness.ts"
+import { dueLearners, liveEnv, query, seed, startMain, verifyExactlyOnce, waitFor } from "./harness.ts"
+import { compiledMain } from "./hooks.ts"
 
 const WORKERS = 4
 const LEARNERS = 600
 
-let main: Awaited<ReturnType<typeof snapshotMain>>
-beforeAll(async () => {
-  main = await snapshotMain()
-})
-afterAll(() => {
-  killAll()
-  main?.dispose()
-})
+const main = compiledMain()
 
 describe("four processes on one tick", () => {
   it("share the work through claims: each due email accepted once, all exit 0, every process sent batches", async () => {

@@ -9,7 +9,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { start } from "../../src/EmbeddedPostgres.ts"
 import { startFakeResend } from "../support/FakeResend.ts"
@@ -23,24 +23,21 @@ import {
   runMain,
   secretsOf,
   seed,
-  snapshotMain,
+  
   startMain,
   verifyExactlyOnce,
   waitFor
 } from "./harness.ts"
+import { compiledMain } from "./hooks.ts"
 
 const LEARNERS = 250
 
-let main: Awaited<ReturnType<typeof snapshotMain>>
+const main = compiledMain()
 const scopes: Array<Scope.Closeable> = []
 let base: string | undefined
-beforeAll(async () => {
-  main = await snapshotMain()
-})
 afterAll(async () => {
   killAll()
   for (const scope of scopes) await Effect.runPromise(Scope.close(scope, Exit.void))
-  main?.dispose()
   if (base !== undefined) fs.rmSync(base, { recursive: true, force: true })
 })
 

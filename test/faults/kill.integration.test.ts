@@ -6,24 +6,20 @@
  * leases of 2 s so the re-run takes over quickly. The kill moments come from a seeded PRNG; the seed is printed, and FAULTS_SEED=<n> replays it.
  * bench/faults-kill.ts runs the same trial a hundred times.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { startFakeResend } from "../support/FakeResend.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
-import { between, killAll, killTrial, type KillTrialResult, prng, snapshotMain } from "./harness.ts"
+import { between, killTrial, type KillTrialResult, prng } from "./harness.ts"
+import { compiledMain } from "./hooks.ts"
 
 const SEED = Number(process.env["FAULTS_SEED"] ?? Math.floor(Math.random() * 2 ** 31))
 const TRIALS_PER_TEST = 5
 const random = prng(SEED)
 
-let main: Awaited<ReturnType<typeof snapshotMain>>
-beforeAll(async () => {
-  main = await snapshotMain()
+const main = compiledMain()
+beforeAll(() => {
   console.log(`SIGKILL trials: seed ${SEED} (replay with FAULTS_SEED=${SEED})`)
-})
-afterAll(() => {
-  killAll()
-  main?.dispose()
 })
 
 const trials = async (first: number) => {

@@ -3,22 +3,16 @@
  * drops the connection after accepting a batch, and the process is SIGKILLed while a later batch is at the
  * provider. Re-runs until one exits 0 must leave exactly one accepted email per due learner.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { startFakeResend } from "../support/FakeResend.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
-import { dueLearners, killAll, liveEnv, printed, query, runMain, seed, snapshotMain, startMain, verifyExactlyOnce, waitFor } from "./harness.ts"
+import { dueLearners, liveEnv, printed, query, runMain, seed, startMain, verifyExactlyOnce, waitFor } from "./harness.ts"
+import { compiledMain } from "./hooks.ts"
 
 const LEARNERS = 300
 
-let main: Awaited<ReturnType<typeof snapshotMain>>
-beforeAll(async () => {
-  main = await snapshotMain()
-})
-afterAll(() => {
-  killAll()
-  main?.dispose()
-})
+const main = compiledMain()
 
 describe("provider faults combined with a kill", () => {
   it("429 storm + 20% 5xx + a connection dropped after accept + SIGKILL mid-batch: re-runs end with one email each", async () => {

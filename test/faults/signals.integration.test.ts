@@ -3,22 +3,16 @@
  * live process signalled while a batch is at the provider must exit promptly (130), record its run as
  * interrupted, hand the batch back at once, and leave a tick that a re-run completes without a duplicate.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { startFakeResend } from "../support/FakeResend.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
-import { dueLearners, inFlight, killAll, liveEnv, printed, query, runMain, seed, snapshotMain, startMain, verifyExactlyOnce, waitFor } from "./harness.ts"
+import { dueLearners, inFlight, liveEnv, printed, query, runMain, seed, startMain, verifyExactlyOnce, waitFor } from "./harness.ts"
+import { compiledMain } from "./hooks.ts"
 
 const LEARNERS = 250
 
-let main: Awaited<ReturnType<typeof snapshotMain>>
-beforeAll(async () => {
-  main = await snapshotMain()
-})
-afterAll(() => {
-  killAll()
-  main?.dispose()
-})
+const main = compiledMain()
 
 describe("signals during a live run", () => {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
