@@ -66,7 +66,8 @@ export const parseLocalTime = (s: string): Option.Option<LocalTime> => {
   return m ? Option.some(Number(m[1]) * 60 + Number(m[2])) : Option.none()
 }
 
-const isHttpUrl = (s: string): boolean => {
+/** An absolute http: or https: URL. */
+export const isHttpUrl = (s: string): boolean => {
   try {
     const u = new URL(s)
     return u.protocol === "https:" || u.protocol === "http:"

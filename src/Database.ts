@@ -86,6 +86,66 @@ export interface Outstanding {
   readonly nextLeaseExpiry: Date | null
 }
 
+/** Planning one tick: the job's selection, inserted into the ledger as of `asOf`. */
+export interface EnqueueArgs {
+  readonly job: string
+  readonly runId: string
+  readonly asOf: Date
+  readonly selection: Statement.Statement<Candidate>
+}
+
+/** A worker asking for its next batch (`newKey` is used only when a fresh batch is formed). */
+export interface ClaimArgs {
+  readonly job: string
+  readonly owner: string
+  readonly now: Date
+  readonly leaseSeconds: number
+  readonly size: number
+  readonly newKey: string
+}
+
+/** The provider's verdicts on one batch. */
+export interface CompleteArgs {
+  readonly batchId: string
+  readonly outcomes: ReadonlyArray<DeliveryOutcome>
+  readonly now: Date
+}
+
+/** A run-history row as a run starts. */
+export interface RunStart {
+  readonly id: string
+  readonly job: string
+  readonly asOf: Date
+  readonly startedAt: Date
+  readonly trigger: string
+  readonly host: string | null
+}
+
+/** How a run ended. */
+export interface RunEnd {
+  readonly id: string
+  readonly outcome: "succeeded" | "incomplete" | "failed" | "interrupted"
+  readonly finishedAt: Date
+  readonly stats: unknown
+  readonly error: string | null
+}
+
+/** An address or user taken off a list (or, with list '*', every list). */
+export interface Suppression {
+  readonly userId: string | null
+  readonly email: string | null
+  readonly list: string
+  readonly reason: "unsubscribed" | "hard_bounce" | "complaint" | "invalid_address"
+  readonly now: Date
+}
+
+/** The start-of-run sweep of one job's ledger. */
+export interface SweepArgs {
+  readonly job: string
+  readonly list: string
+  readonly now: Date
+}
+
 /** A row of the run history. */
 export interface RunRow {
   readonly id: string
@@ -137,54 +197,19 @@ export const describeSqlCause = (cause: unknown): string => {
 /** The runner's view of PostgreSQL. */
 export class Database extends Context.Service<Database, {
   readonly sql: SqlClient.SqlClient
-  readonly enqueue: (args: {
-    readonly job: string
-    readonly runId: string
-    readonly asOf: Date
-    readonly selection: Statement.Statement<Candidate>
-  }) => Effect.Effect<EnqueueResult, DatabaseError>
-  readonly sweep: (args: { readonly job: string; readonly list: string; readonly now: Date }) => Effect.Effect<SweepResult, DatabaseError>
-  readonly claimBatch: (args: {
-    readonly job: string
-    readonly owner: string
-    readonly now: Date
-    readonly leaseSeconds: number
-    readonly size: number
-    readonly newKey: string
-  }) => Effect.Effect<ClaimedBatch | undefined, DatabaseError>
+  readonly enqueue: (args: EnqueueArgs) => Effect.Effect<EnqueueResult, DatabaseError>
+  readonly sweep: (args: SweepArgs) => Effect.Effect<SweepResult, DatabaseError>
+  readonly claimBatch: (args: ClaimArgs) => Effect.Effect<ClaimedBatch | undefined, DatabaseError>
   readonly renewLease: (batchId: string, owner: string, leaseSeconds: number) => Effect.Effect<void, DatabaseError>
   readonly releaseBatch: (batchId: string, owner: string, error: string) => Effect.Effect<void, DatabaseError>
   /** Parks a batch the provider refused as an idempotency conflict; returns the ledger ids marked failed. */
   readonly parkConflict: (batchId: string, error: string) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
-  readonly completeBatch: (args: {
-    readonly batchId: string
-    readonly outcomes: ReadonlyArray<DeliveryOutcome>
-    readonly now: Date
-  }) => Effect.Effect<CompletedBatch, DatabaseError>
+  readonly completeBatch: (args: CompleteArgs) => Effect.Effect<CompletedBatch, DatabaseError>
   readonly outstanding: (job: string) => Effect.Effect<Outstanding, DatabaseError>
-  readonly startRun: (run: {
-    readonly id: string
-    readonly job: string
-    readonly asOf: Date
-    readonly startedAt: Date
-    readonly trigger: string
-    readonly host: string | null
-  }) => Effect.Effect<void, DatabaseError>
-  readonly finishRun: (run: {
-    readonly id: string
-    readonly outcome: "succeeded" | "incomplete" | "failed" | "interrupted"
-    readonly finishedAt: Date
-    readonly stats: unknown
-    readonly error: string | null
-  }) => Effect.Effect<void, DatabaseError>
+  readonly startRun: (run: RunStart) => Effect.Effect<void, DatabaseError>
+  readonly finishRun: (run: RunEnd) => Effect.Effect<void, DatabaseError>
   readonly lastRuns: Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
-  readonly suppress: (s: {
-    readonly userId: string | null
-    readonly email: string | null
-    readonly list: string
-    readonly reason: "unsubscribed" | "hard_bounce" | "complaint" | "invalid_address"
-    readonly now: Date
-  }) => Effect.Effect<boolean, DatabaseError>
+  readonly suppress: (s: Suppression) => Effect.Effect<boolean, DatabaseError>
 }>()("kaiwa-jobs/Database") {
   /** The service over whatever SqlClient is provided. */
   static readonly layerFromSql = Layer.effect(Database, Effect.map(SqlClient.SqlClient, makeDatabase))
@@ -227,12 +252,7 @@ export const pgLayer = (url: Redacted.Redacted<string>) =>
   )
 
 function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
-  const enqueue = Effect.fn("Database.enqueue")(function*(args: {
-    readonly job: string
-    readonly runId: string
-    readonly asOf: Date
-    readonly selection: Statement.Statement<Candidate>
-  }) {
+  const enqueue = Effect.fn("Database.enqueue")(function*(args: EnqueueArgs) {
     const rows = yield* sql.withTransaction(Effect.gen(function*() {
       // Serialises planning across jobs and machines, so two jobs cannot both pass the cross-job cap for one
       // user. Planning is one statement, so the lock is held for milliseconds.
@@ -275,7 +295,7 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
   //   whole, with the same payload, under its idempotency key;
   // - unless that key is too old for the provider to remember it: such a batch (its worker died a day ago and
   //   no run came since) is marked expired and its rows failed as outcome unknown, never resent.
-  const sweep = Effect.fn("Database.sweep")(function*(args: { readonly job: string; readonly list: string; readonly now: Date }) {
+  const sweep = Effect.fn("Database.sweep")(function*(args: SweepArgs) {
     const rows = yield* sql<{ reason: string; n: number; ids: ReadonlyArray<string> | null }>`
       WITH swept AS (
         UPDATE kaiwa_jobs.deliveries d
@@ -315,14 +335,7 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     return { skipped, keyExpired } satisfies SweepResult
   })
 
-  const claimBatch = Effect.fn("Database.claimBatch")(function*(args: {
-    readonly job: string
-    readonly owner: string
-    readonly now: Date
-    readonly leaseSeconds: number
-    readonly size: number
-    readonly newKey: string
-  }) {
+  const claimBatch = Effect.fn("Database.claimBatch")(function*(args: ClaimArgs) {
     const deliveriesOf = (batchId: string) =>
       sql<ClaimedDelivery>`
         SELECT d.id::text AS id, d.user_id, d.dedupe_key, d.email, d.data FROM kaiwa_jobs.deliveries d
@@ -398,11 +411,7 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       Effect.mapError(toDatabaseError("parking a conflicting batch failed"))
     )
 
-  const completeBatch = Effect.fn("Database.completeBatch")(function*(args: {
-    readonly batchId: string
-    readonly outcomes: ReadonlyArray<DeliveryOutcome>
-    readonly now: Date
-  }) {
+  const completeBatch = Effect.fn("Database.completeBatch")(function*(args: CompleteArgs) {
     const payload = JSON.stringify(args.outcomes.map((o) => ({
       id: Number(o.id),
       status: o.status,
@@ -446,27 +455,14 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       Effect.mapError(toDatabaseError("reading outstanding work failed"))
     )
 
-  const startRun = (run: {
-    readonly id: string
-    readonly job: string
-    readonly asOf: Date
-    readonly startedAt: Date
-    readonly trigger: string
-    readonly host: string | null
-  }) =>
+  const startRun = (run: RunStart) =>
     sql`INSERT INTO kaiwa_jobs.runs (id, job, as_of, started_at, trigger, host)
         VALUES (${run.id}::uuid, ${run.job}, ${run.asOf}, ${run.startedAt}, ${run.trigger}, ${run.host})`.pipe(
       Effect.asVoid,
       Effect.mapError(toDatabaseError("recording the run failed"))
     )
 
-  const finishRun = (run: {
-    readonly id: string
-    readonly outcome: "succeeded" | "incomplete" | "failed" | "interrupted"
-    readonly finishedAt: Date
-    readonly stats: unknown
-    readonly error: string | null
-  }) =>
+  const finishRun = (run: RunEnd) =>
     sql`UPDATE kaiwa_jobs.runs
         SET outcome = ${run.outcome}, finished_at = ${run.finishedAt},
             stats = ${JSON.stringify(run.stats ?? null)}::jsonb, error = ${run.error}
@@ -482,13 +478,7 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     FROM kaiwa_jobs.runs r
     ORDER BY r.job, r.started_at DESC`.pipe(Effect.mapError(toDatabaseError("reading the run history failed")))
 
-  const suppress = (s: {
-    readonly userId: string | null
-    readonly email: string | null
-    readonly list: string
-    readonly reason: "unsubscribed" | "hard_bounce" | "complaint" | "invalid_address"
-    readonly now: Date
-  }) =>
+  const suppress = (s: Suppression) =>
     sql<{ id: string }>`
       INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
       VALUES (${s.userId}, ${s.email === null ? null : s.email.toLowerCase()}, ${s.list}, ${s.reason}, ${s.now})

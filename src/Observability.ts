@@ -10,7 +10,7 @@
 import { type Duration, Effect, Layer, Option } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { Otlp } from "effect/observability"
-import { InvalidConfig, JobsConfig } from "./Config.ts"
+import { InvalidConfig, isHttpUrl, JobsConfig } from "./Config.ts"
 
 /** The `service.name` of every exported span, metric and log record. */
 export const SERVICE_NAME = "kaiwa-jobs"
@@ -33,15 +33,6 @@ export const layerOtlp = (options: OtlpOptions): Layer.Layer<never> =>
     shutdownTimeout: options.shutdownTimeout ?? "5 seconds",
     metricsExportInterval: options.metricsExportInterval
   }).pipe(Layer.provide(FetchHttpClient.layer))
-
-const isHttpUrl = (s: string): boolean => {
-  try {
-    const u = new URL(s)
-    return u.protocol === "https:" || u.protocol === "http:"
-  } catch {
-    return false
-  }
-}
 
 /** OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (an http(s) URL, else InvalidConfig), nothing otherwise. */
 export const layer: Layer.Layer<never, InvalidConfig, JobsConfig> = Layer.unwrap(
