@@ -38,17 +38,8 @@ export const seed = (url: Redacted.Redacted<string>, users: ReadonlyArray<UserFi
 export const query = <A>(url: Redacted.Redacted<string>, f: (sql: SqlClient.SqlClient) => Effect.Effect<A, unknown>) =>
   Effect.runPromise(Effect.flatMap(SqlClient.SqlClient, f).pipe(Effect.provide(pgLayer(url))) as Effect.Effect<A>)
 
-/** mulberry32: a tiny seeded PRNG, so a failing trial can be replayed from the printed seed. */
-export const prng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The fake's seeded PRNG, so a failing trial can be replayed from the printed seed. */
+export { prng } from "../support/FakeResend.ts"
 
 /** An integer in [lo, hi] from a PRNG. */
 export const between = (random: () => number, lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1))

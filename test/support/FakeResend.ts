@@ -132,8 +132,8 @@ const addressOf = (value: string): string | null => {
   return ADDRESS.test(address) ? address : null
 }
 
-/** mulberry32: tiny deterministic PRNG. */
-const prng = (seed: number) => {
+/** mulberry32: tiny deterministic PRNG (also the fault harness's, so a seed replays a whole trial). */
+export const prng = (seed: number) => {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0
