@@ -257,8 +257,12 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       // Serialises planning across jobs and machines, so two jobs cannot both pass the cross-job cap for one
       // user. Planning is one statement, so the lock is held for milliseconds.
       yield* sql`SELECT pg_advisory_xact_lock(${ENQUEUE_LOCK})`
+      // The selection runs on its own, as CREATE TABLE AS, and the ledger insert reads its result: PostgreSQL
+      // never gives parallel workers to a statement that writes (INSERT ... SELECT), but does to CREATE TABLE AS.
+      // At 1,000,000 users that is the difference between ~1.2 s and ~0.85 s (bench/selection.ts).
+      yield* sql`CREATE TEMP TABLE kaiwa_jobs_selection ON COMMIT DROP AS ${args.selection}`
       return yield* sql<{ reason: string; n: number; ids: ReadonlyArray<string> | null }>`
-        WITH sel AS MATERIALIZED (${args.selection}),
+        WITH sel AS (SELECT * FROM kaiwa_jobs_selection),
         ins AS (
           INSERT INTO kaiwa_jobs.deliveries (job, user_id, dedupe_key, email, data, planned_at, expires_at, run_id)
           SELECT ${args.job}, user_id, dedupe_key, email, data, ${args.asOf}, expires_at, ${args.runId}::uuid
