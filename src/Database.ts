@@ -1,7 +1,7 @@
 /**
  * The Database service: the handful of set-based statements the runner needs on top of `SqlClient`. Who is due
  * is a rule, so each job supplies its own selection statement; this module turns a selection into ledger rows
- * (one INSERT ... SELECT, serialised across jobs so the cross-job cap holds), hands out batches to workers with
+ * (the selection into a temporary table, then one INSERT ... SELECT from it, serialised across jobs so the cross-job cap holds), hands out batches to workers with
  * `FOR UPDATE SKIP LOCKED` and leases, records what the provider said, and keeps the run history.
  * Every instant a rule depends on is a parameter: SQL never calls now() to decide who is due. Leases and
  * idempotency-key ages are the exception: they measure real time shared by several machines, so they use the
@@ -255,7 +255,7 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
   const enqueue = Effect.fn("Database.enqueue")(function*(args: EnqueueArgs) {
     const rows = yield* sql.withTransaction(Effect.gen(function*() {
       // Serialises planning across jobs and machines, so two jobs cannot both pass the cross-job cap for one
-      // user. Planning is one statement, so the lock is held for milliseconds.
+      // user. Planning is two set-based statements, so the lock is held for about a second even at 1M users.
       yield* sql`SELECT pg_advisory_xact_lock(${ENQUEUE_LOCK})`
       // The selection runs on its own, as CREATE TABLE AS, and the ledger insert reads its result: PostgreSQL
       // never gives parallel workers to a statement that writes (INSERT ... SELECT), but does to CREATE TABLE AS.

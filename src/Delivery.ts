@@ -1,6 +1,6 @@
 /**
  * How a job's due recipients become sent emails, exactly once. The order is what makes it safe:
- * 1. plan: the job's selection is inserted into the ledger in one statement (unique per job, user, dedupe key),
+ * 1. plan: the job's selection is inserted into the ledger set-based, never row by row (unique per job, user, dedupe key),
  *    before anything is sent;
  * 2. claim: a worker takes up to 100 ledger rows as a batch with `FOR UPDATE SKIP LOCKED`, records the batch and
  *    its idempotency key, and holds it under a lease it renews while sending;
