@@ -1,6 +1,6 @@
 /** `npm run demo [-- --now ISO] [-- --reset]`: the jobs against a local embedded database with demo learners. */
 import { Command, Flag } from "effect/cli"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { main, parseNow, runMain } from "../src/Cli.ts"
 import { demo, DEMO_DIR, reset } from "../src/Demo.ts"
 import * as Layers from "../src/Layers.ts"
@@ -16,8 +16,7 @@ const command = Command.make(
       if (flags.reset) yield* reset
       const now = yield* parseNow(flags.now)
       const stack = Layers.local(`${DEMO_DIR}/postgres`)
-      // The shifted clock inside the stack: its first reading is the demo's, not the embedded server's start-up.
-      yield* demo.pipe(Effect.provide(now === undefined ? Layer.empty : Layers.clockAt(now)), Effect.provide(stack))
+      yield* demo.pipe(Effect.provide(Layers.clockFor(now)), Effect.provide(stack))
     })
 )
 

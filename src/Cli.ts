@@ -95,10 +95,8 @@ export const runCommand = (name: string, options: { readonly dryRun: boolean; re
   Effect.gen(function*() {
     const job = yield* findJobOrFail(name)
     const now = yield* parseNow(options.now)
-    // `--now` is provided inside the stack, so the shifted clock is first read by the run itself: the run is
-    // as of exactly that instant however long the stack (an embedded server, say) took to start.
     const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli" }).pipe(
-      Effect.provide(now === undefined ? Layer.empty : Layers.clockAt(now)),
+      Effect.provide(Layers.clockFor(now)),
       Effect.provide(stackFor({ dryRun: options.dryRun, local: options.local }))
     )
     if (report.exitCode !== 0) {

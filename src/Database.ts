@@ -293,6 +293,28 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     return { enqueued, skipped, skippedIds } satisfies EnqueueResult
   })
 
+  // Two CTEs, `parked` and `unknown`: sets the pending batches `which` selects (alias b) aside for good, and
+  // fails their pending rows as outcome unknown. Used for batches that can no longer be resent without risking a
+  // second delivery: keys the provider may have forgotten (sweep) and idempotency conflicts (parkConflict).
+  const park = (options: {
+    readonly status: "expired" | "conflict"
+    readonly reason: string
+    readonly lastError: string
+    readonly which: Statement.Fragment
+  }) => sql`
+      parked AS (
+        UPDATE kaiwa_jobs.batches b
+        SET status = ${options.status}, lease_until = NULL, owner = NULL, done_at = clock_timestamp(),
+            last_error = ${options.lastError}
+        WHERE b.status = 'pending' AND ${options.which}
+        RETURNING b.id
+      ),
+      unknown AS (
+        UPDATE kaiwa_jobs.deliveries d SET status = 'failed', reason = ${options.reason}
+        FROM parked WHERE d.batch_id = parked.id AND d.status = 'pending'
+        RETURNING d.id
+      )`
+
   // Once per run, in one statement:
   // - pending rows that were never put in a batch and can no longer go out (their window passed, or the address
   //   was suppressed after planning) are skipped. Rows already in a batch are left alone: a batch is resent
@@ -311,20 +333,13 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
             WHERE s.list IN ('*', ${args.list}) AND (s.user_id = d.user_id OR lower(s.email) = lower(d.email))))
         RETURNING d.reason
       ),
-      expired AS (
-        UPDATE kaiwa_jobs.batches b
-        SET status = 'expired', lease_until = NULL, owner = NULL, done_at = ${args.now},
-            last_error = ${KEY_EXPIRED_REASON}
-        WHERE b.job = ${args.job} AND b.status = 'pending'
-          AND (b.lease_until IS NULL OR b.lease_until < clock_timestamp())
-          AND b.key_created_at < clock_timestamp() - make_interval(hours => ${KEY_MAX_AGE_HOURS})
-        RETURNING b.id
-      ),
-      unknown AS (
-        UPDATE kaiwa_jobs.deliveries d SET status = 'failed', reason = ${KEY_EXPIRED_REASON}
-        FROM expired WHERE d.batch_id = expired.id AND d.status = 'pending'
-        RETURNING d.id
-      )
+      ${park({
+        status: "expired",
+        reason: KEY_EXPIRED_REASON,
+        lastError: KEY_EXPIRED_REASON,
+        which: sql`b.job = ${args.job} AND (b.lease_until IS NULL OR b.lease_until < clock_timestamp())
+          AND b.key_created_at < clock_timestamp() - make_interval(hours => ${KEY_MAX_AGE_HOURS})`
+      })}
       SELECT reason, count(*)::int AS n, NULL::text[] AS ids FROM swept GROUP BY reason
       UNION ALL
       SELECT 'key_expired', count(*)::int, array_agg(id::text ORDER BY id) FROM unknown HAVING count(*) > 0`.pipe(
@@ -403,14 +418,8 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
 
   const parkConflict = (batchId: string, error: string) =>
     sql<{ id: string }>`
-      WITH parked AS (
-        UPDATE kaiwa_jobs.batches SET status = 'conflict', lease_until = NULL, owner = NULL, last_error = ${error.slice(0, 500)}
-        WHERE id = ${batchId} AND status = 'pending'
-        RETURNING id
-      )
-      UPDATE kaiwa_jobs.deliveries d SET status = 'failed', reason = ${CONFLICT_REASON}
-      FROM parked WHERE d.batch_id = parked.id AND d.status = 'pending'
-      RETURNING d.id::text AS id`.pipe(
+      WITH ${park({ status: "conflict", reason: CONFLICT_REASON, lastError: error.slice(0, 500), which: sql`b.id = ${batchId}` })}
+      SELECT id::text AS id FROM unknown`.pipe(
       Effect.map((rows) => rows.map((r) => r.id)),
       Effect.mapError(toDatabaseError("parking a conflicting batch failed"))
     )

@@ -104,3 +104,9 @@ export const clockAt = (at: Date) =>
       } satisfies Clock.Clock
     })
   )
+
+/**
+ * `--now` when given, else nothing (the real clock). Provide it inside the mode stack, so the first reading of
+ * the shifted clock is the run's own, not the stack's start-up (an embedded server, say).
+ */
+export const clockFor = (now: Date | undefined): Layer.Layer<never> => now === undefined ? Layer.empty : clockAt(now)
