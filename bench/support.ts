@@ -5,11 +5,18 @@ import { SqlClient } from "effect/sql"
 import { Database, pgLayer } from "../src/Database.ts"
 import { start } from "../src/EmbeddedPostgres.ts"
 
-/** A running embedded server for one benchmark, with a migrated database (library schema + app fixture). */
-export const withDatabase = async <A>(name: string, f: (url: Redacted.Redacted<string>) => Promise<A>): Promise<A> => {
+/**
+ * A running embedded server for one benchmark, with a migrated database (library schema + app fixture);
+ * `settings` are extra server parameters.
+ */
+export const withDatabase = async <A>(
+  name: string,
+  f: (url: Redacted.Redacted<string>) => Promise<A>,
+  settings?: Readonly<Record<string, string>>
+): Promise<A> => {
   const scope = Effect.runSync(Scope.make())
   try {
-    const server = await Effect.runPromise(Scope.provide(start(), scope))
+    const server = await Effect.runPromise(Scope.provide(start({ settings }), scope))
     await Effect.runPromise(server.createDatabase(name))
     const url = server.url(name)
     await Effect.runPromise(Effect.void.pipe(Effect.provide(Database.layerMigrated({ appFixture: true }).pipe(Layer.provide(pgLayer(url))))))

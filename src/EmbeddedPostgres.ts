@@ -72,9 +72,14 @@ const makeBinariesReachable = async () => {
 
 /**
  * Starts a server; the scope stops it. With `dataDir` the cluster persists there between runs (initialised on
- * first use); without it a fresh temporary directory is used and removed afterwards.
+ * first use); without it a fresh temporary directory is used and removed afterwards. `settings` are extra
+ * server parameters (`-c name=value`), for the benchmarks that size the server like a production one.
  */
-export const start = (options: { readonly dataDir?: string | undefined; readonly log?: (line: string) => void } = {}) =>
+export const start = (options: {
+  readonly dataDir?: string | undefined
+  readonly log?: (line: string) => void
+  readonly settings?: Readonly<Record<string, string>> | undefined
+} = {}) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
@@ -99,7 +104,10 @@ export const start = (options: { readonly dataDir?: string | undefined; readonly
           persistent: true,
           createPostgresUser: true,
           initdbFlags: ["--encoding=UTF8", "--locale=C"],
-          postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-k", base, "-c", "fsync=off", "-c", "max_connections=200"],
+          postgresFlags: [
+            "-c", "listen_addresses=127.0.0.1", "-k", base, "-c", "fsync=off", "-c", "max_connections=200",
+            ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ["-c", `${name}=${value}`])
+          ],
           onLog: log,
           onError: (e) => log(String(e))
         })

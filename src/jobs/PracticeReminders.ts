@@ -21,6 +21,24 @@ export const NAME = "practice-reminders"
 export const WINDOW_MINUTES = 12 * 60
 
 const HOUR_MS = 3_600_000
+const QUARTER_HOUR_MS = HOUR_MS / 4
+const DAY_MS = 24 * HOUR_MS
+
+/**
+ * Every local date (YYYY-MM-DD) whose reminder window can be open at `asOf` in some time zone: each UTC offset
+ * from -13 to +15 h (real ones run from -12 to +14 h, in quarter hours) whose window, opening at
+ * `reminderLocalTime` minutes past local midnight, is open at `asOf` gives one. Usually one date, two when the
+ * windows open somewhere span local midnight.
+ */
+export const openWindowDays = (asOf: Date, reminderLocalTime: number): ReadonlyArray<string> => {
+  const days = new Set<string>()
+  for (let offset = -13 * HOUR_MS; offset <= 15 * HOUR_MS; offset += QUARTER_HOUR_MS) {
+    // the local wall clock at asOf in a zone `offset` ahead of UTC, moved back to the window's opening time
+    const shifted = asOf.getTime() + offset - reminderLocalTime * 60_000
+    if (((shifted % DAY_MS) + DAY_MS) % DAY_MS < WINDOW_MINUTES * 60_000) days.add(new Date(shifted).toISOString().slice(0, 10))
+  }
+  return [...days]
+}
 
 /**
  * The set of candidates at `asOf`: due ones have a null skip_reason.
@@ -36,9 +54,10 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
   const at = asOf.getTime()
   const dayAgo = new Date(at - 24 * HOUR_MS) // rules 2 and 3: sessions in (t - 24 h, t], signed up by t - 24 h
   const founderSince = new Date(at - 96 * HOUR_MS) // rule 3: the founder sequence covers sign-ups after t - 96 h
-  // Only bounds the ledger lookup: a reminder keyed with the local date whose window is open at t was planned
-  // well within 72 h of t (12 h windows, UTC offsets from -12 to +14 h), so no match is ever left out.
-  const ledgerSince = new Date(at - 72 * HOUR_MS)
+  // Bounds the ledger lookup to the dates a window can be open on. Passed as values rather than derived from the
+  // zones in SQL, so the planner knows them and reads only those dates' ledger rows (deliveries_once leads with
+  // job and dedupe_key, and holds every column the lookup needs), not the ledger's history.
+  const windowDays = openWindowDays(asOf, config.reminderLocalTime)
   return sql<Candidate>`
   WITH zones_json AS MATERIALIZED (
     -- Every time zone PostgreSQL knows, computed once per statement (not per user, nor per parallel worker):
@@ -75,8 +94,8 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
       AND NOT EXISTS (
         SELECT 1 FROM kaiwa_jobs.deliveries d
         WHERE d.job = ${NAME} AND d.user_id = u.id AND d.dedupe_key = coalesce(z.day, (SELECT day FROM fallback))
-          -- only the local dates of open windows (one, at most two) can match: older reminders drop out early
-          AND d.dedupe_key = ANY (ARRAY(SELECT DISTINCT day FROM zones WHERE open)) AND d.planned_at > ${ledgerSince})
+          -- only the local dates a window can be open on can match: older reminders are never read
+          AND d.dedupe_key IN ${sql.in(windowDays)})
   ),
   c AS (
     SELECT c1.*, last.start_time AS last_start, last.language AS last_language

@@ -28,8 +28,8 @@ export const suppressed = (sql: SqlClient.SqlClient, list: string) => sql`(
 
 /**
  * A LATERAL join exposing `cap.hit` when the user got (or is about to get) an email from this library less than
- * MIN_HOURS_BETWEEN_EMAILS before `asOf`. LIMIT 1 keeps it a per-candidate index probe on
- * deliveries_user_recent_idx instead of a scan of the whole ledger.
+ * MIN_HOURS_BETWEEN_EMAILS before `asOf`: one range of deliveries_cap_idx per candidate, which indexes exactly
+ * this predicate (status and the instant compared), so a user's older emails are never read.
  */
 export const capJoin = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => sql`
   LEFT JOIN LATERAL (

@@ -92,6 +92,31 @@ export const kaiwaJobs = Migrator.fromRecord({
     `ALTER TABLE kaiwa_jobs.batches ADD CONSTRAINT batches_status_check
       CHECK (status IN ('pending', 'done', 'conflict', 'expired'))`,
     `ALTER TABLE kaiwa_jobs.batches ADD COLUMN key_created_at timestamptz NOT NULL DEFAULT clock_timestamp()`
+  ),
+  // The ledger's indexes, shaped for a ledger that only grows (a year of reminders for 1,000,000 users is
+  // hundreds of millions of rows) and for planning, which inserts every due row under the planning lock:
+  // - pending rows, batched or not, are what claims and `outstanding` read: a partial index keeps both
+  //   proportional to the work left, not to the ledger (the old index left batched pending rows out, so
+  //   `outstanding` scanned the whole ledger every half second while another worker held a batch);
+  // - the cross-job cap asks "any email to this user since t - 20 h?": indexing the instant it compares
+  //   (`coalesce(sent_at, planned_at)`) makes that one index range per candidate instead of a walk through the
+  //   user's whole history;
+  // - a fresh row has no batch yet, so the batch index leaves NULLs out and planning skips it;
+  // - the once-per-key constraint leads with (job, dedupe_key), so the reminder selection reads only the
+  //   ledger rows of the local dates whose windows can be open (yesterday's and older rows are never read)
+  //   and `(job, planned_at)` is no longer needed for that.
+  // A planned row now updates 4 indexes instead of 6 (bench/selection.ts times the insert).
+  "0003_ledger_indexes": statements(
+    `DROP INDEX kaiwa_jobs.deliveries_job_planned_idx`,
+    `DROP INDEX kaiwa_jobs.deliveries_unbatched_idx`,
+    `CREATE INDEX deliveries_pending_idx ON kaiwa_jobs.deliveries (job, id) WHERE status = 'pending'`,
+    `DROP INDEX kaiwa_jobs.deliveries_batch_idx`,
+    `CREATE INDEX deliveries_batch_idx ON kaiwa_jobs.deliveries (batch_id) WHERE batch_id IS NOT NULL`,
+    `ALTER TABLE kaiwa_jobs.deliveries DROP CONSTRAINT deliveries_once,
+      ADD CONSTRAINT deliveries_once UNIQUE (job, dedupe_key, user_id)`,
+    `DROP INDEX kaiwa_jobs.deliveries_user_recent_idx`,
+    `CREATE INDEX deliveries_cap_idx ON kaiwa_jobs.deliveries (user_id, (coalesce(sent_at, planned_at)))
+      WHERE status IN ('pending', 'sent')`
   )
 })
 

@@ -10,7 +10,9 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Tracer } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
+import { JobsConfig } from "../../src/Config.ts"
 import { type CommonStats, founderEmails, type Job, practiceReminders, runJob } from "../../src/Job.ts"
+import * as PracticeReminders from "../../src/jobs/PracticeReminders.ts"
 import { insertUsers, testLayer, type UserFixture } from "../support/TestDb.ts"
 import { DAY, HOUR } from "./localTime.ts"
 
@@ -182,5 +184,35 @@ describe("statements per run", () => {
           assert.deepStrictEqual(founder, [founder[0], founder[0], founder[0], founder[0]])
         }))
     }
+  })
+})
+
+// The ledger only grows (a reminder a day per learner), so the reminder selection must not read its history:
+// it reads only the rows keyed with the local dates whose window can be open, through deliveries_once. With
+// 60 days of reminders for 2,000 learners (120,000 rows, 1/60 of them today's), PostgreSQL's own plan for the
+// selection must reach the ledger through that index, never by scanning the table.
+describe("the reminder selection against a long ledger", () => {
+  layer(testLayer, { excludeTestServices: true })((it) => {
+    it.effect("reads the ledger through deliveries_once, not a scan of its history", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const config = yield* JobsConfig
+        yield* sql`
+          INSERT INTO users (id, email, display_name, email_verified, created_at, timezone)
+          SELECT 'hist-' || g, 'hist-' || g || '@example.com', 'Learner ' || g, ${new Date(AT - 90 * DAY)},
+            ${new Date(AT - 90 * DAY)}, 'Europe/Berlin'
+          FROM generate_series(1, 2000) g`
+        yield* sql`
+          INSERT INTO kaiwa_jobs.deliveries (job, user_id, dedupe_key, email, data, status, planned_at, expires_at, sent_at)
+          SELECT ${PracticeReminders.NAME}, 'hist-' || g, to_char(${new Date(AT)}::timestamptz - make_interval(days => k), 'YYYY-MM-DD'),
+            'hist-' || g || '@example.com', '{}'::jsonb, 'sent', ${new Date(AT)}::timestamptz - make_interval(days => k),
+            ${new Date(AT)}::timestamptz - make_interval(days => k) + interval '8 hours', ${new Date(AT)}::timestamptz - make_interval(days => k)
+          FROM generate_series(1, 2000) g, generate_series(0, 59) k`
+        yield* sql`ANALYZE`
+        const [text, params] = PracticeReminders.selection(sql, new Date(AT), config).compile()
+        const plan = (yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${text}`, params)).map((r) => r["QUERY PLAN"]).join("\n")
+        assert.notMatch(plan, /Seq Scan on deliveries/, plan)
+        assert.match(plan, /deliveries_once/, plan)
+      }))
   })
 })

@@ -8,8 +8,10 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, References } from "effect"
+import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import { founderEmails, practiceReminders } from "../../src/Job.ts"
+import * as PracticeReminders from "../../src/jobs/PracticeReminders.ts"
 import { insertUsers, testLayer } from "../support/TestDb.ts"
 import { DAY, effectiveZone, inLocalWindow, localTime, MINUTE, runAt, type Sent, stepOf } from "./localTime.ts"
 
@@ -162,5 +164,40 @@ describe("founder emails across daylight-saving transitions", () => {
           }
         }).pipe(Effect.provide(TestClock.layer()), quiet))
     })
+  })
+})
+
+// The reminder selection reads only the ledger rows keyed with the local dates `openWindowDays` names. Leaving
+// out a date whose window is open somewhere would make a second reminder possible for that date, so the dates
+// are checked against every zone PostgreSQL knows, at instants spread over 2026 (both DST seasons, every hour
+// of the day and minute offsets), for the default opening time and one whose window spans local midnight.
+describe("the local dates whose reminder window can be open", () => {
+  layer(testLayer, { excludeTestServices: true })((it) => {
+    it.effect("include every date PostgreSQL gives for a zone whose window is open", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const instants = Array.from({ length: 1460 }, (_, i) => new Date(Date.parse("2026-01-01T00:07:00Z") + i * 6 * 3_600_000 + (i % 4) * 15 * 60_000))
+        for (const openAt of [9 * 60, 22 * 60 + 30]) {
+          const rows = yield* sql<{ at: Date; days: ReadonlyArray<string> }>`
+            SELECT t.at, array_agg(DISTINCT x.shifted::date::text) AS days
+            FROM unnest(${`{${instants.map((d) => d.toISOString()).join(",")}}`}::timestamptz[]) t(at)
+            CROSS JOIN pg_timezone_names z
+            CROSS JOIN LATERAL (SELECT (t.at AT TIME ZONE z.name) - make_interval(mins => ${openAt}) AS shifted) x
+            WHERE x.shifted::time < make_time(${PracticeReminders.WINDOW_MINUTES / 60}, 0, 0)
+            GROUP BY t.at`
+          assert.strictEqual(rows.length, instants.length)
+          let spans = 0
+          for (const row of rows) {
+            const named = PracticeReminders.openWindowDays(row.at, openAt)
+            const missing = row.days.filter((d) => !named.includes(d))
+            assert.deepStrictEqual(missing, [], `at ${row.at.toISOString()} (window from ${openAt} min)`)
+            assert.isAtMost(named.length, 2)
+            if (named.length === 2) spans++
+          }
+          // both shapes occur: one open date, and two around local midnight
+          assert.isAbove(spans, 0)
+          assert.isBelow(spans, rows.length)
+        }
+      }))
   })
 })
