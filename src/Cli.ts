@@ -95,7 +95,7 @@ export const runCommand = (name: string, options: { readonly dryRun: boolean; re
   Effect.gen(function*() {
     const job = yield* findJobOrFail(name)
     const now = yield* parseNow(options.now)
-    const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli" }).pipe(
+    const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli", asOf: now }).pipe(
       Effect.provide(Layers.clockFor(now)),
       Effect.provide(stackFor({ dryRun: options.dryRun, local: options.local }))
     )

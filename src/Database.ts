@@ -183,13 +183,23 @@ const ENQUEUE_LOCK = 0x6b6a6f62
 const toDatabaseError = (what: string) => (cause: unknown) =>
   new DatabaseError({ message: `${what}: ${describeSqlCause(cause)}` })
 
-/** A short, secret-free description of why a statement failed. */
+/**
+ * A short, secret-free description of why a statement failed. An SqlError's own message is the driver's
+ * generic "PgConnection: Query failed" whatever happened; what happened is in its `reason` (ConnectionError,
+ * UniqueViolation, ...) and in the driver's error under it, so those are what is read here.
+ */
 export const describeSqlCause = (cause: unknown): string => {
-  const text = `${(cause as { message?: unknown })?.message ?? ""} ${String((cause as { cause?: unknown })?.cause ?? "")}`
-  if (/ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminat|connection|socket|closed/i.test(text)) {
+  const reason = (cause as { reason?: { readonly _tag?: unknown; readonly cause?: unknown } } | undefined)?.reason
+  const underlying = reason?.cause ?? (cause as { cause?: unknown } | undefined)?.cause
+  const message = (e: unknown) => String((e as { message?: unknown } | undefined)?.message ?? e ?? "")
+  const detail = underlying === undefined ? message(cause) : message(underlying)
+  if (
+    reason?._tag === "ConnectionError" ||
+    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminating connection|connection (?:refused|reset|closed|ended|terminated)|socket|closed/i.test(detail)
+  ) {
     return "the database is unreachable"
   }
-  const first = String((cause as { message?: unknown })?.message ?? cause).split("\n")[0] ?? ""
+  const first = detail.split("\n")[0] || message(cause).split("\n")[0] || "unknown error"
   // Connection strings can carry a password; never let one through.
   return first.replace(/postgres(ql)?:\/\/[^\s]+/gi, "<database-url>").slice(0, 300)
 }
@@ -265,6 +275,11 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       // default work_mem) keeps them in memory, for this one statement per tick: ~6% faster in bench/selection.ts.
       yield* sql`SET LOCAL hash_mem_multiplier = 4`
       yield* sql`CREATE TEMP TABLE kaiwa_jobs_selection ON COMMIT DROP AS ${args.selection}`
+      // A plain INSERT, no ON CONFLICT: every selection leaves out the users who already have a ledger row for
+      // the key it plans (an anti-join on the same job, user and key), and this lock keeps any other planner out
+      // until the rows are committed, so a conflict can only be a bug in a selection. deliveries_once then fails
+      // the planning loudly (the run exits 1, nothing is sent twice) instead of hiding the bug from the tests and
+      // the operator. It is also ~70 ms cheaper at 13,334 rows than speculative insertion.
       return yield* sql<{ reason: string; n: number; ids: ReadonlyArray<string> | null }>`
         WITH sel AS (SELECT * FROM kaiwa_jobs_selection),
         ins AS (
@@ -272,7 +287,6 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
           SELECT ${args.job}, user_id, dedupe_key, email, data, ${args.asOf}, expires_at, ${args.runId}::uuid
           FROM sel WHERE skip_reason IS NULL
           ORDER BY user_id
-          ON CONFLICT ON CONSTRAINT deliveries_once DO NOTHING
           RETURNING 1
         )
         SELECT 'enqueued' AS reason, count(*)::int AS n, NULL::text[] AS ids FROM ins

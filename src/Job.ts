@@ -145,6 +145,12 @@ export interface RunReport {
 export interface RunOptions {
   readonly dryRun?: boolean | undefined
   readonly trigger?: string | undefined
+  /**
+   * The instant the run is as of (`--now`), exactly. Without it the Clock's current instant. Given with a
+   * shifted Clock (Layers.clockFor), because the Clock's first reading may be a span's or a log line's, a
+   * millisecond before the run's own.
+   */
+  readonly asOf?: Date | undefined
 }
 
 /** Describes a failure for operators: a message, never a stack or a secret. */
@@ -167,7 +173,7 @@ export const runJob = Effect.fn("Job.run")(function*<S extends CommonStats>(job:
   const ctx: RunContext = {
     runId: randomUUID(),
     job: job.name,
-    asOf: new Date(started),
+    asOf: options.asOf ?? new Date(started),
     dryRun,
     deadline: started + Duration.toMillis(config.sendDeadline)
   }

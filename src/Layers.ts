@@ -107,6 +107,7 @@ export const clockAt = (at: Date) =>
 
 /**
  * `--now` when given, else nothing (the real clock). Provide it inside the mode stack, so the first reading of
- * the shifted clock is the run's own, not the stack's start-up (an embedded server, say).
+ * the shifted clock is near the run's start, not the stack's start-up (an embedded server, say). The run's
+ * `asOf` itself is passed to runJob exactly (RunOptions.asOf): the first reading can be a span's.
  */
 export const clockFor = (now: Date | undefined): Layer.Layer<never> => now === undefined ? Layer.empty : clockAt(now)

@@ -62,7 +62,7 @@ describe("compiled mains", () => {
     assert.strictEqual(r.code, 0, r.stderr)
     assert.include(r.stdout, "🎉 Reminder process completed!")
     assert.match(r.stdout, /📊 Stats: 0 sent, 0 failed/)
-    assert.include(r.stdout, "2026-03-10T10:00:00.000Z")
+    assert.include(r.stdout, "2026-03-10T10:00:00.000Z", r.stdout)
   })
 
   it("JSON log lines on Fly (FLY_MACHINE_ID set), each carrying the job and run id", async () => {

@@ -11,7 +11,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Ref } from "effect"
 import { SqlClient } from "effect/sql"
 import { JobsConfig } from "../../src/Config.ts"
-import { Database, DatabaseError, KEY_EXPIRED_REASON } from "../../src/Database.ts"
+import { type Candidate, Database, DatabaseError, KEY_EXPIRED_REASON } from "../../src/Database.ts"
 import { practiceReminders, type ReminderStats, runJob } from "../../src/Job.ts"
 import * as Layers from "../../src/Layers.ts"
 import { Mailer, MailerTestRef } from "../../src/Mailer.ts"
@@ -165,6 +165,31 @@ describe("suppression follows the provider's verdict only", () => {
         assert.match(rows[0]!.reason ?? "", /^render_error/)
         const suppressions = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM kaiwa_jobs.suppressions`
         assert.strictEqual(suppressions[0]!.n, 0)
+      }))
+  })
+})
+
+// Planning inserts without ON CONFLICT: a selection that offers a (job, user, key) the ledger already holds is a
+// bug, and it must fail the planning whole, naming the constraint, rather than be hidden (nothing is sent twice
+// either way: the unique constraint holds).
+describe("a selection that offers a row the ledger already has", () => {
+  layer(testLayer, { excludeTestServices: true })((it) => {
+    it.effect("fails the planning whole, naming deliveries_once, and changes nothing", () =>
+      Effect.gen(function*() {
+        yield* resetLedger
+        yield* ledgerRows("dup", 1)
+        const sql = yield* SqlClient.SqlClient
+        const db = yield* Database
+        // Two fresh users and one that already has today's row: a selection with a broken anti-join.
+        const selection = sql<Candidate>`
+          SELECT u.id AS user_id, u.id || '@example.com' AS email, '2026-03-10' AS dedupe_key, '{}'::jsonb AS data,
+            ${new Date(AT.getTime() + DAY)}::timestamptz AS expires_at, NULL::text AS skip_reason, false AS unknown_timezone
+          FROM (VALUES ('fresh0'), ('dup0'), ('fresh1')) u(id)`
+        const error = yield* Effect.flip(db.enqueue({ job: JOB, runId: randomUUID(), asOf: AT, selection }))
+        assert.instanceOf(error, DatabaseError)
+        assert.match(error.message, /^planning failed: .*deliveries_once/)
+        const rows = yield* sql<{ user_id: string }>`SELECT user_id FROM kaiwa_jobs.deliveries ORDER BY user_id`
+        assert.deepStrictEqual(rows.map((r) => r.user_id), ["dup0"])
       }))
   })
 })
