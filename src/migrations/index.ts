@@ -151,6 +151,12 @@ export const appFixture = Migrator.fromRecord({
       duration_seconds integer NULL
     )`,
     ...recommendedAppIndexes
+  ),
+  // CONTRACT 3's opt-in for the weekly progress report (CONTRACT 5.4). The report's selection needs no index
+  // beyond the recommended ones: it reads a user's last two weeks of sessions through
+  // conversation_sessions_user_start_idx, as the reminder reads the last session.
+  "0002_progress_reports": statements(
+    `ALTER TABLE user_settings ADD COLUMN IF NOT EXISTS receive_progress_reports boolean NOT NULL DEFAULT true`
   )
 })
 
