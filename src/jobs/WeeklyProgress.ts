@@ -55,16 +55,19 @@ export const weekKey = (reportDay: string): string => isoWeek(addDays(reportDay,
  * UTC offset from -13 to +15 h in quarter hours whose local time, moved back to PROGRESS_LOCAL_TIME, is less
  * than the window's length past midnight on a PROGRESS_DAY. At most one date (report days are 7 days apart).
  */
-export const openReportWeeks = (asOf: Date, config: Pick<Settings, "progressDay" | "progressLocalTime">): ReadonlyArray<string> => {
-  const keys = new Set<string>()
+export const openReportDays = (
+  asOf: Date,
+  config: Pick<Settings, "progressDay" | "progressLocalTime">
+): ReadonlyArray<{ readonly day: string; readonly week: string }> => {
+  const days = new Set<string>()
   const isoDay = WEEKDAYS.indexOf(config.progressDay) + 1
   for (let offset = -13 * HOUR_MS; offset <= 15 * HOUR_MS; offset += QUARTER_HOUR_MS) {
     const shifted = new Date(asOf.getTime() + offset - config.progressLocalTime * MINUTE_MS)
     const sinceMidnight = ((shifted.getTime() % DAY_MS) + DAY_MS) % DAY_MS
     const day = shifted.getUTCDay() === 0 ? 7 : shifted.getUTCDay()
-    if (sinceMidnight < WINDOW_MINUTES * MINUTE_MS && day === isoDay) keys.add(weekKey(shifted.toISOString().slice(0, 10)))
+    if (sinceMidnight < WINDOW_MINUTES * MINUTE_MS && day === isoDay) days.add(shifted.toISOString().slice(0, 10))
   }
-  return [...keys]
+  return [...days].map((day) => ({ day, week: weekKey(day) }))
 }
 
 // The per-zone values the users' rows need: taken from the user's zone, or from DEFAULT_TIMEZONE's when
@@ -96,8 +99,17 @@ const ZONE_FIELDS = ["open", "day", "week", "prev_start", "week_start", "week_en
 export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => {
   const isoDay = WEEKDAYS.indexOf(config.progressDay) + 1
   const T = config.progressLocalTime
+  const open = openReportDays(asOf, config)
   // Passed as values so the planner reads only this week's ledger rows (deliveries_once leads with job and key).
-  const weeks = openReportWeeks(asOf, config)
+  const weeks = open.map((o) => o.week)
+  // Instants that bound the report week (and the week before) in every zone: local midnight is at most 14 h
+  // before and 12 h after UTC midnight (15 and 13 here, for margin). Redundant with each user's own bounds, they
+  // tell the planner how few sessions can match, so it may read just those through conversation_sessions_start_idx.
+  const day = open[0]?.day ?? asOf.toISOString().slice(0, 10)
+  const utcMidnight = (date: string) => Date.parse(`${date}T00:00:00Z`)
+  const previousFrom = new Date(utcMidnight(addDays(day, -14)) - 15 * HOUR_MS)
+  const weekFrom = new Date(utcMidnight(addDays(day, -7)) - 15 * HOUR_MS)
+  const weekTo = new Date(utcMidnight(day) + 13 * HOUR_MS)
   const zoneField = (f: (typeof ZONE_FIELDS)[number]) => sql`coalesce(z.${sql(f)}, (SELECT ${sql(f)} FROM fallback))`
   return sql<Candidate>`
   WITH zones_json AS MATERIALIZED (
@@ -133,41 +145,45 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
     LEFT JOIN zones z ON z.name = u.timezone
     LEFT JOIN user_settings us ON us.user_id = u.id
   ),
-  c1 AS (
+  -- Materialized: a fence, so the cheap rules run first and the sessions of only the users left are aggregated
+  -- (the planner cannot tell how many users the anti-join and the semi-join remove); read twice below.
+  c1 AS MATERIALIZED (
     SELECT c0.* FROM c0
     WHERE c0.open
       AND NOT EXISTS (
+        -- Every open zone has the same report day (report days are 7 days apart), so the week's key is a constant:
+        -- only this week's reports are read, hashed once.
         SELECT 1 FROM kaiwa_jobs.deliveries d
-        WHERE d.job = ${NAME} AND d.user_id = c0.user_id AND d.dedupe_key = c0.week
-          -- only this week's key can match: older reports are never read
-          AND d.dedupe_key IN ${sql.in(weeks)})
+        WHERE d.job = ${NAME} AND d.user_id = c0.user_id AND d.dedupe_key IN ${sql.in(weeks)})
+      AND EXISTS (
+        -- practised in the report's week: the 7 local days before the report day, between local midnights
+        SELECT 1 FROM conversation_sessions s
+        WHERE s.user_id = c0.user_id AND s.start_time >= ${weekFrom} AND s.start_time < ${weekTo}
+          AND s.start_time >= c0.week_start AND s.start_time < c0.week_end)
   ),
-  c2 AS (
-    SELECT c1.*, w.*
+  per_language AS (
+    SELECT c1.user_id, s.language,
+      count(*) FILTER (WHERE s.start_time >= c1.week_start) AS n,
+      coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time >= c1.week_start), 0) AS seconds,
+      coalesce(bit_or(1 << ((s.start_time AT TIME ZONE c1.tz)::date - (c1.day::date - 7)))
+        FILTER (WHERE s.start_time >= c1.week_start), 0) AS days,
+      coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time < c1.week_start), 0) AS previous_seconds
     FROM c1
-    CROSS JOIN LATERAL (
-      -- Both weeks in one range scan of the user's sessions: [week before's start, report day's start).
-      SELECT count(*) FILTER (WHERE s.start_time >= c1.week_start) AS sessions,
-        coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time >= c1.week_start), 0) AS seconds,
-        count(DISTINCT (s.start_time AT TIME ZONE c1.tz)::date) FILTER (WHERE s.start_time >= c1.week_start) AS active_days,
-        coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time < c1.week_start), 0) AS previous_seconds
-      FROM conversation_sessions s
-      WHERE s.user_id = c1.user_id AND s.start_time >= c1.prev_start AND s.start_time < c1.week_end
-    ) w
-    WHERE w.sessions > 0
+    JOIN conversation_sessions s ON s.user_id = c1.user_id AND s.start_time >= ${previousFrom} AND s.start_time < ${weekTo}
+      AND s.start_time >= c1.prev_start AND s.start_time < c1.week_end
+    GROUP BY c1.user_id, s.language
   ),
-  c AS (
-    SELECT c2.*, round(c2.seconds / 60.0)::int AS minutes, round(c2.previous_seconds / 60.0)::int AS previous_minutes,
-      top.language AS top_language
-    FROM c2
-    LEFT JOIN LATERAL (
-      SELECT s.language FROM conversation_sessions s
-      WHERE s.user_id = c2.user_id AND s.start_time >= c2.week_start AND s.start_time < c2.week_end
-      GROUP BY s.language
-      ORDER BY sum(coalesce(s.duration_seconds, 0)) DESC, count(*) DESC, s.language COLLATE "C"
-      LIMIT 1
-    ) top ON true
-  )
+  figures AS (
+    SELECT p.user_id, sum(p.n)::int AS sessions,
+      round(sum(p.seconds) / 60.0)::int AS minutes,
+      bit_count(bit_or(p.days)::bit(7))::int AS active_days,
+      round(sum(p.previous_seconds) / 60.0)::int AS previous_minutes,
+      (array_agg(p.language ORDER BY p.seconds DESC, p.n DESC, p.language COLLATE "C") FILTER (WHERE p.n > 0))[1]
+        AS top_language
+    FROM per_language p
+    GROUP BY p.user_id
+  ),
+  c AS (SELECT c1.*, f.sessions, f.minutes, f.active_days, f.previous_minutes, f.top_language FROM c1 JOIN figures f USING (user_id))
   SELECT c.user_id, c.email, c.week AS dedupe_key,
     jsonb_build_object(
       'displayName', c.display_name,
