@@ -18,7 +18,7 @@ import { JobsConfig, type Settings } from "../src/Config.ts"
 import * as FounderEmails from "../src/jobs/FounderEmails.ts"
 import * as PracticeReminders from "../src/jobs/PracticeReminders.ts"
 import * as WeeklyProgress from "../src/jobs/WeeklyProgress.ts"
-import { selectionLoad } from "./selection-load.ts"
+import { recommendedIndexNames, selectionLoad } from "./selection-load.ts"
 import { median, sqlOn, withDatabase, writeResult } from "./support.ts"
 
 const USERS = Number(process.env["BENCH_USERS"] ?? 1_000_000)
@@ -149,9 +149,7 @@ export const selection = () =>
     }))
 
     await sqlOn(url, (sql) => Effect.gen(function*() {
-      yield* sql`DROP INDEX conversation_sessions_user_start_idx`
-      yield* sql`DROP INDEX conversation_sessions_start_idx`
-      yield* sql`DROP INDEX users_created_at_idx`
+      for (const name of recommendedIndexNames) yield* sql`DROP INDEX ${sql(name)}`
       yield* sql`ANALYZE`
     }))
     const baseline = await measure("without them (baseline)")

@@ -102,12 +102,11 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
   const open = openReportDays(asOf, config)
   // Passed as values so the planner reads only this week's ledger rows (deliveries_once leads with job and key).
   const weeks = open.map((o) => o.week)
-  // Instants that bound the report week (and the week before) in every zone: local midnight is at most 14 h
-  // before and 12 h after UTC midnight (15 and 13 here, for margin). Redundant with each user's own bounds, they
-  // tell the planner how few sessions can match, so it may read just those through conversation_sessions_start_idx.
+  // Instants that bound the report week in every zone: local midnight is at most 14 h before and 12 h after UTC
+  // midnight (15 and 13 here, for margin). Redundant with each user's own bounds, they tell the planner how few
+  // sessions can match, so it can read the week's sessions through conversation_sessions_start_idx.
   const day = open[0]?.day ?? asOf.toISOString().slice(0, 10)
   const utcMidnight = (date: string) => Date.parse(`${date}T00:00:00Z`)
-  const previousFrom = new Date(utcMidnight(addDays(day, -14)) - 15 * HOUR_MS)
   const weekFrom = new Date(utcMidnight(addDays(day, -7)) - 15 * HOUR_MS)
   const weekTo = new Date(utcMidnight(day) + 13 * HOUR_MS)
   const zoneField = (f: (typeof ZONE_FIELDS)[number]) => sql`coalesce(z.${sql(f)}, (SELECT ${sql(f)} FROM fallback))`
@@ -169,8 +168,13 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
         FILTER (WHERE s.start_time >= c1.week_start), 0) AS days,
       coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time < c1.week_start), 0) AS previous_seconds
     FROM c1
-    JOIN conversation_sessions s ON s.user_id = c1.user_id AND s.start_time >= ${previousFrom} AND s.start_time < ${weekTo}
-      AND s.start_time >= c1.prev_start AND s.start_time < c1.week_end
+    CROSS JOIN LATERAL (
+      -- OFFSET 0 keeps this a per-user index range scan: the planner, which cannot tell how few candidates are
+      -- left, would otherwise hash them against a scan of every session of the fortnight.
+      SELECT s.start_time, s.language, s.duration_seconds FROM conversation_sessions s
+      WHERE s.user_id = c1.user_id AND s.start_time >= c1.prev_start AND s.start_time < c1.week_end
+      OFFSET 0
+    ) s
     GROUP BY c1.user_id, s.language
   ),
   figures AS (
