@@ -5,7 +5,7 @@
  */
 import { Clock, Duration, Effect } from "effect"
 import { Database } from "./Database.ts"
-import { registry } from "./Job.ts"
+import { Jobs } from "./jobs/index.ts"
 
 /**
  * A run still marked running this long after it started is reported as abandoned: a run stops sending at
@@ -31,8 +31,9 @@ export interface JobStatus {
   readonly overdueAfterMinutes: number
 }
 
-/** The status of every registered job, as of the Clock's instant. */
+/** The status of every registered job (`Jobs`), as of the Clock's instant. */
 export const jobStatuses = Effect.gen(function*() {
+  const registry = yield* Jobs
   const db = yield* Database
   const now = yield* Clock.currentTimeMillis
   const rows = yield* db.lastRuns

@@ -11,7 +11,8 @@ import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import { JobsConfig } from "../../src/Config.ts"
 import { Database, pgLayer } from "../../src/Database.ts"
-import { type CommonStats, founderEmails, type Job, practiceReminders } from "../../src/Job.ts"
+import type { Job } from "../../src/Job.ts"
+import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
 import { type Batch, type DeliveryResult, Mailer, MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
 import { Telemetry } from "../../src/Telemetry.ts"
 import { freshDatabaseUrl, insertUsers, type UserFixture } from "../support/TestDb.ts"
@@ -109,7 +110,7 @@ describe("the ledger row is written before the send, and nothing is sent twice",
 
         const sent: Array<Sent> = []
         // Runs a job, then again at the same instant (a Fly restart, a second machine): the re-run finds nothing.
-        const runTwice = <S extends CommonStats>(job: Job<S>, at: number) =>
+        const runTwice = <N extends string, G extends string>(job: Job<N, G>, at: number) =>
           Effect.gen(function*() {
             sent.push(...(yield* runAt(job, at)).sent)
             const again = yield* runAt(job, at)
