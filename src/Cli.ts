@@ -107,6 +107,8 @@ export const runCommand = (name: string, options: { readonly dryRun: boolean; re
   Effect.gen(function*() {
     const job = yield* findJobOrFail(name)
     const now = yield* parseNow(options.now)
+    // The job's own settings, before any database or mailer: a bad one exits 2 naming the variable.
+    yield* job.checkSettings
     const stack = yield* stackFor({ dryRun: options.dryRun, local: options.local })
     const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli", asOf: now }).pipe(
       Effect.provide(Layers.clockFor(now)),
@@ -247,6 +249,12 @@ export const jobMain = (name: string) =>
 
 /** Every subcommand of `kaiwa-jobs`. */
 export const commands = [list, run, status, migrate, preview, unsubscribe, serve] as const
+
+/** The `kaiwa-jobs` command with every subcommand. */
+export const root = Command.make("kaiwa-jobs").pipe(
+  Command.withDescription("Typed scheduled jobs for Kaiwa: run, preview and serve the registered email jobs"),
+  Command.withSubcommands([...commands])
+)
 
 /** Maps any failure to an exit code, printing a one-line explanation without secrets. */
 export const exitCodeFor = (cause: Cause.Cause<unknown>): Effect.Effect<number> => {

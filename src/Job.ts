@@ -13,7 +13,7 @@
  * (CONTRACT section 7).
  */
 import { randomUUID } from "node:crypto"
-import { Cause, Clock, Duration, Effect, Exit, Schema } from "effect"
+import { Cause, Clock, Config, Duration, Effect, Exit, Schema } from "effect"
 import type { SqlClient, Statement } from "effect/sql"
 import { JobsConfig, type Settings } from "./Config.ts"
 import { type Candidate, Database } from "./Database.ts"
@@ -73,24 +73,30 @@ export interface Job<Name extends string = string, G extends string = never> {
   /** The stats groups, in order. */
   readonly groups: ReadonlyArray<string>
   readonly completedLine: string
+  /** Reads the job's own settings (`Definition.settings`), so a trigger can refuse bad ones before a run (exit 2). */
+  readonly checkSettings: Effect.Effect<void, Config.ConfigError>
   readonly program: (ctx: RunContext) => Effect.Effect<JobResult<G>, unknown, JobServices>
   /** Renders every sample the job declares, with the given settings, through the job's real render path. */
-  readonly preview: (config: Settings) => Effect.Effect<ReadonlyArray<Preview>, RenderError>
+  readonly preview: (config: Settings) => Effect.Effect<ReadonlyArray<Preview>, RenderError | Config.ConfigError>
 }
 
 /** Any job, as a registry holds it. */
 export type Any = Job<string, never>
 
 /** What a selection is given: the connection, the run's instant (never now() in SQL), and the settings. */
-export interface SelectionContext {
+export interface SelectionContext<C = undefined> {
   readonly sql: SqlClient.SqlClient
   readonly asOf: Date
   readonly config: Settings
+  /** The job's own settings (`Definition.settings`). */
+  readonly settings: C
 }
 
 /** What a template is given besides the job's data. */
-export interface RenderContext {
+export interface RenderContext<C = undefined> {
   readonly config: Settings
+  /** The job's own settings (`Definition.settings`). */
+  readonly settings: C
   readonly recipient: Recipient
   /** This recipient's signed one-click unsubscribe link for this job's list; the template shows it. */
   readonly unsubscribeUrl: string
@@ -109,7 +115,7 @@ export interface Draft {
 }
 
 /** Everything a job declares; `Job.make` does the rest. */
-export interface Definition<Name extends string, G extends string, D> {
+export interface Definition<Name extends string, G extends string, D, C = undefined> {
   /** The job's name: its ledger key, CLI name, HTTP path `/api/cron/<name>`, unsubscribe list and Fly machine. */
   readonly name: Name
   readonly title: string
@@ -123,6 +129,12 @@ export interface Definition<Name extends string, G extends string, D> {
   readonly aliases?: ReadonlyArray<string> | undefined
   /** A compiled main of its own (`dist/send-reminders.js`); by default Fly runs `node dist/cli.js run <name>`. */
   readonly main?: string | undefined
+  /**
+   * Settings of this job only, read through effect `Config` (e.g. `Config.String("STREAK_LOCAL_TIME")`), so a
+   * job that needs a setting declares it here instead of in `Config.ts`. Read once per run; a missing or
+   * malformed one stops a CLI run with exit 2 naming the variable, before anything is planned.
+   */
+  readonly settings?: Config.Config<C> | undefined
   /** The schema of the data the selection stores on each ledger row (the `data` jsonb column). */
   readonly data: Schema.Codec<D, unknown>
   /**
@@ -130,7 +142,7 @@ export interface Definition<Name extends string, G extends string, D> {
    * window closes (`expires_at`), and why it is not due (`skip_reason`, null when due). Use `jobs/shared.ts` for
    * the rules every job shares (suppressions, a usable address, the cross-job cap).
    */
-  readonly selection: (ctx: SelectionContext) => Statement.Statement<Candidate>
+  readonly selection: (ctx: SelectionContext<C>) => Statement.Statement<Candidate>
   /**
    * Skip reasons that settle the dedupe key for good: such candidates get a `skipped` ledger row, so later ticks
    * leave them out (the weekly report blocked by the cap is skipped for that week). Others are retried each tick.
@@ -140,7 +152,7 @@ export interface Definition<Name extends string, G extends string, D> {
   readonly groups: readonly [G, ...Array<G>]
   readonly group: (data: D, recipient: Recipient) => G
   /** The template: pure, data in, draft out. Every user-supplied string must go through `emails/html.ts`. */
-  readonly render: (data: D, ctx: RenderContext) => Draft
+  readonly render: (data: D, ctx: RenderContext<C>) => Draft
   /** One sample per variant, for `kaiwa-jobs preview` (and the template tests). */
   readonly samples: ReadonlyArray<{ readonly name: string; readonly data: D }>
   /** Default `🎉 <title> completed!`. */
@@ -154,22 +166,26 @@ const DEFAULT_OVERDUE_AFTER = Duration.hours(3)
 const SAMPLE_RECIPIENT: Recipient = { user_id: "sample-user", email: "aiko@example.com", dedupe_key: "sample", data: null }
 
 /** Declares a job. */
-export const make = <const Name extends string, const G extends string, D>(
-  definition: Definition<Name, G, D>
+export const make = <const Name extends string, const G extends string, D, C = undefined>(
+  definition: Definition<Name, G, D, C>
 ): Job<Name, G> => {
   const decode = Schema.decodeUnknownEffect(definition.data)
+  const readSettings: Effect.Effect<C, Config.ConfigError> = definition.settings ?? Effect.succeed(undefined as C)
 
   /** The email for one recipient, or why it cannot be sent: the one render path of live runs, dry runs and previews. */
-  const renderData = (config: Settings, recipient: Recipient, data: D): Effect.Effect<OutgoingEmail, RenderError> =>
-    Effect.suspend(() => {
-      const url = unsubscribeUrl(config.appUrl, makeToken(config.unsubscribeSecret, { userId: recipient.user_id, list: definition.name }))
-      let draft: Draft
-      try {
-        draft = definition.render(data, { config, recipient, unsubscribeUrl: url })
-      } catch (cause) {
-        // A template that throws is a bug in that template; it costs one recipient, never the run.
-        return Effect.fail(new RenderError(`the template threw for user ${recipient.user_id}: ${cause instanceof Error ? cause.message : String(cause)}`))
-      }
+  const renderData = (
+    config: Settings,
+    settings: C,
+    recipient: Recipient,
+    data: D
+  ): Effect.Effect<OutgoingEmail, RenderError> => {
+    const url = unsubscribeUrl(config.appUrl, makeToken(config.unsubscribeSecret, { userId: recipient.user_id, list: definition.name }))
+    return Effect.try({
+      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url }),
+      // A template that throws is a bug in that template; it costs one recipient, never the run.
+      catch: (cause) =>
+        new RenderError(`the template threw for user ${recipient.user_id}: ${cause instanceof Error ? cause.message : String(cause)}`)
+    }).pipe(Effect.flatMap((draft) => {
       // The last line of defence: an unfilled placeholder, a stringified undefined, a control character.
       const problems = findProblems(draft)
       if (problems.length > 0) {
@@ -185,13 +201,17 @@ export const make = <const Name extends string, const G extends string, D>(
         headers: unsubscribeHeaders(url),
         tags: [{ name: "job", value: definition.name }, ...(draft.tags ?? [])]
       } satisfies OutgoingEmail)
-    })
+    }))
+  }
 
-  const prepare = (config: Settings) => (recipient: Recipient) =>
+  const prepare = (config: Settings, settings: C) => (recipient: Recipient) =>
     decode(recipient.data).pipe(
       Effect.mapError(() => new RenderError(`ledger data of user ${recipient.user_id} does not decode`)),
       Effect.flatMap((data) =>
-        Effect.map(renderData(config, recipient, data), (email) => ({ email, group: definition.group(data, recipient) as string }))
+        Effect.map(
+          renderData(config, settings, recipient, data),
+          (email) => ({ email, group: definition.group(data, recipient) as string })
+        )
       )
     )
 
@@ -201,12 +221,13 @@ export const make = <const Name extends string, const G extends string, D>(
 
   const program = Effect.fnUntraced(function*(ctx: RunContext) {
     const config = yield* JobsConfig
+    const settings = yield* readSettings
     const db = yield* Database
     const report = yield* deliver(ctx, {
       list: definition.name,
-      selection: definition.selection({ sql: db.sql, asOf: ctx.asOf, config }),
+      selection: definition.selection({ sql: db.sql, asOf: ctx.asOf, config, settings }),
       finalSkips: definition.finalSkips ?? [],
-      prepare: prepare(config)
+      prepare: prepare(config, settings)
     })
     const counts = Object.fromEntries(definition.groups.map((g) => [g, report.sent[g] ?? 0])) as { readonly [K in G]: number }
     const stats: Stats<G> = {
@@ -231,13 +252,15 @@ export const make = <const Name extends string, const G extends string, D>(
     aliases: definition.aliases ?? [],
     groups: definition.groups,
     completedLine: definition.completedLine ?? `🎉 ${definition.title} completed!`,
+    checkSettings: Effect.asVoid(readSettings),
     program,
     preview: (config) =>
-      Effect.forEach(definition.samples, (sample) =>
-        Effect.map(
-          renderData(config, { ...SAMPLE_RECIPIENT, dedupe_key: sample.name, data: sample.data }, sample.data),
-          (email): Preview => ({ name: sample.name, email })
-        ))
+      Effect.flatMap(readSettings, (settings) =>
+        Effect.forEach(definition.samples, (sample) =>
+          Effect.map(
+            renderData(config, settings, { ...SAMPLE_RECIPIENT, dedupe_key: sample.name, data: sample.data }, sample.data),
+            (email): Preview => ({ name: sample.name, email })
+          )))
   }
 }
 
