@@ -14,4 +14,3 @@ export {
   renderReminder
 } from "./reminder.ts"
 export { type FounderData, renderFounder } from "./founder.ts"
-export { sampleVariants } from "./samples.ts"
