@@ -61,6 +61,7 @@ import {
 import { Mailer } from "./Mailer.ts"
 import { jobStatuses } from "./Status.ts"
 import { confirm, type UnsubscribeList, verifyToken } from "./Unsubscribe.ts"
+import * as Webhooks from "./Webhooks.ts"
 
 /** A CRON_SECRET shorter than this disables the cron endpoints (503). */
 export const MIN_CRON_SECRET_LENGTH = 32
@@ -311,7 +312,7 @@ const redactTokens = Layer.succeed(UrlParams.CurrentRedactedNames, [
 ])
 
 /** The routes served on whichever HttpServer is provided (a test server on an ephemeral port, say). */
-export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | JobServices> = HttpRouter.serve(Routes).pipe(
+export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | JobServices> = HttpRouter.serve(Layer.mergeAll(Routes, Webhooks.Routes)).pipe(
   Layer.provide(redactTokens)
 )
 
