@@ -157,18 +157,18 @@ export const kaiwaJobs = Migrator.fromRecord({
     // lands while the row's update is in flight is not lost either.
     `CREATE FUNCTION kaiwa_jobs.deliveries_take_events() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
-      found record;
+      best record;
     BEGIN
       PERFORM pg_advisory_xact_lock(hashtextextended('kaiwa_jobs.provider:' || NEW.provider_id, 0));
-      SELECT e.delivery_state, e.occurred_at INTO found
+      SELECT e.delivery_state, e.occurred_at INTO best
       FROM kaiwa_jobs.webhook_events e
       WHERE e.provider_id = NEW.provider_id AND e.delivery_state IS NOT NULL
       ORDER BY array_position(ARRAY['delayed', 'delivered', 'bounced', 'complained'], e.delivery_state) DESC,
         e.occurred_at
       LIMIT 1;
       IF FOUND THEN
-        NEW.delivery_state := found.delivery_state;
-        NEW.delivery_state_at := found.occurred_at;
+        NEW.delivery_state := best.delivery_state;
+        NEW.delivery_state_at := best.occurred_at;
       END IF;
       RETURN NEW;
     END
