@@ -90,7 +90,13 @@ export const deliveryHealth: Effect.Effect<ReadonlyMap<string, DeliveryHealth>, 
     )
     return new Map(registry.map((job) => {
       const row = rows.find((r) => r.job === job.name)
-      return [job.name, healthOf(row ?? { sent: 0, delivered: 0, delayed: 0, bounced: 0, complained: 0 })] as const
+      return [job.name, healthOf({
+        sent: row?.sent ?? 0,
+        delivered: row?.delivered ?? 0,
+        delayed: row?.delayed ?? 0,
+        bounced: row?.bounced ?? 0,
+        complained: row?.complained ?? 0
+      })] as const
     }))
   }
 )
