@@ -20,6 +20,7 @@ import * as Http from "./Http.ts"
 import * as Layers from "./Layers.ts"
 import * as Logging from "./Logging.ts"
 import { migrate as migrateLibrary } from "./migrations/index.ts"
+import { describeHealth } from "./DeliveryHealth.ts"
 import { jobStatuses } from "./Status.ts"
 
 /** Where `--local` runs and the demo keep their embedded database (git-ignored). */
@@ -140,18 +141,24 @@ const status = Command.make("status", { json: jsonFlag, local: localFlag }, ({ j
       for (const s of statuses) {
         const last = s.lastRun
         yield* Console.log(
-          `${s.overdue ? "OVERDUE" : "ok     "} ${s.job.padEnd(20)} ` +
+          `${s.overdue ? "OVERDUE" : s.atRisk ? "AT RISK" : "ok     "} ${s.job.padEnd(20)} ` +
             (last === null
               ? "never ran"
               : `last run ${last.startedAt} ${last.outcome}` + (last.error ? ` (${last.error})` : "") +
                 ` | last success ${s.lastSuccessAt ?? "never"} | overdue after ${s.overdueAfterMinutes} min`)
         )
         if (last?.stats) yield* Console.log(`        stats ${JSON.stringify(last.stats)}`)
+        yield* Console.log(`        ${s.atRisk ? "AT RISK " : ""}delivery ${describeHealth(s.delivery)}`)
       }
     }
     const overdue = statuses.filter((s) => s.overdue).map((s) => s.job)
-    if (overdue.length > 0) return yield* new ExitWith({ code: 1, message: `overdue: ${overdue.join(", ")}` })
-  })).pipe(Command.withDescription("Show each job's last run; exits 1 when any job is overdue"))
+    const atRisk = statuses.filter((s) => s.atRisk).map((s) => s.job)
+    const problems = [
+      ...(overdue.length > 0 ? [`overdue: ${overdue.join(", ")}`] : []),
+      ...(atRisk.length > 0 ? [`at risk: ${atRisk.join(", ")}`] : [])
+    ]
+    if (problems.length > 0) return yield* new ExitWith({ code: 1, message: problems.join("; ") })
+  })).pipe(Command.withDescription("Show each job's last run and 7-day delivery; exits 1 when any job is overdue or at risk"))
 
 // Status and migrate need only the database, not a mailer: DATABASE_URL is required, nothing else.
 const databaseOnly = Layer.unwrap(Effect.gen(function*() {
@@ -239,7 +246,7 @@ const unsubscribe = Command.make(
 const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
   Effect.flatMap(Stacks, (stacks) =>
     Layer.launch(Http.layerServer.pipe(Layer.provide(local ? stacks.local(LOCAL_DIR) : stacks.live))))).pipe(
-    Command.withDescription("Serve /api/cron/*, /health and /unsubscribe on PORT (default 8080)")
+    Command.withDescription("Serve /api/cron/*, /health, /unsubscribe and /webhooks/resend on PORT (default 8080)")
   )
 
 /** A Fly main: `run <job>` with the job fixed, the same flags, the same exit codes. */

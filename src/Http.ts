@@ -21,8 +21,12 @@
  *   `--max-time`) does not interrupt it, and the job stays locked until it ends. Stopping the server interrupts it
  *   after the graceful-shutdown window, and the runner records it as interrupted.
  *
- * `GET /health` answers each job's last run, last success and overdue flag and nothing else: run stats can hold
- * user ids (bad rows), so they are left out. 503 when the database cannot be read.
+ * `GET /health` answers each job's last run, last success and overdue flag, and its 7-day delivery counts and
+ * rates with the AT RISK flag (src/DeliveryHealth.ts), and nothing else: run stats can hold user ids (bad rows),
+ * so they are left out. 503 when the database cannot be read; with `?strict=1`, also when any job is overdue or
+ * at risk (`healthy: false`), so an uptime monitor that reads only status codes can alert.
+ *
+ * `POST /webhooks/resend` (Resend's delivery events) lives in src/Webhooks.ts, merged into the app below.
  *
  * `GET /unsubscribe?token=…` only shows a confirmation form (mail scanners prefetch links; an unsubscribe must be
  * a person's act or the provider's one-click POST). `POST /unsubscribe` (token in the query, or in a urlencoded
@@ -55,6 +59,7 @@ import { findJob, Jobs, type Registry } from "./jobs/index.ts"
 import { Mailer } from "./Mailer.ts"
 import { jobStatuses } from "./Status.ts"
 import { confirm, verifyToken } from "./Unsubscribe.ts"
+import * as Webhooks from "./Webhooks.ts"
 
 /** A CRON_SECRET shorter than this disables the cron endpoints (503). */
 export const MIN_CRON_SECRET_LENGTH = 32
@@ -227,22 +232,28 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServic
       "GET",
       "/health",
       guarded(
-        jobStatuses.pipe(
+        Effect.zip(jobStatuses, HttpServerRequest.HttpServerRequest).pipe(
           Effect.provideContext(services),
           Effect.provideService(Jobs, jobs),
-          Effect.map((statuses) =>
-            json({
+          Effect.map(([statuses, request]) => {
+            // ?strict=1: 503 when any job is overdue or at risk, for monitors that read only the status code.
+            const strict = ["1", "true"].includes(searchParams(request).get("strict") ?? "")
+            const healthy = statuses.every((s) => !s.overdue && !s.atRisk)
+            return json({
               ok: true,
+              healthy,
               jobs: statuses.map((s) => ({
                 job: s.job,
                 lastRunAt: s.lastRun?.startedAt ?? null,
                 lastOutcome: s.lastRun?.outcome ?? null,
                 lastSuccessAt: s.lastSuccessAt,
                 overdue: s.overdue,
-                overdueAfterMinutes: s.overdueAfterMinutes
+                overdueAfterMinutes: s.overdueAfterMinutes,
+                atRisk: s.atRisk,
+                delivery: s.delivery
               }))
-            })
-          ),
+            }, strict && !healthy ? 503 : 200)
+          }),
           Effect.catchTag("DatabaseError", () => Effect.succeed(json({ ok: false, error: "the database is unreachable" }, 503)))
         ),
         (error) => json({ ok: false, error }, 500)
@@ -306,7 +317,7 @@ const redactTokens = Layer.succeed(UrlParams.CurrentRedactedNames, [
 ])
 
 /** The routes served on whichever HttpServer is provided (a test server on an ephemeral port, say). */
-export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | JobServices> = HttpRouter.serve(Routes).pipe(
+export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | JobServices> = HttpRouter.serve(Layer.mergeAll(Routes, Webhooks.Routes)).pipe(
   Layer.provide(redactTokens)
 )
 

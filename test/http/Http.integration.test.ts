@@ -348,7 +348,7 @@ describe("/health", () => {
         const body = r.json()
         assert.isTrue(body.ok)
         const [reminders, founder] = body.jobs
-        assert.deepStrictEqual(Object.keys(reminders).sort(), ["job", "lastOutcome", "lastRunAt", "lastSuccessAt", "overdue", "overdueAfterMinutes"])
+        assert.deepStrictEqual(Object.keys(reminders).sort(), ["atRisk", "delivery", "job", "lastOutcome", "lastRunAt", "lastSuccessAt", "overdue", "overdueAfterMinutes"])
         assert.strictEqual(reminders.job, "practice-reminders")
         assert.strictEqual(reminders.lastOutcome, "succeeded")
         assert.isString(reminders.lastRunAt)
