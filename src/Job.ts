@@ -210,7 +210,7 @@ export const make = <const Name extends string, const G extends string, D, C = u
       Effect.flatMap((data) =>
         Effect.map(
           renderData(config, settings, recipient, data),
-          (email) => ({ email, group: definition.group(data, recipient) as string })
+          (email) => ({ email, group: definition.group(data, recipient) })
         )
       )
     )
