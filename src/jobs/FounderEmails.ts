@@ -10,7 +10,7 @@ import type { Settings } from "../Config.ts"
 import type { Candidate } from "../Database.ts"
 import { renderFounder } from "../emails/index.ts"
 import * as Job from "../Job.ts"
-import { capJoin, suppressed, usersAt, validEmail } from "./shared.ts"
+import { capJoin, skipReason, usersAt } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "founder-emails"
@@ -42,13 +42,7 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
       c.created_at + make_interval(days => c.step + 1),
       (c.shifted::date + make_interval(mins => ${config.founderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz
     ) AS expires_at,
-    CASE
-      WHEN c.email_verified IS NULL THEN 'unverified'
-      WHEN NOT c.founder_opt_in THEN 'opted_out'
-      WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
-      WHEN ${suppressed(sql, NAME)} THEN 'suppressed'
-      WHEN cap.hit THEN 'cap'
-    END AS skip_reason,
+    ${skipReason(sql, NAME, { optIn: "c.founder_opt_in" })} AS skip_reason,
     c.unknown_timezone
   FROM c
   ${capJoin(sql, asOf, config)}`

@@ -10,7 +10,7 @@ import type { Settings } from "../Config.ts"
 import type { Candidate } from "../Database.ts"
 import { reminderSegments, renderReminder } from "../emails/index.ts"
 import * as Job from "../Job.ts"
-import { capJoin, suppressed, validEmail } from "./shared.ts"
+import { capJoin, skipReason } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "practice-reminders"
@@ -117,13 +117,7 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
     ) AS data,
     -- the instant the window closes: the local date it opened on, at REMINDER_LOCAL_TIME + 12 h, in the user's zone
     (c.local_day::date + make_interval(mins => ${config.reminderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz AS expires_at,
-    CASE
-      WHEN c.email_verified IS NULL THEN 'unverified'
-      WHEN NOT c.reminders_opt_in THEN 'opted_out'
-      WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
-      WHEN ${suppressed(sql, NAME)} THEN 'suppressed'
-      WHEN cap.hit THEN 'cap'
-    END AS skip_reason,
+    ${skipReason(sql, NAME, { optIn: "c.reminders_opt_in" })} AS skip_reason,
     c.unknown_timezone
   FROM c
   ${capJoin(sql, asOf, config)}`

@@ -7,7 +7,7 @@ import type { Candidate } from "../Database.ts"
 import { firstName, languageName } from "../emails/fields.ts"
 import { link, renderEmail } from "../emails/html.ts"
 import * as Job from "../Job.ts"
-import { capJoin, suppressed, usersAt, validEmail } from "./shared.ts"
+import { capJoin, skipReason, usersAt } from "./shared.ts"
 
 export const winBack = Job.make({
   name: "win-back",
@@ -31,12 +31,7 @@ export const winBack = Job.make({
     SELECT c.user_id, c.email, c.lapse AS dedupe_key,
       jsonb_build_object('displayName', c.display_name, 'language', c.language) AS data,
       (c.local_now::date + time '20:00') AT TIME ZONE c.tz AS expires_at,
-      CASE
-        WHEN c.email_verified IS NULL THEN 'unverified'
-        WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
-        WHEN ${suppressed(sql, "win-back")} THEN 'suppressed'
-        WHEN cap.hit THEN 'cap'
-      END AS skip_reason,
+      ${skipReason(sql, "win-back")} AS skip_reason,
       c.unknown_timezone
     FROM c
     ${capJoin(sql, asOf, config)}

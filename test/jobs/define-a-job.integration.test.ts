@@ -21,7 +21,7 @@ import { link, renderEmail } from "../../src/emails/html.ts"
 import { firstName } from "../../src/emails/fields.ts"
 import * as Http from "../../src/Http.ts"
 import * as Job from "../../src/Job.ts"
-import { capJoin, suppressed, validEmail } from "../../src/jobs/shared.ts"
+import { capJoin, skipReason } from "../../src/jobs/shared.ts"
 import { Jobs, practiceReminders, registry } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
 import { Mailer, type OutgoingEmail } from "../../src/Mailer.ts"
@@ -73,12 +73,7 @@ const streakSaver = Job.make({
     SELECT c.user_id, c.email, to_char(${asOf}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS dedupe_key,
       jsonb_build_object('displayName', c.display_name, 'sessions', c.sessions) AS data,
       ${asOf}::timestamptz + interval '6 hours' AS expires_at,
-      CASE
-        WHEN c.email_verified IS NULL THEN 'unverified'
-        WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
-        WHEN ${suppressed(sql, "streak-saver")} THEN 'suppressed'
-        WHEN cap.hit THEN 'cap'
-      END AS skip_reason,
+      ${skipReason(sql, "streak-saver")} AS skip_reason,
       false AS unknown_timezone
     FROM c
     ${capJoin(sql, asOf, config)}`,
