@@ -26,6 +26,8 @@ export interface Settings {
   readonly appUrl: string
   readonly unsubscribeSecret: Redacted.Redacted<string>
   readonly cronSecret: Option.Option<Redacted.Redacted<string>>
+  /** Resend's webhook signing secret (`whsec_...`); unset, `POST /webhooks/resend` answers 503. */
+  readonly resendWebhookSecret: Option.Option<Redacted.Redacted<string>>
   readonly defaultTimezone: string
   readonly reminderLocalTime: LocalTime
   readonly founderLocalTime: LocalTime
@@ -117,6 +119,14 @@ const positiveNumber = (s: string) => {
   return s.trim() !== "" && Number.isFinite(n) && n > 0 ? Option.some(n) : Option.none<number>()
 }
 
+/**
+ * A Standard Webhooks signing secret: `whsec_` and the base64 of the key (what Resend's dashboard shows). Checked
+ * up front so a secret pasted without its prefix, or cut short, stops the server at start-up (exit 2) instead of
+ * turning every webhook into a 401.
+ */
+export const isWebhookSecret = (s: string): boolean =>
+  /^whsec_[A-Za-z0-9+/]{16,}={0,2}$/.test(s) && (s.length - "whsec_".length) % 4 === 0
+
 /** Reads and validates every setting from the current ConfigProvider. */
 export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidConfig> =>
   Effect.gen(function*() {
@@ -171,6 +181,13 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
       "a TCP port number"
     )
     const cronSecret = yield* optional("CRON_SECRET")
+    const resendWebhookSecret = yield* optional("RESEND_WEBHOOK_SECRET")
+    if (Option.isSome(resendWebhookSecret) && !isWebhookSecret(resendWebhookSecret.value)) {
+      return yield* fail(
+        "RESEND_WEBHOOK_SECRET",
+        "must be the webhook's signing secret as Resend shows it: whsec_ followed by base64"
+      )
+    }
     const posthogApiKey = yield* optional("POSTHOG_API_KEY")
     const posthogHost = yield* withDefault("POSTHOG_HOST", "https://us.i.posthog.com")
     const otlpEndpoint = yield* optional("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -186,6 +203,7 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
       appUrl,
       unsubscribeSecret: Redacted.make(unsubscribeSecret),
       cronSecret: Option.map(cronSecret, Redacted.make),
+      resendWebhookSecret: Option.map(resendWebhookSecret, Redacted.make),
       defaultTimezone,
       reminderLocalTime,
       founderLocalTime,

@@ -6,7 +6,8 @@
 import * as fs from "node:fs/promises"
 import { Clock, Effect } from "effect"
 import { SqlClient } from "effect/sql"
-import { founderEmails, practiceReminders, runJob } from "./Job.ts"
+import { runJob } from "./Job.ts"
+import { Jobs } from "./jobs/index.ts"
 
 /** Where the demo keeps its database. */
 export const DEMO_DIR = ".kaiwa-local"
@@ -78,13 +79,12 @@ export const seed = Effect.gen(function*() {
   return { seeded: users.length, existing: 0 }
 })
 
-/** Seeds when empty, then runs both jobs once; returns the reports. */
+/** Seeds when empty, then runs every registered job once, in registry order; returns the reports. */
 export const demo = Effect.gen(function*() {
   const { existing, seeded } = yield* seed
   yield* Effect.logInfo(seeded > 0 ? `seeded ${seeded} demo learners in 8 time zones` : `using the ${existing} learners already in ${DEMO_DIR}`)
-  const reminders = yield* runJob(practiceReminders, { trigger: "demo" })
-  const founder = yield* runJob(founderEmails, { trigger: "demo" })
-  return [reminders, founder] as const
+  const jobs = yield* Jobs
+  return yield* Effect.forEach(jobs, (job) => runJob(job, { trigger: "demo" }))
 })
 
 /** Removes the demo database folder. */

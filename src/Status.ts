@@ -1,11 +1,13 @@
 /**
  * Each job's last run and whether it is overdue: a job is OVERDUE when its last successful run is older than
  * its `overdueAfter` (its hourly interval plus a grace period for Fly's fuzzy timing), or when it never
- * succeeded. Shared by `kaiwa-jobs status` and `GET /health`; carries no personal data.
+ * succeeded. A job is AT RISK when its bounce or complaint rate over the last 7 days passes the provider's
+ * levels (src/DeliveryHealth.ts). Shared by `kaiwa-jobs status` and `GET /health`; carries no personal data.
  */
 import { Clock, Duration, Effect } from "effect"
 import { Database } from "./Database.ts"
-import { registry } from "./Job.ts"
+import { type DeliveryHealth, deliveryHealth } from "./DeliveryHealth.ts"
+import { Jobs } from "./jobs/index.ts"
 
 /**
  * A run still marked running this long after it started is reported as abandoned: a run stops sending at
@@ -29,13 +31,19 @@ export interface JobStatus {
   readonly lastSuccessAt: string | null
   readonly overdue: boolean
   readonly overdueAfterMinutes: number
+  /** The last 7 days of delivery (src/DeliveryHealth.ts). */
+  readonly delivery: DeliveryHealth
+  /** Bounce or complaint rate past the provider's levels. */
+  readonly atRisk: boolean
 }
 
-/** The status of every registered job, as of the Clock's instant. */
+/** The status of every registered job (`Jobs`), as of the Clock's instant. */
 export const jobStatuses = Effect.gen(function*() {
+  const registry = yield* Jobs
   const db = yield* Database
   const now = yield* Clock.currentTimeMillis
   const rows = yield* db.lastRuns
+  const health = yield* deliveryHealth
   return registry.map((job): JobStatus => {
     const row = rows.find((r) => r.job === job.name)
     const lastSuccess = row?.last_success_at ?? null
@@ -54,7 +62,9 @@ export const jobStatuses = Effect.gen(function*() {
       },
       lastSuccessAt: lastSuccess?.toISOString() ?? null,
       overdue,
-      overdueAfterMinutes: Duration.toMinutes(job.overdueAfter)
+      overdueAfterMinutes: Duration.toMinutes(job.overdueAfter),
+      delivery: health.get(job.name)!,
+      atRisk: health.get(job.name)!.atRisk
     }
   })
 })

@@ -22,4 +22,3 @@ export {
   renderProgress,
   weekRange
 } from "./progress.ts"
-export { sampleVariants } from "./samples.ts"

@@ -117,6 +117,65 @@ export const kaiwaJobs = Migrator.fromRecord({
     `DROP INDEX kaiwa_jobs.deliveries_user_recent_idx`,
     `CREATE INDEX deliveries_cap_idx ON kaiwa_jobs.deliveries (user_id, (coalesce(sent_at, planned_at)))
       WHERE status IN ('pending', 'sent')`
+  ),
+  // What the provider tells afterwards (CONTRACT 8a, src/Webhooks.ts):
+  // - webhook_events: one row per Resend event, keyed by its svix-id and written in the same transaction as the
+  //   event's effect, so a replay or a provider retry finds its id and changes nothing. Events for emails this
+  //   library did not send (the web app shares the account) are kept too (matched = false). provider_id is
+  //   indexed so a ledger row that learns its provider id late can pick up the events that came first.
+  // - deliveries.delivery_state / delivery_state_at: what became of a sent email. Only ever raised along the
+  //   precedence delayed < delivered < bounced < complained (src/Webhooks.ts, DELIVERY_STATES), so events may
+  //   arrive in any order. No index includes these columns: an event's update of a ledger row stays HOT.
+  // - deliveries_provider_idx: the webhook finds the ledger row by provider id (Resend's email id).
+  // - deliveries_sent_idx: the 7-day delivery health per job (src/DeliveryHealth.ts) reads one index range
+  //   per job instead of the whole ledger.
+  // - deliveries_take_events: see the function's comment.
+  "0004_webhook_events": statements(
+    `CREATE TABLE kaiwa_jobs.webhook_events (
+      svix_id text PRIMARY KEY,
+      type text NOT NULL,
+      provider_id text NULL,
+      delivery_state text NULL CHECK (delivery_state IN ('delayed', 'delivered', 'bounced', 'complained')),
+      occurred_at timestamptz NOT NULL,
+      received_at timestamptz NOT NULL,
+      matched boolean NOT NULL,
+      suppressed text[] NOT NULL DEFAULT '{}',
+      payload jsonb NOT NULL
+    )`,
+    `CREATE INDEX webhook_events_provider_idx ON kaiwa_jobs.webhook_events (provider_id)
+      WHERE provider_id IS NOT NULL AND delivery_state IS NOT NULL`,
+    `CREATE INDEX webhook_events_received_idx ON kaiwa_jobs.webhook_events (received_at)`,
+    `ALTER TABLE kaiwa_jobs.deliveries
+      ADD COLUMN delivery_state text NULL CHECK (delivery_state IN ('delayed', 'delivered', 'bounced', 'complained')),
+      ADD COLUMN delivery_state_at timestamptz NULL`,
+    `CREATE INDEX deliveries_provider_idx ON kaiwa_jobs.deliveries (provider_id) WHERE provider_id IS NOT NULL`,
+    `CREATE INDEX deliveries_sent_idx ON kaiwa_jobs.deliveries (job, sent_at) WHERE status = 'sent'`,
+    // A webhook can come before the ledger knows the email's provider id: the batch's answer is recorded after
+    // the provider accepted it, and a database blip can delay that by minutes. When a row gets its provider id,
+    // this takes the highest-precedence state among the events already stored for it. The webhook and this
+    // trigger serialise on a transaction lock named after the provider id (src/Webhooks.ts), so an event that
+    // lands while the row's update is in flight is not lost either.
+    `CREATE FUNCTION kaiwa_jobs.deliveries_take_events() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+      best record;
+    BEGIN
+      PERFORM pg_advisory_xact_lock(hashtextextended('kaiwa_jobs.provider:' || NEW.provider_id, 0));
+      SELECT e.delivery_state, e.occurred_at INTO best
+      FROM kaiwa_jobs.webhook_events e
+      WHERE e.provider_id = NEW.provider_id AND e.delivery_state IS NOT NULL
+      ORDER BY array_position(ARRAY['delayed', 'delivered', 'bounced', 'complained'], e.delivery_state) DESC,
+        e.occurred_at
+      LIMIT 1;
+      IF FOUND THEN
+        NEW.delivery_state := best.delivery_state;
+        NEW.delivery_state_at := best.occurred_at;
+      END IF;
+      RETURN NEW;
+    END
+    $$`,
+    `CREATE TRIGGER deliveries_take_events BEFORE UPDATE OF provider_id ON kaiwa_jobs.deliveries
+      FOR EACH ROW WHEN (NEW.provider_id IS NOT NULL AND NEW.provider_id IS DISTINCT FROM OLD.provider_id)
+      EXECUTE FUNCTION kaiwa_jobs.deliveries_take_events()`
   )
 })
 
