@@ -9,7 +9,9 @@ import { Schema } from "effect"
 import type { SqlClient } from "effect/sql"
 import { type Settings, WEEKDAYS } from "../Config.ts"
 import type { Candidate } from "../Database.ts"
-import { capJoin, suppressed, validEmail } from "./shared.ts"
+import { type ProgressData, progressTrend, renderProgress } from "../emails/progress.ts"
+import * as Job from "../Job.ts"
+import { capJoin, skipReason } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI, the HTTP path and the unsubscribe list. */
 export const NAME = "weekly-progress"
@@ -204,13 +206,7 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
     ) AS data,
     -- the instant the window closes: the report day at PROGRESS_LOCAL_TIME + 10 h, in the user's zone
     c.expires AS expires_at,
-    CASE
-      WHEN c.email_verified IS NULL THEN 'unverified'
-      WHEN NOT c.opt_in THEN 'opted_out'
-      WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
-      WHEN ${suppressed(sql, NAME)} THEN 'suppressed'
-      WHEN cap.hit THEN 'cap'
-    END AS skip_reason,
+    ${skipReason(sql, NAME, { optIn: "c.opt_in" })} AS skip_reason,
     c.unknown_timezone
   FROM c
   ${capJoin(sql, asOf, config)}`
@@ -233,3 +229,62 @@ export const WeeklyProgressData = Schema.Struct({
   changePercent: Schema.NullOr(Schema.Int)
 })
 export type WeeklyProgressData = typeof WeeklyProgressData.Type
+
+// One sample per variant of the email, for `kaiwa-jobs preview weekly-progress`.
+const sample = (overrides: Partial<WeeklyProgressData>): WeeklyProgressData => ({
+  displayName: "Aiko Tanaka",
+  week: "2026-W11",
+  weekStart: "2026-03-08",
+  weekEnd: "2026-03-14",
+  minutes: 45,
+  sessions: 3,
+  activeDays: 2,
+  topLanguage: "ja",
+  previousMinutes: 30,
+  changePercent: 50,
+  ...overrides
+})
+
+/** The template's input for one ledger row. */
+const progressData = (data: WeeklyProgressData, appUrl: string, unsubscribeUrl: string): ProgressData => ({
+  displayName: data.displayName,
+  weekStart: data.weekStart,
+  weekEnd: data.weekEnd,
+  minutes: data.minutes,
+  sessions: data.sessions,
+  activeDays: data.activeDays,
+  topLanguage: data.topLanguage,
+  previousMinutes: data.previousMinutes,
+  changePercent: data.changePercent,
+  appUrl,
+  unsubscribeUrl
+})
+
+/** The weekly progress report. */
+export const weeklyProgress = Job.make({
+  name: NAME,
+  title: "Weekly progress report",
+  description: "A summary of the learner's week (minutes, sessions, active days, top language, change), on PROGRESS_DAY from 08:00 their time.",
+  list: "weekly progress reports",
+  data: WeeklyProgressData,
+  selection: ({ asOf, config, sql }) => selection(sql, asOf, config),
+  // CONTRACT 5.4: a report the cross-job cap blocks is skipped for that week, not sent on a later tick.
+  finalSkips: ["cap"],
+  groups: ["sent"],
+  group: () => "sent",
+  render: (data, { config, unsubscribeUrl }) => {
+    const email = renderProgress(progressData(data, config.appUrl, unsubscribeUrl))
+    return { subject: email.subject, html: email.html, text: email.text, tags: [{ name: "trend", value: progressTrend(data) }] }
+  },
+  samples: [
+    { name: "weekly-progress-up", data: sample({}) },
+    { name: "weekly-progress-down", data: sample({ minutes: 18, changePercent: -40 }) },
+    { name: "weekly-progress-same", data: sample({ minutes: 30, changePercent: 0 }) },
+    { name: "weekly-progress-new", data: sample({ previousMinutes: 0, changePercent: null }) },
+    { name: "weekly-progress-one-session", data: sample({ minutes: 1, sessions: 1, activeDays: 1, previousMinutes: 0, changePercent: null }) },
+    { name: "weekly-progress-no-minutes", data: sample({ minutes: 0, sessions: 2, changePercent: -100 }) },
+    { name: "weekly-progress-no-language", data: sample({ topLanguage: null, displayName: null }) }
+  ],
+  completedLine: "🎉 Weekly progress reports completed!",
+  statsLine: (s) => `📊 Stats: ${s.sent} sent, ${s.failed} failed`
+})

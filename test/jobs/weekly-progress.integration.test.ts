@@ -9,13 +9,18 @@
  * year's end.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { SqlClient } from "effect/sql"
+import { TestClock } from "effect/testing"
 import { JobsConfig } from "../../src/Config.ts"
-import type { Candidate } from "../../src/Database.ts"
+import { type Candidate, Database } from "../../src/Database.ts"
+import { findProblems } from "../../src/emails/templates.ts"
+import { practiceReminders } from "../../src/jobs/index.ts"
 import * as WeeklyProgress from "../../src/jobs/WeeklyProgress.ts"
+import { weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
+import { verifyToken } from "../../src/Unsubscribe.ts"
 import { insertUsers, type Session, testLayer, type UserFixture } from "../support/TestDb.ts"
-import { effectiveZone, HOUR, localTime, MINUTE } from "./localTime.ts"
+import { DAY, effectiveZone, HOUR, localTime, MINUTE, runAt, type Sent } from "./localTime.ts"
 import { expectedReport, type OracleSession, zonedInstant } from "./weeklyOracle.ts"
 
 const OLD = new Date("2025-01-01T00:00:00Z")
@@ -290,5 +295,100 @@ describe("weekly progress figures", () => {
           assert.deepStrictEqual(got.has(u.id) ? figuresOf(data(u.id)) : undefined, expected === undefined ? undefined : { ...expected.data }, u.id)
         }
       }))
+  })
+})
+
+describe("weekly progress job: hourly ticks beside the reminders, the cap, re-runs, opt-outs", () => {
+  layer(testLayer, { excludeTestServices: true })((it) => {
+    // The report of Sunday 15 March 2026 covers 8-14 March. Everyone practised on 10 March (in the week, and more
+    // than 24 hours before any tick, so reminders are due too) with durations of 25 minutes.
+    const practised = [{ at: new Date("2026-03-10T12:00:00Z"), language: "ja", durationSeconds: 1500 }]
+    const weeklyUsers: ReadonlyArray<UserFixture> = [
+      // 08:00 Sunday in Tokyo is Saturday 23:00 UTC: the report goes first, and blocks Sunday's 09:00 reminder.
+      { id: "report-first", timezone: "Asia/Tokyo", createdAt: OLD, sessions: practised },
+      // Reminded on Saturday at 20:00 UTC: Sunday's report (08:00 UTC) is inside the 20-hour cap, so it is
+      // skipped for the week, and not sent later that day once the cap has passed (16:00 UTC).
+      { id: "reminded-evening", timezone: "UTC", createdAt: OLD, sessions: practised },
+      // No reminders: the report alone, once, whatever the ticks.
+      { id: "plain", timezone: "UTC", createdAt: OLD, reminders: false, sessions: practised },
+      { id: "opted-out", timezone: "UTC", createdAt: OLD, reminders: false, progress: false, sessions: practised },
+      { id: "suppressed", timezone: "UTC", createdAt: OLD, reminders: false, sessions: practised },
+      { id: "suppressed-all", timezone: "UTC", createdAt: OLD, sessions: practised },
+      { id: "unverified", timezone: "UTC", createdAt: OLD, reminders: false, verified: false, sessions: practised },
+      // Practised only the week before: nothing to report.
+      { id: "idle", timezone: "UTC", createdAt: OLD, reminders: false, sessions: [{ at: new Date("2026-03-05T12:00:00Z"), language: "es" }] }
+    ]
+    const SATURDAY_EVENING = Date.parse("2026-03-14T20:00:00Z")
+
+    it.effect("one report per user and week; the cap holds both ways; opt-outs and suppressions are respected", () =>
+      Effect.gen(function*() {
+        yield* insertUsers(weeklyUsers)
+        const db = yield* Database
+        yield* db.suppress({ userId: "suppressed", email: null, list: WeeklyProgress.NAME, reason: "unsubscribed", now: new Date(SATURDAY_EVENING - DAY) })
+        yield* db.suppress({ userId: null, email: "suppressed-all@example.com", list: "*", reason: "complaint", now: new Date(SATURDAY_EVENING - DAY) })
+
+        const sent: Array<Sent> = []
+        sent.push(...(yield* runAt(practiceReminders, SATURDAY_EVENING)).sent)
+        let sundayEight: { readonly skipped: Readonly<Record<string, number>> } | undefined
+        // Hourly from Saturday 21:00 to Monday 12:00 UTC, each job on its own machine; at Sunday 08:00 UTC the
+        // weekly tick runs twice (a Fly restart), and the reminder tick of each hour after it.
+        for (let at = SATURDAY_EVENING + HOUR; at <= Date.parse("2026-03-16T12:00:00Z"); at += HOUR) {
+          const weekly = yield* runAt(weeklyProgress, at)
+          sent.push(...weekly.sent)
+          if (at === Date.parse("2026-03-15T08:00:00Z")) {
+            sundayEight = weekly.stats
+            const again = yield* runAt(weeklyProgress, at)
+            assert.deepStrictEqual(again.sent, [], "a re-run of the same tick sends nothing")
+            assert.strictEqual(again.stats.due, 0)
+          }
+          sent.push(...(yield* runAt(practiceReminders, at)).sent)
+        }
+        const timeline = (id: string) => sent.filter((s) => s.userId === id).map((s) => `${s.job} ${new Date(s.at).toISOString()}`)
+        assert.deepStrictEqual(timeline("report-first"), [
+          "weekly-progress 2026-03-14T23:00:00.000Z", // Sunday 08:00 in Tokyo
+          "practice-reminders 2026-03-16T00:00:00.000Z" // Monday 09:00 in Tokyo: Sunday's reminder was capped
+        ])
+        // With TestClock an email is sent at its run's very instant, so 20 hours later the cap has passed: Sunday's
+        // reminder goes at 16:00 UTC, while the report window is still open (until 18:00), and the report does not.
+        assert.deepStrictEqual(timeline("reminded-evening"), [
+          "practice-reminders 2026-03-14T20:00:00.000Z",
+          "practice-reminders 2026-03-15T16:00:00.000Z",
+          "practice-reminders 2026-03-16T12:00:00.000Z"
+        ])
+        assert.deepStrictEqual(timeline("plain"), ["weekly-progress 2026-03-15T08:00:00.000Z"])
+        for (const id of ["opted-out", "suppressed", "unverified", "idle"]) assert.deepStrictEqual(timeline(id), [], id)
+        assert.deepStrictEqual(timeline("suppressed-all"), [])
+        assert.deepStrictEqual(sundayEight?.skipped, {
+          cap: 1,
+          opted_out: 1,
+          suppressed: 2,
+          unverified: 1
+        })
+
+        // The ledger: the capped report is settled for the week as skipped, so no later tick reconsidered it.
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ user_id: string; dedupe_key: string; status: string; reason: string | null }>`
+          SELECT user_id, dedupe_key, status, reason FROM kaiwa_jobs.deliveries WHERE job = ${WeeklyProgress.NAME} ORDER BY user_id`
+        assert.deepStrictEqual(rows.map((r) => ({ ...r })), [
+          { user_id: "plain", dedupe_key: "2026-W11", status: "sent", reason: null },
+          { user_id: "reminded-evening", dedupe_key: "2026-W11", status: "skipped", reason: "cap" },
+          { user_id: "report-first", dedupe_key: "2026-W11", status: "sent", reason: null }
+        ])
+
+        // The email: the week's figures, an unsubscribe link for this list, RFC 8058 headers, the job's tag.
+        const report = sent.find((s) => s.userId === "plain" && s.job === "weekly-progress")!.email
+        assert.strictEqual(report.subject, "Your week on Kaiwa: 25 minutes of conversation")
+        assert.include(report.text, "You practised for 25 minutes in 1 conversation, all on one day.")
+        assert.include(report.text, "Your most practised language was Japanese.")
+        assert.include(report.text, "Here's your week on Kaiwa, March 8–14.")
+        assert.deepStrictEqual(findProblems(report), [])
+        assert.deepStrictEqual(report.tags, [{ name: "job", value: "weekly-progress" }, { name: "trend", value: "new" }])
+        assert.strictEqual(report.headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click")
+        const url = /<(https?:[^>]+)>/.exec(report.headers["List-Unsubscribe"] ?? "")![1]!
+        assert.include(report.text, url)
+        const config = yield* JobsConfig
+        const claim = verifyToken(config.unsubscribeSecret, new URL(url).searchParams.get("token")!)
+        assert.deepStrictEqual(Option.getOrUndefined(claim), { userId: "plain", list: "weekly-progress" })
+      }).pipe(Effect.provide(TestClock.layer())))
   })
 })
