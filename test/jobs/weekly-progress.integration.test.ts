@@ -177,6 +177,16 @@ describe("weekly progress selection against the oracle", () => {
         assert.strictEqual(week.length, 4)
       }))
 
+    it.effect("the week key computed in TypeScript (the ledger lookup's values) agrees with PostgreSQL's, every day 2020-2035", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ d: string; w: string }>`
+          SELECT d::date::text AS d, to_char(d::date, 'IYYY-"W"IW') AS w
+          FROM generate_series(date '2020-01-01', date '2035-12-31', interval '1 day') d`
+        assert.strictEqual(rows.length, 5844)
+        for (const r of rows) assert.strictEqual(WeeklyProgress.isoWeek(r.d), r.w, r.d)
+      }))
+
     it.effect("the dedupe key is the ISO week of the report week's last day: 2026-W53 for the report of Sunday 2027-01-03", () =>
       Effect.gen(function*() {
         const keys = new Map<string, string>()
