@@ -82,11 +82,13 @@ const ZONE_FIELDS = ["open", "day", "week", "prev_start", "week_start", "week_en
  * Shaped for a large population like the reminder's selection (bench/selection.ts: 1,000,000 users). Every time
  * zone is looked at once per statement: whether its window is open at t and, for open ones, the report day, the
  * week key and the UTC instants of the report week's local midnights (so DST weeks are 167 or 169 hours, and no
- * session's time zone is converted to decide whether it is in the week). The users of closed zones (most of
- * them, on most hours of the week: all of them on six days) stop at a hash join; of the rest, those already
- * planned this week stop at a hash anti-join against the week's ledger rows; only the users left (those whose
- * window opened since the last tick) get index range scans of their last two weeks of sessions
- * (conversation_sessions_user_start_idx), which compute the figures and drop those who did not practise.
+ * session's time zone is converted to decide whether it is in the week). The users, read once (by parallel
+ * workers when PostgreSQL can use them), stop at the zone's window (all of them on six days of the week); those
+ * left are matched against the users who practised in the week (one range of
+ * conversation_sessions_start_user_idx, which holds the user id: no table access) and against the week's ledger
+ * rows (those already planned on an earlier tick). Only the candidates left, those whose window opened since the
+ * last tick, get a per-user range of conversation_sessions_user_start_figures_idx (which holds the language and
+ * the duration: no table access either) for the two weeks' figures; the cap is looked up for them alone.
  *
  * Figures (decisions):
  * - minutes: the week's sum of duration_seconds (null counted as 0), in whole minutes rounded half up; the
@@ -106,7 +108,7 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
   const weeks = open.map((o) => o.week)
   // Instants that bound the report week in every zone: local midnight is at most 14 h before and 12 h after UTC
   // midnight (15 and 13 here, for margin). Redundant with each user's own bounds, they tell the planner how few
-  // sessions can match, so it can read the week's sessions through conversation_sessions_start_idx.
+  // sessions can match, so it reads the week's sessions through conversation_sessions_start_user_idx.
   const day = open[0]?.day ?? asOf.toISOString().slice(0, 10)
   const utcMidnight = (date: string) => Date.parse(`${date}T00:00:00Z`)
   const weekFrom = new Date(utcMidnight(addDays(day, -7)) - 15 * HOUR_MS)
