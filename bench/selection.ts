@@ -133,7 +133,9 @@ export const selection = () =>
     const planning = { planMs: Math.round(median(planRuns)), runs: planRuns, enqueued, ledgerReads, ledgerSentRows: sent }
     console.log(`  planning one tick (Database.enqueue: selection + ledger insert): ${planning.planMs} ms (median of ${PLAN_RUNS}: ${planRuns.join(", ")}), ${planning.enqueued} ledger rows`)
     console.log(`  then, over the ledger's ${planning.enqueued} pending and ${sent} sent rows: outstanding ${ledgerReads.outstandingMs} ms (${ledgerReads.pending} pending), claiming a batch ${ledgerReads.claimMs} ms (${ledgerReads.claimed} rows)`)
-    const weekly = await weeklyPlanning(url, config)
+    const weekly = await weeklyPlanning(url, config, WEEKLY_AT, WEEKLY_PREVIOUS_TICK)
+    // A lighter tick of the same Sunday, an hour later: only Europe/London's window opened since the last tick.
+    const weeklyOneZone = await weeklyPlanning(url, config, WEEKLY_ONE_ZONE_AT, WEEKLY_AT)
     // The seed's design for comparison: one query for the users, then queries per user (its N+1), timed on a
     // sample and scaled to the whole population.
     const seedSample = Math.min(2000, USERS)
@@ -155,7 +157,7 @@ export const selection = () =>
     const baseline = await measure("without them (baseline)")
     report(baseline)
     console.log(`  the seed's per-user queries: ${seedDesign.sampleMs} ms for ${seedDesign.sampleUsers} users, about ${Math.round(seedDesign.projectedMs / 1000)} s for all ${USERS}`)
-    const result = { users: USERS, at: AT.toISOString(), sharedBuffers: SHARED_BUFFERS, loadSeconds: Math.round(loadMs / 1000), indexed, planning, weekly, baseline, seedDesign, targetMs: 1000 }
+    const result = { users: USERS, at: AT.toISOString(), sharedBuffers: SHARED_BUFFERS, loadSeconds: Math.round(loadMs / 1000), indexed, planning, weekly, weeklyOneZone, baseline, seedDesign, targetMs: 1000 }
     await writeResult("selection", result)
     return result
   }, { shared_buffers: SHARED_BUFFERS })
@@ -166,16 +168,18 @@ export const selection = () =>
 // in the report's week (bench/selection-load.ts), so about 33,000 reports are due at this tick.
 const WEEKLY_AT = new Date("2026-03-22T07:30:00Z")
 const WEEKLY_PREVIOUS_TICK = new Date("2026-03-22T06:30:00Z")
+// 08:30 UTC: Europe/London opened since the last tick (about 16,700 due); the five zones opened before are planned.
+const WEEKLY_ONE_ZONE_AT = new Date("2026-03-22T08:30:00Z")
 
 /**
  * Planning one tick of the weekly progress report beside the reminder's, on the same 1,000,000 users: steady
- * state at WEEKLY_AT, where the previous tick (06:30 UTC) planned and sent the reports of every zone already
- * open then (Asia's, and Australia/Adelaide's, whose window has closed since), so this tick's selection has to
- * find the users of the two zones that just opened among the users of all six open ones. Timed like the
+ * state at `at`, where the previous tick (`previousTick`, an hour before) planned and sent the reports of every
+ * zone already open then (before 07:30 UTC: Asia's, and Australia/Adelaide's, whose window has closed since), so
+ * this tick's selection has to find the users of the zones that just opened among the users of all the open ones. Timed like the
  * reminder's: the statement alone (median of 3) and Database.enqueue on a fresh connection, rolled back (median
  * of 5). The previous tick's rows are removed afterwards, so the rest of the run sees the population unchanged.
  */
-const weeklyPlanning = async (url: Parameters<typeof sqlOn>[0], config: Settings) => {
+const weeklyPlanning = async (url: Parameters<typeof sqlOn>[0], config: Settings, at: Date, previousTick: Date) => {
   const withDb = <A, E>(sql: SqlClient.SqlClient, f: (db: Database["Service"]) => Effect.Effect<A, E>) =>
     Effect.flatMap(Database, f).pipe(Effect.provide(Database.layerFromSql.pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, sql)))))
   // The previous tick, planned with the job's own selection and marked sent.
@@ -183,8 +187,8 @@ const weeklyPlanning = async (url: Parameters<typeof sqlOn>[0], config: Settings
     const r = yield* db.enqueue({
       job: WeeklyProgress.NAME,
       runId: randomUUID(),
-      asOf: WEEKLY_PREVIOUS_TICK,
-      selection: WeeklyProgress.selection(sql, WEEKLY_PREVIOUS_TICK, config)
+      asOf: previousTick,
+      selection: WeeklyProgress.selection(sql, previousTick, config)
     })
     yield* sql`UPDATE kaiwa_jobs.deliveries SET status = 'sent', sent_at = planned_at WHERE job = ${WeeklyProgress.NAME}`
     yield* sql`VACUUM ANALYZE kaiwa_jobs.deliveries`
@@ -195,10 +199,10 @@ const weeklyPlanning = async (url: Parameters<typeof sqlOn>[0], config: Settings
     let rows: ReadonlyArray<Candidate> = []
     for (let i = 0; i < 3; i++) {
       const t = performance.now()
-      rows = yield* WeeklyProgress.selection(sql, WEEKLY_AT, config)
+      rows = yield* WeeklyProgress.selection(sql, at, config)
       times.push(performance.now() - t)
     }
-    const [compiled, params] = WeeklyProgress.selection(sql, WEEKLY_AT, config).compile()
+    const [compiled, params] = WeeklyProgress.selection(sql, at, config).compile()
     const plan = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${compiled}`, params)
     const planText = plan.map((r) => r["QUERY PLAN"]).join("\n")
     const skipped: Record<string, number> = {}
@@ -221,8 +225,8 @@ const weeklyPlanning = async (url: Parameters<typeof sqlOn>[0], config: Settings
         const r = yield* db.enqueue({
           job: WeeklyProgress.NAME,
           runId: randomUUID(),
-          asOf: WEEKLY_AT,
-          selection: WeeklyProgress.selection(sql, WEEKLY_AT, config)
+          asOf: at,
+          selection: WeeklyProgress.selection(sql, at, config)
         })
         return yield* Effect.fail({ rolledBack: r.enqueued, ms: performance.now() - t })
       })))
@@ -235,7 +239,7 @@ const weeklyPlanning = async (url: Parameters<typeof sqlOn>[0], config: Settings
     yield* sql`DELETE FROM kaiwa_jobs.deliveries WHERE job = ${WeeklyProgress.NAME}`
     yield* sql`VACUUM ANALYZE kaiwa_jobs.deliveries`
   }))
-  const result = { at: WEEKLY_AT.toISOString(), previousTickPlanned: previous, ...statement, planMs: Math.round(median(runs)), runs, enqueued }
+  const result = { at: at.toISOString(), previousTickPlanned: previous, ...statement, planMs: Math.round(median(runs)), runs, enqueued }
   console.log(`  weekly progress at ${result.at} (previous tick planned ${previous} reports): selection ${result.selectionMs} ms (median of 3), ${result.due} due of ${result.candidates} candidates, skipped ${JSON.stringify(result.skipped)}; indexes: ${result.indexes.join(", ") || "none"}`)
   console.log(`  planning the weekly tick (Database.enqueue): ${result.planMs} ms (median of ${PLAN_RUNS}: ${runs.join(", ")}), ${enqueued} ledger rows`)
   return result
