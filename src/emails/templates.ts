@@ -14,3 +14,11 @@ export {
   renderReminder
 } from "./reminder.ts"
 export { type FounderData, renderFounder } from "./founder.ts"
+export {
+  type ProgressData,
+  type ProgressTrend,
+  progressTrend,
+  progressTrends,
+  renderProgress,
+  weekRange
+} from "./progress.ts"
