@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Ref, References } from "effect"
+import { ConfigProvider, Deferred, Effect, Fiber, Layer, Ref, References } from "effect"
 import { HttpServer } from "effect/http"
 import { SqlClient } from "effect/sql"
 import { Webhook } from "standardwebhooks"
@@ -428,6 +428,40 @@ describe("webhook: the ledger and the jobs", () => {
           delivery_state: "delivered",
           delivery_state_at: new Date(AT.getTime() + MINUTE)
         })
+      }))
+
+    it.effect("an event that lands while the ledger's update of its provider id is in flight waits for it, then applies", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`
+          INSERT INTO kaiwa_jobs.deliveries (job, user_id, dedupe_key, email, data, status, planned_at, expires_at)
+          VALUES ('practice-reminders', 'racer', 'k', 'racer@example.com', '{}'::jsonb, 'pending', ${AT}, ${AT})`
+        // What Database.completeBatch does, held open: the row gets its provider id, the transaction has not committed.
+        const updated = yield* Deferred.make<void>()
+        const commit = yield* Deferred.make<void>()
+        const recording = yield* sql.withTransaction(Effect.gen(function*() {
+          yield* sql`UPDATE kaiwa_jobs.deliveries SET status = 'sent', provider_id = 'race-1', sent_at = ${AT}
+            WHERE user_id = 'racer'`
+          yield* Deferred.succeed(updated, undefined)
+          yield* Deferred.await(commit)
+        })).pipe(Effect.forkChild)
+        yield* Deferred.await(updated)
+        const event = eventBody("email.bounced", "race-1", {
+          at: new Date(AT.getTime() + MINUTE),
+          extra: { bounce: { type: "Permanent", subType: "General", message: "gone" } }
+        })
+        const webhook = yield* deliver(svixId(), event).pipe(Effect.forkChild)
+        // The webhook cannot see the uncommitted provider id; it waits on the provider's lock instead of storing the
+        // event as unmatched while the row's trigger has already looked for events.
+        yield* Effect.sleep("300 millis")
+        assert.isUndefined(webhook.pollUnsafe())
+        yield* Deferred.succeed(commit, undefined)
+        yield* Fiber.join(recording)
+        const reply = yield* Fiber.join(webhook)
+        assert.strictEqual(reply.status, 200)
+        assert.deepStrictEqual(yield* stateOf("race-1"), { delivery_state: "bounced", delivery_state_at: new Date(AT.getTime() + MINUTE) })
+        const stored = yield* sql<{ matched: boolean }>`SELECT matched FROM kaiwa_jobs.webhook_events WHERE provider_id = 'race-1'`
+        assert.deepStrictEqual([...stored], [{ matched: true }])
       }))
 
     it.effect("after a complaint, the next run no longer emails that address (and still emails the others)", () =>
