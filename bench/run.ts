@@ -37,7 +37,7 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
   ],
   scale: (r) => [`4 processes ${r.four.perSecond}/s vs 1 ${r.one.perSecond}/s = ${r.speedup}x (target ${r.target}x)`, r.speedup >= r.target],
   webhooks: (r) => [
-    `completeBatch ${r.recording.withMsPerBatch} ms/batch with 0004 vs ${r.recording.withoutMsPerBatch} without; ` +
+    `completeBatch ${r.recording.withMsPerBatch} ms/batch with 0004 (indexes only ${r.recording.indexesOnlyMsPerBatch}) vs ${r.recording.withoutMsPerBatch} without; ` +
     `7-day health over ${r.health.ledgerRows} rows ${r.health.indexedMs} ms vs ${r.health.withoutIndexMs} ms unindexed; ` +
     `webhook ${r.http.concurrentPerSecond} events/s (50 in flight) vs ${r.http.sequentialPerSecond}/s one at a time`,
     null
