@@ -6,15 +6,19 @@
  *
  * The population is steady state at 12:00 UTC: ~half of the users are inside their 09:00-21:00 window; of those,
  * 60% already got today's reminder (ledger rows), 38% practised in the last 24 hours, 2% are due.
+ *
+ * In the same run, the weekly progress report (issue 11): planning the tick of Sunday 22 March 2026 07:30 UTC
+ * (08:30 in UTC+1), with the same target. See `weeklyPlanning` below.
  */
 import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
-import { Database } from "../src/Database.ts"
-import { JobsConfig } from "../src/Config.ts"
+import { type Candidate, Database } from "../src/Database.ts"
+import { JobsConfig, type Settings } from "../src/Config.ts"
 import * as FounderEmails from "../src/jobs/FounderEmails.ts"
 import * as PracticeReminders from "../src/jobs/PracticeReminders.ts"
-import { selectionLoad } from "./selection-load.ts"
+import * as WeeklyProgress from "../src/jobs/WeeklyProgress.ts"
+import { recommendedIndexNames, selectionLoad } from "./selection-load.ts"
 import { median, sqlOn, withDatabase, writeResult } from "./support.ts"
 
 const USERS = Number(process.env["BENCH_USERS"] ?? 1_000_000)
@@ -129,6 +133,7 @@ export const selection = () =>
     const planning = { planMs: Math.round(median(planRuns)), runs: planRuns, enqueued, ledgerReads, ledgerSentRows: sent }
     console.log(`  planning one tick (Database.enqueue: selection + ledger insert): ${planning.planMs} ms (median of ${PLAN_RUNS}: ${planRuns.join(", ")}), ${planning.enqueued} ledger rows`)
     console.log(`  then, over the ledger's ${planning.enqueued} pending and ${sent} sent rows: outstanding ${ledgerReads.outstandingMs} ms (${ledgerReads.pending} pending), claiming a batch ${ledgerReads.claimMs} ms (${ledgerReads.claimed} rows)`)
+    const weekly = await weeklyPlanning(url, config)
     // The seed's design for comparison: one query for the users, then queries per user (its N+1), timed on a
     // sample and scaled to the whole population.
     const seedSample = Math.min(2000, USERS)
@@ -144,18 +149,97 @@ export const selection = () =>
     }))
 
     await sqlOn(url, (sql) => Effect.gen(function*() {
-      yield* sql`DROP INDEX conversation_sessions_user_start_idx`
-      yield* sql`DROP INDEX conversation_sessions_start_idx`
-      yield* sql`DROP INDEX users_created_at_idx`
+      for (const name of recommendedIndexNames) yield* sql`DROP INDEX ${sql(name)}`
       yield* sql`ANALYZE`
     }))
     const baseline = await measure("without them (baseline)")
     report(baseline)
     console.log(`  the seed's per-user queries: ${seedDesign.sampleMs} ms for ${seedDesign.sampleUsers} users, about ${Math.round(seedDesign.projectedMs / 1000)} s for all ${USERS}`)
-    const result = { users: USERS, at: AT.toISOString(), sharedBuffers: SHARED_BUFFERS, loadSeconds: Math.round(loadMs / 1000), indexed, planning, baseline, seedDesign, targetMs: 1000 }
+    const result = { users: USERS, at: AT.toISOString(), sharedBuffers: SHARED_BUFFERS, loadSeconds: Math.round(loadMs / 1000), indexed, planning, weekly, baseline, seedDesign, targetMs: 1000 }
     await writeResult("selection", result)
     return result
   }, { shared_buffers: SHARED_BUFFERS })
+
+// Sunday 08:30 in UTC+1. Of the 12 zones of the population, the report's 08:00-18:00 window is open in six:
+// Europe/Berlin and Africa/Lagos (08:30, opened since the last hourly tick), Asia/Kolkata, Asia/Kathmandu,
+// Asia/Shanghai and Asia/Tokyo (opened on earlier ticks, which planned their reports). 20% of the users practised
+// in the report's week (bench/selection-load.ts), so about 33,000 reports are due at this tick.
+const WEEKLY_AT = new Date("2026-03-22T07:30:00Z")
+const WEEKLY_PREVIOUS_TICK = new Date("2026-03-22T06:30:00Z")
+
+/**
+ * Planning one tick of the weekly progress report beside the reminder's, on the same 1,000,000 users: steady
+ * state at WEEKLY_AT, where the previous tick (06:30 UTC) planned and sent the reports of every zone already
+ * open then (Asia's, and Australia/Adelaide's, whose window has closed since), so this tick's selection has to
+ * find the users of the two zones that just opened among the users of all six open ones. Timed like the
+ * reminder's: the statement alone (median of 3) and Database.enqueue on a fresh connection, rolled back (median
+ * of 5). The previous tick's rows are removed afterwards, so the rest of the run sees the population unchanged.
+ */
+const weeklyPlanning = async (url: Parameters<typeof sqlOn>[0], config: Settings) => {
+  const withDb = <A, E>(sql: SqlClient.SqlClient, f: (db: Database["Service"]) => Effect.Effect<A, E>) =>
+    Effect.flatMap(Database, f).pipe(Effect.provide(Database.layerFromSql.pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, sql)))))
+  // The previous tick, planned with the job's own selection and marked sent.
+  const previous = await sqlOn(url, (sql) => withDb(sql, (db) => Effect.gen(function*() {
+    const r = yield* db.enqueue({
+      job: WeeklyProgress.NAME,
+      runId: randomUUID(),
+      asOf: WEEKLY_PREVIOUS_TICK,
+      selection: WeeklyProgress.selection(sql, WEEKLY_PREVIOUS_TICK, config)
+    })
+    yield* sql`UPDATE kaiwa_jobs.deliveries SET status = 'sent', sent_at = planned_at WHERE job = ${WeeklyProgress.NAME}`
+    yield* sql`VACUUM ANALYZE kaiwa_jobs.deliveries`
+    return r.enqueued
+  })))
+  const statement = await sqlOn(url, (sql) => Effect.gen(function*() {
+    const times: Array<number> = []
+    let rows: ReadonlyArray<Candidate> = []
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now()
+      rows = yield* WeeklyProgress.selection(sql, WEEKLY_AT, config)
+      times.push(performance.now() - t)
+    }
+    const [compiled, params] = WeeklyProgress.selection(sql, WEEKLY_AT, config).compile()
+    const plan = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${compiled}`, params)
+    const planText = plan.map((r) => r["QUERY PLAN"]).join("\n")
+    const skipped: Record<string, number> = {}
+    for (const r of rows) if (r.skip_reason !== null) skipped[r.skip_reason] = (skipped[r.skip_reason] ?? 0) + 1
+    return {
+      selectionMs: Math.round(median(times)),
+      candidates: rows.length,
+      due: rows.filter((r) => r.skip_reason === null).length,
+      skipped,
+      indexes: [...new Set([...planText.matchAll(/(?:Index (?:Only )?Scan(?: Backward)? using|Bitmap Index Scan on) (\S+)/g)].map((m) => m[1]!))]
+    }
+  }))
+  const runs: Array<number> = []
+  let enqueued = 0
+  for (let i = 0; i < PLAN_RUNS; i++) {
+    await sqlOn(url, (sql) => sql`VACUUM kaiwa_jobs.deliveries`)
+    const run = await sqlOn(url, (sql) => withDb(sql, (db) => Effect.gen(function*() {
+      const t = performance.now()
+      const planned = yield* Effect.flip(sql.withTransaction(Effect.gen(function*() {
+        const r = yield* db.enqueue({
+          job: WeeklyProgress.NAME,
+          runId: randomUUID(),
+          asOf: WEEKLY_AT,
+          selection: WeeklyProgress.selection(sql, WEEKLY_AT, config)
+        })
+        return yield* Effect.fail({ rolledBack: r.enqueued, ms: performance.now() - t })
+      })))
+      return "rolledBack" in planned ? { ms: planned.ms, enqueued: planned.rolledBack } : yield* Effect.die(planned)
+    })))
+    runs.push(Math.round(run.ms))
+    enqueued = run.enqueued
+  }
+  await sqlOn(url, (sql) => Effect.gen(function*() {
+    yield* sql`DELETE FROM kaiwa_jobs.deliveries WHERE job = ${WeeklyProgress.NAME}`
+    yield* sql`VACUUM ANALYZE kaiwa_jobs.deliveries`
+  }))
+  const result = { at: WEEKLY_AT.toISOString(), previousTickPlanned: previous, ...statement, planMs: Math.round(median(runs)), runs, enqueued }
+  console.log(`  weekly progress at ${result.at} (previous tick planned ${previous} reports): selection ${result.selectionMs} ms (median of 3), ${result.due} due of ${result.candidates} candidates, skipped ${JSON.stringify(result.skipped)}; indexes: ${result.indexes.join(", ") || "none"}`)
+  console.log(`  planning the weekly tick (Database.enqueue): ${result.planMs} ms (median of ${PLAN_RUNS}: ${runs.join(", ")}), ${enqueued} ledger rows`)
+  return result
+}
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`selection: ${USERS} users`)

@@ -7,21 +7,21 @@
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Clock, type Config, Console, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Clock, type Config, Console, Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { InvalidConfig, JobsConfig } from "./Config.ts"
 import { Database, DatabaseError, describeSqlCause } from "./Database.ts"
 import type { EmbeddedPostgresError } from "./EmbeddedPostgres.ts"
 import type { Mailer } from "./Mailer.ts"
 import type { Telemetry } from "./Telemetry.ts"
-import { describeFailure, findJob, registry, runJob } from "./Job.ts"
+import { describeFailure, runJob } from "./Job.ts"
+import { findJob, Jobs } from "./jobs/index.ts"
 import * as Http from "./Http.ts"
 import * as Layers from "./Layers.ts"
 import * as Logging from "./Logging.ts"
 import { migrate as migrateLibrary } from "./migrations/index.ts"
 import { describeHealth } from "./DeliveryHealth.ts"
 import { jobStatuses } from "./Status.ts"
-import { sampleVariants } from "./emails/index.ts"
 
 /** Where `--local` runs and the demo keep their embedded database (git-ignored). */
 export const LOCAL_DIR = ".kaiwa-local/postgres"
@@ -36,8 +36,6 @@ export class ExitWith extends Schema.TaggedError<ExitWith>()("ExitWith", {
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
   message: Schema.String
 }) {}
-
-const jobNames = registry.map((j) => j.name)
 
 const dryRunFlag = Flag.Boolean("dry-run").pipe(
   Flag.withDescription("Compute and print every email; write nothing, send nothing"),
@@ -66,39 +64,56 @@ export const parseNow = (raw: Option.Option<string>) =>
   })
 
 const findJobOrFail = (name: string) =>
-  Effect.fromNullishOr(findJob(name)).pipe(
-    Effect.mapError(() => new UsageError({ message: `unknown job "${name}"; jobs: ${jobNames.join(", ")}` }))
-  )
+  Effect.flatMap(Jobs, (jobs) =>
+    Effect.fromNullishOr(findJob(jobs, name)).pipe(
+      Effect.mapError(() => new UsageError({ message: `unknown job "${name}"; jobs: ${jobs.map((j) => j.name).join(", ")}` }))
+    ))
+
+/** The services a mode stack provides. */
+type ModeServices = Database | Mailer | JobsConfig | Telemetry
+type ModeError = DatabaseError | InvalidConfig | EmbeddedPostgresError | Config.ConfigError
+
+/**
+ * The mode stacks the commands run in (CONTRACT 6). Production uses `Layers`; a test provides its own (the
+ * in-memory mailer on its test database) to run the real commands in process.
+ */
+export const Stacks = Context.Reference<{
+  readonly live: Layer.Layer<ModeServices, ModeError>
+  readonly dryRun: Layer.Layer<ModeServices, ModeError>
+  readonly local: (dataDir: string) => Layer.Layer<ModeServices, ModeError>
+}>("kaiwa-jobs/Cli/Stacks", { defaultValue: () => ({ live: Layers.live, dryRun: Layers.dryRun, local: Layers.local }) })
 
 /** The mode stack for a run. */
-const stackFor = (
-  options: { readonly dryRun: boolean; readonly local: boolean }
-): Layer.Layer<Database | Mailer | JobsConfig | Telemetry, DatabaseError | InvalidConfig | EmbeddedPostgresError | Config.ConfigError> =>
-  options.dryRun ? Layers.dryRun : options.local ? Layers.local(LOCAL_DIR) : Layers.live
+const stackFor = (options: { readonly dryRun: boolean; readonly local: boolean }) =>
+  Effect.map(Stacks, (stacks) => options.dryRun ? stacks.dryRun : options.local ? stacks.local(LOCAL_DIR) : stacks.live)
 
 const list = Command.make("list", { json: jsonFlag }, ({ json }) =>
-  Console.log(
-    json
-      ? JSON.stringify(registry.map((j) => ({
-        name: j.name,
-        title: j.title,
-        description: j.description,
-        schedule: j.schedule,
-        main: j.main,
-        machineName: `cron-${j.name}`,
-        command: ["node", j.main]
-      })))
-      : registry.map((j) => `${j.name.padEnd(20)} ${j.schedule.padEnd(7)} ${j.title}: ${j.description}`).join("\n")
-  )).pipe(Command.withDescription("List the jobs"))
+  Effect.flatMap(Jobs, (jobs) =>
+    Console.log(
+      json
+        // What the deploy script reads: one Fly machine per job, named cron-<job>, running `command`.
+        ? JSON.stringify(jobs.map((j) => ({
+          name: j.name,
+          title: j.title,
+          description: j.description,
+          schedule: j.schedule,
+          machineName: `cron-${j.name}`,
+          command: j.command
+        })))
+        : jobs.map((j) => `${j.name.padEnd(20)} ${j.schedule.padEnd(7)} ${j.title}: ${j.description}`).join("\n")
+    ))).pipe(Command.withDescription("List the jobs"))
 
 /** Runs one job in the mode the flags pick; fails with ExitWith when the run did not handle everyone. */
 export const runCommand = (name: string, options: { readonly dryRun: boolean; readonly local: boolean; readonly now: Option.Option<string> }) =>
   Effect.gen(function*() {
     const job = yield* findJobOrFail(name)
     const now = yield* parseNow(options.now)
+    // The job's own settings, before any database or mailer: a bad one exits 2 naming the variable.
+    yield* job.checkSettings
+    const stack = yield* stackFor({ dryRun: options.dryRun, local: options.local })
     const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli", asOf: now }).pipe(
       Effect.provide(Layers.clockFor(now)),
-      Effect.provide(stackFor({ dryRun: options.dryRun, local: options.local }))
+      Effect.provide(stack)
     )
     if (report.exitCode !== 0) {
       return yield* new ExitWith({ code: report.exitCode, message: report.error ?? report.outcome })
@@ -108,7 +123,7 @@ export const runCommand = (name: string, options: { readonly dryRun: boolean; re
 const run = Command.make(
   "run",
   {
-    job: Argument.String("job").pipe(Argument.withDescription(`One of: ${jobNames.join(", ")}`)),
+    job: Argument.String("job").pipe(Argument.withDescription("A job's name, as `kaiwa-jobs list` shows it")),
     dryRun: dryRunFlag,
     now: nowFlag,
     local: localFlag
@@ -118,7 +133,9 @@ const run = Command.make(
 
 const status = Command.make("status", { json: jsonFlag, local: localFlag }, ({ json, local }) =>
   Effect.gen(function*() {
-    const statuses = yield* jobStatuses.pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
+    const stacks = yield* Stacks
+    const stack: Layer.Layer<Database, ModeError> = local ? stacks.local(LOCAL_DIR) : databaseOnly
+    const statuses = yield* jobStatuses.pipe(Effect.provide(stack))
     if (json) yield* Console.log(JSON.stringify(statuses, null, 2))
     else {
       for (const s of statuses) {
@@ -173,22 +190,27 @@ const preview = Command.make(
   ({ job, out }) =>
     Effect.gen(function*() {
       const found = yield* findJobOrFail(job)
-      const prefix = found.name === "practice-reminders" ? "reminder-" : "founder-"
-      const variants = sampleVariants().filter((v) => v.name.startsWith(prefix))
+      // The job's own samples through its real render path (unsubscribe link, headers, template check), with
+      // the configured settings (development defaults when unset).
+      const config = yield* JobsConfig
+      const variants = yield* found.preview(config)
       const dir = path.resolve(out)
       const written = yield* Effect.promise(async () => {
         await fs.mkdir(dir, { recursive: true })
         const files: Array<string> = []
         for (const v of variants) {
           const file = path.join(dir, `${v.name}.html`)
-          await fs.writeFile(file, v.rendered.html)
-          await fs.writeFile(path.join(dir, `${v.name}.txt`), `Subject: ${v.rendered.subject}\n\n${v.rendered.text}`)
+          await fs.writeFile(file, v.email.html)
+          await fs.writeFile(
+            path.join(dir, `${v.name}.txt`),
+            `From: ${v.email.from}\nSubject: ${v.email.subject}\n\n${v.email.text}`
+          )
           files.push(file)
         }
         return files
       })
       yield* Console.log(`${written.length} variant(s) of ${found.name}:\n${written.map((f) => `  ${f}`).join("\n")}`)
-    })
+    }).pipe(Effect.provide(JobsConfig.layer))
 ).pipe(Command.withDescription("Render every template variant of a job to HTML files for a person to look at"))
 
 const unsubscribe = Command.make(
@@ -196,8 +218,8 @@ const unsubscribe = Command.make(
   {
     user: Flag.String("user").pipe(Flag.withDescription("The user's id (users.id)"), Flag.optional),
     email: Flag.String("email").pipe(Flag.withDescription("An address, whoever it belongs to"), Flag.optional),
-    list: Flag.Literals("list", ["all", ...jobNames]).pipe(
-      Flag.withDescription("The list to stop (default: every list)"),
+    list: Flag.String("list").pipe(
+      Flag.withDescription("The list to stop: a job's name, or all (default: every list)"),
       Flag.withDefault("all")
     ),
     local: localFlag
@@ -207,6 +229,7 @@ const unsubscribe = Command.make(
       if (Option.isNone(user) && Option.isNone(email)) {
         return yield* new UsageError({ message: "unsubscribe needs --user ID or --email ADDRESS" })
       }
+      if (list !== "all") yield* findJobOrFail(list)
       const db = yield* Database
       const now = new Date(yield* Clock.currentTimeMillis)
       const added = yield* db.suppress({
@@ -221,7 +244,8 @@ const unsubscribe = Command.make(
 ).pipe(Command.withDescription("Record an unsubscribe by hand (a request that arrived by email, say)"))
 
 const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
-  Layer.launch(Http.layerServer.pipe(Layer.provide(local ? Layers.local(LOCAL_DIR) : Layers.live)))).pipe(
+  Effect.flatMap(Stacks, (stacks) =>
+    Layer.launch(Http.layerServer.pipe(Layer.provide(local ? stacks.local(LOCAL_DIR) : stacks.live))))).pipe(
     Command.withDescription("Serve /api/cron/*, /health, /unsubscribe and /webhooks/resend on PORT (default 8080)")
   )
 
@@ -232,6 +256,12 @@ export const jobMain = (name: string) =>
 
 /** Every subcommand of `kaiwa-jobs`. */
 export const commands = [list, run, status, migrate, preview, unsubscribe, serve] as const
+
+/** The `kaiwa-jobs` command with every subcommand. */
+export const root = Command.make("kaiwa-jobs").pipe(
+  Command.withDescription("Typed scheduled jobs for Kaiwa: run, preview and serve the registered email jobs"),
+  Command.withSubcommands([...commands])
+)
 
 /** Maps any failure to an exit code, printing a one-line explanation without secrets. */
 export const exitCodeFor = (cause: Cause.Cause<unknown>): Effect.Effect<number> => {

@@ -31,6 +31,9 @@ export interface Settings {
   readonly defaultTimezone: string
   readonly reminderLocalTime: LocalTime
   readonly founderLocalTime: LocalTime
+  /** The local day the weekly progress report goes out on (PROGRESS_DAY). */
+  readonly progressDay: Weekday
+  readonly progressLocalTime: LocalTime
   readonly minHoursBetweenEmails: number
   readonly resendRps: number
   readonly resendBaseUrl: string
@@ -60,6 +63,18 @@ const isTimeZone = (tz: string): boolean => {
   } catch {
     return false
   }
+}
+
+/** A day of the week, lower case. */
+export type Weekday = "monday" | "tuesday" | "wednesday" | "thursday" | "friday" | "saturday" | "sunday"
+
+/** The days of the week in ISO order: index + 1 is the ISO day number (Monday 1 .. Sunday 7). */
+export const WEEKDAYS: ReadonlyArray<Weekday> = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+/** Parses a day name, case-insensitively ("Sunday", "SUNDAY", " sunday "). */
+export const parseWeekday = (s: string): Option.Option<Weekday> => {
+  const day = s.trim().toLowerCase()
+  return Option.fromUndefinedOr(WEEKDAYS.find((d) => d === day))
 }
 
 /** Parses "HH:MM" (00:00..23:59) into minutes after midnight. */
@@ -135,6 +150,8 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
     const hhmm = "a local time HH:MM"
     const reminderLocalTime = yield* validated("REMINDER_LOCAL_TIME", yield* withDefault("REMINDER_LOCAL_TIME", "09:00"), parseLocalTime, hhmm)
     const founderLocalTime = yield* validated("FOUNDER_LOCAL_TIME", yield* withDefault("FOUNDER_LOCAL_TIME", "14:00"), parseLocalTime, hhmm)
+    const progressDay = yield* validated("PROGRESS_DAY", yield* withDefault("PROGRESS_DAY", "sunday"), parseWeekday, "a day of the week (monday..sunday)")
+    const progressLocalTime = yield* validated("PROGRESS_LOCAL_TIME", yield* withDefault("PROGRESS_LOCAL_TIME", "08:00"), parseLocalTime, hhmm)
     const minHoursBetweenEmails = yield* validated(
       "MIN_HOURS_BETWEEN_EMAILS",
       yield* withDefault("MIN_HOURS_BETWEEN_EMAILS", "20"),
@@ -190,6 +207,8 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
       defaultTimezone,
       reminderLocalTime,
       founderLocalTime,
+      progressDay,
+      progressLocalTime,
       minHoursBetweenEmails,
       resendRps,
       resendBaseUrl,

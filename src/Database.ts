@@ -92,6 +92,8 @@ export interface EnqueueArgs {
   readonly runId: string
   readonly asOf: Date
   readonly selection: Statement.Statement<Candidate>
+  /** Skip reasons recorded as `skipped` ledger rows, final for their dedupe key. */
+  readonly finalSkips?: ReadonlyArray<string> | undefined
 }
 
 /** A worker asking for its next batch (`newKey` is used only when a fresh batch is formed). */
@@ -263,6 +265,7 @@ export const pgLayer = (url: Redacted.Redacted<string>) =>
 
 function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
   const enqueue = Effect.fn("Database.enqueue")(function*(args: EnqueueArgs) {
+    const finalSkips = args.finalSkips ?? []
     const rows = yield* sql.withTransaction(Effect.gen(function*() {
       // Serialises planning across jobs and machines, so two jobs cannot both pass the cross-job cap for one
       // user. Planning is two set-based statements, so the lock is held for about a second even at 1M users.
@@ -287,6 +290,14 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
           SELECT ${args.job}, user_id, dedupe_key, email, data, ${args.asOf}, expires_at, ${args.runId}::uuid
           FROM sel WHERE skip_reason IS NULL
           ORDER BY user_id
+          RETURNING 1
+        ),
+        -- Skips the job declared final (the weekly report blocked by the cap) settle their key: a skipped row,
+        -- which the selection's own "no ledger row for this key" rule then excludes on later ticks.
+        settled AS (
+          INSERT INTO kaiwa_jobs.deliveries (job, user_id, dedupe_key, email, data, planned_at, expires_at, run_id, status, reason)
+          SELECT ${args.job}, user_id, dedupe_key, email, data, ${args.asOf}, expires_at, ${args.runId}::uuid, 'skipped', skip_reason
+          FROM sel WHERE skip_reason IN ${sql.in(finalSkips.length > 0 ? finalSkips : [""])}
           RETURNING 1
         )
         SELECT 'enqueued' AS reason, count(*)::int AS n, NULL::text[] AS ids FROM ins

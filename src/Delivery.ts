@@ -62,12 +62,21 @@ export interface DeliveryReport {
   readonly fatal: MailerError | undefined
 }
 
-/** What a job gives the pipeline. */
+/** What a job gives the pipeline (`Job.make` builds it from the job's declaration). */
 export interface DeliverySpec {
+  /** The unsubscribe list whose suppressions apply (the job's name). */
   readonly list: string
   readonly selection: Statement.Statement<Candidate>
-  readonly render: (recipient: Recipient) => Effect.Effect<OutgoingEmail, RenderError>
-  readonly group: (recipient: Recipient) => string
+  /** Skip reasons recorded in the ledger as final for the dedupe key (see `Job.Definition.finalSkips`). */
+  readonly finalSkips: ReadonlyArray<string>
+  /** The email for one recipient and the stats group it counts in, or why it cannot be sent. */
+  readonly prepare: (recipient: Recipient) => Effect.Effect<Prepared, RenderError>
+}
+
+/** One recipient's rendered email and its stats group. */
+export interface Prepared {
+  readonly email: OutgoingEmail
+  readonly group: string
 }
 
 /** A ledger row whose stored data no longer renders (should not happen; reported, never sent half-filled). */
@@ -114,14 +123,14 @@ const dryRun = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) 
           }
         }
         due += chunk.length
-        const rendered = yield* Effect.forEach(chunk, (c) => Effect.result(spec.render(c)))
+        const rendered = yield* Effect.forEach(chunk, (c) => Effect.result(spec.prepare(c)))
         const emails: Array<OutgoingEmail> = []
-        rendered.forEach((r, j) => {
+        for (const r of rendered) {
           if (r._tag === "Success") {
-            emails.push(r.success)
-            add(sent, spec.group(chunk[j]!))
+            emails.push(r.success.email)
+            add(sent, r.success.group)
           } else failed++
-        })
+        }
         // The dry-run mailer prints; nothing here writes.
         if (emails.length > 0) {
           yield* mailer.send({ idempotencyKey: `dry-run-${ctx.runId}-${group++}`, emails }).pipe(Effect.ignore)
@@ -142,7 +151,13 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
   const lease = Duration.seconds(config.leaseSeconds)
   let failed = 0
 
-  const planned = yield* db.enqueue({ job: ctx.job, runId: ctx.runId, asOf: ctx.asOf, selection: spec.selection })
+  const planned = yield* db.enqueue({
+    job: ctx.job,
+    runId: ctx.runId,
+    asOf: ctx.asOf,
+    selection: spec.selection,
+    finalSkips: spec.finalSkips
+  })
   const skipped: Record<string, number> = { ...planned.skipped }
   const swept = yield* db.sweep({ job: ctx.job, list: spec.list, now: yield* now })
   for (const [reason, n] of Object.entries(swept.skipped)) add(skipped, reason, n)
@@ -172,15 +187,17 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
   )
 
   const sendBatch = Effect.fnUntraced(function*(batch: ClaimedBatch) {
-    const rendered = yield* Effect.forEach(batch.deliveries, (d) => Effect.result(spec.render(d)))
+    const rendered = yield* Effect.forEach(batch.deliveries, (d) => Effect.result(spec.prepare(d)))
     const emails: Array<OutgoingEmail> = []
     const sentRows: Array<ClaimedDelivery> = []
+    const groups = new Map<string, string>()
     const outcomes: Array<DeliveryOutcome> = []
     rendered.forEach((r, i) => {
       const d = batch.deliveries[i]!
       if (r._tag === "Success") {
-        emails.push(r.success)
+        emails.push(r.success.email)
         sentRows.push(d)
+        groups.set(d.id, r.success.group)
       } else outcomes.push({ id: d.id, status: "failed", providerId: null, reason: `render_error: ${r.failure.message}` })
     })
     // While the provider call runs (retries included), the lease is renewed so no other worker takes the batch.
@@ -221,8 +238,7 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
     })
     // Counted from what was written, not from what was sent: a batch another worker already recorded adds nothing.
     const written = yield* db.completeBatch({ batchId: batch.id, outcomes, now: yield* now })
-    const byId = new Map(batch.deliveries.map((d) => [d.id, d]))
-    for (const id of written.sent) add(sent, spec.group(byId.get(id)!))
+    for (const id of written.sent) add(sent, groups.get(id)!)
     failed += written.failed.length
     yield* telemetry.countEmails(ctx.job, "sent", written.sent.length)
     yield* telemetry.countEmails(ctx.job, "failed", written.failed.length)

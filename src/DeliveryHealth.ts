@@ -16,7 +16,7 @@
  */
 import { Clock, Duration, Effect } from "effect"
 import { Database, DatabaseError, describeSqlCause } from "./Database.ts"
-import { registry } from "./Job.ts"
+import { Jobs } from "./jobs/index.ts"
 
 /** How far back the rates look. */
 export const WINDOW = Duration.days(7)
@@ -67,6 +67,7 @@ export const healthOf = (counts: {
 export const deliveryHealth: Effect.Effect<ReadonlyMap<string, DeliveryHealth>, DatabaseError, Database> = Effect.gen(
   function*() {
     const db = yield* Database
+    const registry = yield* Jobs
     const now = new Date(yield* Clock.currentTimeMillis)
     const from = new Date(now.getTime() - Duration.toMillis(WINDOW))
     // One index range per job (deliveries_sent_idx, migration 0004).

@@ -2,7 +2,8 @@
  * The HTTP side of kaiwa-jobs (`kaiwa-jobs serve`, CONTRACT section 7): cron triggers that call the runner (never
  * a job body), `GET /health`, and the unsubscribe page with its RFC 8058 one-click POST.
  *
- * Cron triggers (`GET` or `POST /api/cron/send-reminders` and `/api/cron/founder-emails`), checked in this order:
+ * Cron triggers (`GET` or `POST /api/cron/<job>` for every registered job, and `/api/cron/<alias>` for its
+ * aliases: `/api/cron/send-reminders` is the seed's path of practice-reminders), checked in this order:
  * - 503 when CRON_SECRET is unset or shorter than 32 characters: nothing runs, so an unset secret can never be
  *   matched by `Bearer undefined` or `Bearer `.
  * - 401 unless the request carries `Authorization: Bearer <CRON_SECRET>`. The token is compared in constant time:
@@ -52,29 +53,20 @@ import {
 } from "effect/http"
 import { JobsConfig } from "./Config.ts"
 import { escapeHtml } from "./emails/index.ts"
-import {
-  describeFailure,
-  founderEmails,
-  type Job,
-  type JobName,
-  type JobServices,
-  practiceReminders,
-  type RunReport,
-  runJob
-} from "./Job.ts"
+import { describeFailure, type JobServices, type RunReport, runJob } from "./Job.ts"
+import type * as Job from "./Job.ts"
+import { findJob, Jobs, type Registry } from "./jobs/index.ts"
 import { Mailer } from "./Mailer.ts"
 import { jobStatuses } from "./Status.ts"
-import { confirm, type UnsubscribeList, verifyToken } from "./Unsubscribe.ts"
+import { confirm, verifyToken } from "./Unsubscribe.ts"
 import * as Webhooks from "./Webhooks.ts"
 
 /** A CRON_SECRET shorter than this disables the cron endpoints (503). */
 export const MIN_CRON_SECRET_LENGTH = 32
 
-/** The cron trigger paths and the job each one runs. */
-export const cronRoutes: ReadonlyArray<{ readonly path: `/api/cron/${string}`; readonly job: Job }> = [
-  { path: "/api/cron/send-reminders", job: practiceReminders as unknown as Job },
-  { path: "/api/cron/founder-emails", job: founderEmails as unknown as Job }
-]
+/** The cron trigger paths of a registry and the job each one runs: `/api/cron/<name>`, then one per alias. */
+export const cronRoutes = (jobs: Registry): ReadonlyArray<{ readonly path: `/api/cron/${string}`; readonly job: Job.Any }> =>
+  jobs.flatMap((job) => [job.name, ...job.aliases].map((name) => ({ path: `/api/cron/${name}` as const, job })))
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest()
 
@@ -119,8 +111,8 @@ const invalidLinkPage = () =>
     400
   )
 
-const listDescription = (list: UnsubscribeList): string =>
-  list === "practice-reminders" ? "daily practice reminders" : "emails from the Kaiwa founder"
+// The job's own words for its list; a list no job declares any more (a retired job's old link) still works.
+const listDescription = (jobs: Registry, list: string): string => findJob(jobs, list)?.list ?? "these emails"
 
 const searchParams = (request: HttpServerRequest.HttpServerRequest) =>
   new URL(request.url, "http://localhost").searchParams
@@ -185,26 +177,28 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServic
   Effect.fn(function*(router) {
     const services = yield* Effect.context<JobServices>()
     const config = yield* JobsConfig
+    const jobs = yield* Jobs
     // Runs are forked here rather than in the request: they outlive a client that hangs up, and end with the server.
     const serverScope: Scope.Scope = yield* Effect.scope
-    const running = new Set<JobName>()
+    const running = new Set<string>()
 
     /** Starts a run unless the job is running already; the lock is released when the run's fiber ends, however. */
-    const start = (job: Job, dryRun: boolean) =>
+    const start = (job: Job.Any, dryRun: boolean) =>
       Effect.uninterruptible(Effect.suspend(() => {
-        if (running.has(job.name)) return Effect.succeed(Option.none<Fiber.Fiber<RunReport, unknown>>())
+        if (running.has(job.name)) return Effect.succeed(Option.none<Fiber.Fiber<RunReport>>())
         running.add(job.name)
         return runJob(job, { dryRun, trigger: "http" }).pipe(
           // Innermost wins: a dry run prints its emails instead of handing them to the server's mailer.
           dryRun ? Effect.provide(Mailer.layerConsole) : (run) => run,
           Effect.provideContext(services),
+          Effect.provideService(Jobs, jobs),
           Effect.forkIn(serverScope),
           Effect.tap((fiber) => Effect.sync(() => fiber.addObserver(() => running.delete(job.name)))),
           Effect.map(Option.some)
         )
       }))
 
-    const cron = (job: Job) =>
+    const cron = (job: Job.Any) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const secret = config.cronSecret
@@ -228,7 +222,7 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServic
         return json(reportBody(report), report.outcome === "succeeded" ? 200 : 500)
       })
 
-    for (const { job, path } of cronRoutes) {
+    for (const { job, path } of cronRoutes(jobs)) {
       const handler = guarded(cron(job), (error) => json({ error }, 500))
       yield* router.add("GET", path, handler)
       yield* router.add("POST", path, handler)
@@ -240,6 +234,7 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServic
       guarded(
         Effect.zip(jobStatuses, HttpServerRequest.HttpServerRequest).pipe(
           Effect.provideContext(services),
+          Effect.provideService(Jobs, jobs),
           Effect.map(([statuses, request]) => {
             // ?strict=1: 503 when any job is overdue or at risk, for monitors that read only the status code.
             const strict = ["1", "true"].includes(searchParams(request).get("strict") ?? "")
@@ -280,7 +275,7 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServic
           if (Option.isNone(claim)) return invalidLinkPage()
           return page(
             "Unsubscribe",
-            `<h1>Unsubscribe?</h1><p>You will no longer get ${escapeHtml(listDescription(claim.value.list))}.</p>` +
+            `<h1>Unsubscribe?</h1><p>You will no longer get ${escapeHtml(listDescription(jobs, claim.value.list))}.</p>` +
               // No action: the form posts to this very URL, token included, so the page never echoes the token.
               `<form method="post">` +
               `<input type="hidden" name="List-Unsubscribe" value="One-Click">` +
@@ -303,7 +298,7 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServic
             Effect.map((claim) =>
               page(
                 "Unsubscribed",
-                `<h1>You're unsubscribed</h1><p>You will get no more ${escapeHtml(listDescription(claim.list))}.</p>`
+                `<h1>You're unsubscribed</h1><p>You will get no more ${escapeHtml(listDescription(jobs, claim.list))}.</p>`
               )
             ),
             Effect.catchTag("InvalidUnsubscribeToken", () => Effect.succeed(invalidLinkPage()))

@@ -1,24 +1,29 @@
 /**
- * What a job is, the registry of the jobs that ship, and the runner. A job is a name, a description, its Fly
- * schedule bucket and an Effect program returning typed stats. The runner is the only way a trigger (Fly main,
- * CLI, HTTP) runs a job: it records the run, times it, logs the seed's completion lines, emits
- * `cron_job_completed`, and maps the outcome to an exit code (CONTRACT section 7).
+ * What a job is, how one is declared, and the runner. A job is declared once with `Job.make`: its name, its
+ * rules (one selection statement that says who is due, with each candidate's dedupe key and the instant its
+ * window closes), the schema of the data the selection stores on the ledger row, its template and its stats
+ * groups. `make` turns that into a `Job` that inherits everything else: exactly-once delivery through the
+ * ledger, the cross-job cap and suppressions (in the selection, through `jobs/shared.ts`), the unsubscribe link
+ * and RFC 8058 headers signed for the job's own list, the template check that no placeholder or `undefined`
+ * ever leaves, dry runs, previews, and typed stats. The registry (`jobs/index.ts`) lists the jobs that ship;
+ * the CLI, the HTTP server, status, the demo and the deploy script all read it.
+ *
+ * The runner (`runJob`) is the only way a trigger (Fly main, CLI, HTTP) runs a job: it records the run, times
+ * it, logs the seed's completion lines, emits `cron_job_completed`, and maps the outcome to an exit code
+ * (CONTRACT section 7).
  */
 import { randomUUID } from "node:crypto"
-import { Cause, Clock, Duration, Effect, Exit, Schema } from "effect"
-import { JobsConfig } from "./Config.ts"
-import { Database } from "./Database.ts"
-import { type DeliveryReport, deliver, type RunContext } from "./Delivery.ts"
-import type { Mailer } from "./Mailer.ts"
+import { Cause, Clock, Config, Duration, Effect, Exit, Schema } from "effect"
+import type { SqlClient, Statement } from "effect/sql"
+import { JobsConfig, type Settings } from "./Config.ts"
+import { type Candidate, Database } from "./Database.ts"
+import { type DeliveryReport, deliver, type Recipient, RenderError, type RunContext } from "./Delivery.ts"
+import { findProblems } from "./emails/problems.ts"
+import type { Mailer, OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
-import * as FounderEmails from "./jobs/FounderEmails.ts"
-import * as PracticeReminders from "./jobs/PracticeReminders.ts"
+import { makeToken, unsubscribeHeaders, unsubscribeUrl } from "./Unsubscribe.ts"
 
-/** Names of the jobs that ship. */
-export const JobName = Schema.Literals([PracticeReminders.NAME, FounderEmails.NAME])
-export type JobName = typeof JobName.Type
-
-/** Stats every job reports besides its own counts. */
+/** Stats every job reports besides its own groups. */
 export interface CommonStats {
   readonly due: number
   readonly failed: number
@@ -27,99 +32,237 @@ export interface CommonStats {
   readonly badRows: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
-/** `practice-reminders` stats. */
-export interface ReminderStats extends CommonStats {
-  readonly sent: number
-}
-
-/** `founder-emails` stats. */
-export interface FounderStats extends CommonStats {
-  readonly Day1: number
-  readonly Day2: number
-  readonly Day3: number
-}
+/** A job's stats: the common counts plus one count of sent emails per group the job declares. */
+export type Stats<G extends string> = CommonStats & { readonly [K in G]: number }
 
 /** The services a job program needs. */
 export type JobServices = Database | Mailer | JobsConfig | Telemetry
 
-/** One scheduled job. */
-export interface Job<S extends CommonStats = CommonStats> {
-  readonly name: JobName
+/** What a job program hands the runner. */
+export interface JobResult<G extends string> {
+  readonly stats: Stats<G>
+  readonly report: DeliveryReport
+  /** The seed's stats line, e.g. `📊 Stats: 8 sent, 0 failed`. */
+  readonly statsLine: string
+}
+
+/** One rendered sample of a job's email, for `kaiwa-jobs preview`. */
+export interface Preview {
+  readonly name: string
+  readonly email: OutgoingEmail
+}
+
+/**
+ * One scheduled job, ready to run. `G` is the job's stats groups; a registry holds jobs as `Job.Any`, and the
+ * runner gives back stats typed from `G` again (`runJob(job).stats.Day1`).
+ */
+export interface Job<Name extends string = string, G extends string = never> {
+  readonly name: Name
   readonly title: string
   readonly description: string
+  /** What a person leaves when they unsubscribe from this job's emails: "You will no longer get <list>." */
+  readonly list: string
   /** Fly's schedule bucket; Fly timing is fuzzy, so every job runs hourly and decides itself what is due. */
   readonly schedule: "hourly"
   /** A job is OVERDUE when its last successful run is older than this. */
   readonly overdueAfter: Duration.Duration
-  /** The compiled main Fly runs. */
-  readonly main: string
-  readonly program: (ctx: RunContext) => Effect.Effect<{ stats: S; report: DeliveryReport }, unknown, JobServices>
+  /** The command a Fly machine runs: a compiled main of its own, or the CLI's generic `run <name>`. */
+  readonly command: ReadonlyArray<string>
+  /** Other names the job answers to (older HTTP paths such as `/api/cron/send-reminders`). */
+  readonly aliases: ReadonlyArray<string>
+  /** The stats groups, in order. */
+  readonly groups: ReadonlyArray<string>
   readonly completedLine: string
-  readonly statsLine: (stats: S) => string
+  /** Reads the job's own settings (`Definition.settings`), so a trigger can refuse bad ones before a run (exit 2). */
+  readonly checkSettings: Effect.Effect<void, Config.ConfigError>
+  readonly program: (ctx: RunContext) => Effect.Effect<JobResult<G>, unknown, JobServices>
+  /** Renders every sample the job declares, with the given settings, through the job's real render path. */
+  readonly preview: (config: Settings) => Effect.Effect<ReadonlyArray<Preview>, RenderError | Config.ConfigError>
 }
 
-const common = (r: DeliveryReport): CommonStats => ({
-  due: r.due,
-  failed: r.failed,
-  skipped: r.skipped,
-  pending: r.pending,
-  badRows: r.badRows
-})
+/** Any job, as a registry holds it. */
+export type Any = Job<string, never>
 
-/** Daily practice reminders. */
-export const practiceReminders: Job<ReminderStats> = {
-  name: PracticeReminders.NAME,
-  title: "Daily practice reminders",
-  description: "Reminds learners who have not practised in 24 hours, once per local day, from 09:00 their time.",
-  schedule: "hourly",
-  overdueAfter: Duration.hours(3),
-  main: "dist/send-reminders.js",
-  program: Effect.fnUntraced(function*(ctx: RunContext) {
-    const config = yield* JobsConfig
-    const db = yield* Database
-    const report = yield* deliver(ctx, {
-      list: PracticeReminders.NAME,
-      selection: PracticeReminders.selection(db.sql, ctx.asOf, config),
-      render: PracticeReminders.render(config),
-      group: () => "sent"
-    })
-    return { stats: { ...common(report), sent: report.sent["sent"] ?? 0 }, report }
-  }),
-  completedLine: "🎉 Reminder process completed!",
-  statsLine: (s) => `📊 Stats: ${s.sent} sent, ${s.failed} failed`
+/** What a selection is given: the connection, the run's instant (never now() in SQL), and the settings. */
+export interface SelectionContext<C = undefined> {
+  readonly sql: SqlClient.SqlClient
+  readonly asOf: Date
+  readonly config: Settings
+  /** The job's own settings (`Definition.settings`). */
+  readonly settings: C
 }
 
-/** The founder email sequence. */
-export const founderEmails: Job<FounderStats> = {
-  name: FounderEmails.NAME,
-  title: "Founder email sequence",
-  description: "Day 1, 2 and 3 emails from the founder to new learners who have not had a conversation yet.",
-  schedule: "hourly",
-  overdueAfter: Duration.hours(3),
-  main: "dist/send-founder-emails.js",
-  program: Effect.fnUntraced(function*(ctx: RunContext) {
+/** What a template is given besides the job's data. */
+export interface RenderContext<C = undefined> {
+  readonly config: Settings
+  /** The job's own settings (`Definition.settings`). */
+  readonly settings: C
+  readonly recipient: Recipient
+  /** This recipient's signed one-click unsubscribe link for this job's list; the template shows it. */
+  readonly unsubscribeUrl: string
+}
+
+/** What a job's template returns; the library adds the recipient, the unsubscribe headers and the job tag. */
+export interface Draft {
+  readonly subject: string
+  readonly html: string
+  readonly text: string
+  /** Defaults to MAIL_FROM. */
+  readonly from?: string | undefined
+  readonly replyTo?: string | undefined
+  /** Tags besides `job=<name>`, which every email carries. */
+  readonly tags?: ReadonlyArray<{ readonly name: string; readonly value: string }> | undefined
+}
+
+/** Everything a job declares; `Job.make` does the rest. */
+export interface Definition<Name extends string, G extends string, D, C = undefined> {
+  /** The job's name: its ledger key, CLI name, HTTP path `/api/cron/<name>`, unsubscribe list and Fly machine. */
+  readonly name: Name
+  readonly title: string
+  /** One line for `kaiwa-jobs list`. */
+  readonly description: string
+  /** What the unsubscribe page says a person leaves: "daily practice reminders". */
+  readonly list: string
+  /** Default 3 hours: an hourly job that has not succeeded for three ticks needs a person. */
+  readonly overdueAfter?: Duration.Input | undefined
+  /** Other names for `/api/cron/<alias>`. */
+  readonly aliases?: ReadonlyArray<string> | undefined
+  /** A compiled main of its own (`dist/send-reminders.js`); by default Fly runs `node dist/cli.js run <name>`. */
+  readonly main?: string | undefined
+  /**
+   * Settings of this job only, read through effect `Config` (e.g. `Config.String("STREAK_LOCAL_TIME")`), so a
+   * job that needs a setting declares it here instead of in `Config.ts`. Read once per run; a missing or
+   * malformed one stops a CLI run with exit 2 naming the variable, before anything is planned.
+   */
+  readonly settings?: Config.Config<C> | undefined
+  /** The schema of the data the selection stores on each ledger row (the `data` jsonb column). */
+  readonly data: Schema.Codec<D, unknown>
+  /**
+   * One set-based statement over every user: a row per candidate with its dedupe key, its data, the instant its
+   * window closes (`expires_at`), and why it is not due (`skip_reason`, null when due). Use `jobs/shared.ts` for
+   * the rules every job shares (suppressions, a usable address, the cross-job cap).
+   */
+  readonly selection: (ctx: SelectionContext<C>) => Statement.Statement<Candidate>
+  /**
+   * Skip reasons that settle the dedupe key for good: such candidates get a `skipped` ledger row, so later ticks
+   * leave them out (the weekly report blocked by the cap is skipped for that week). Others are retried each tick.
+   */
+  readonly finalSkips?: ReadonlyArray<string> | undefined
+  /** The stats groups; every sent email counts in exactly one (`group`). */
+  readonly groups: readonly [G, ...Array<G>]
+  readonly group: (data: D, recipient: Recipient) => G
+  /** The template: pure, data in, draft out. Every user-supplied string must go through `emails/html.ts`. */
+  readonly render: (data: D, ctx: RenderContext<C>) => Draft
+  /** One sample per variant, for `kaiwa-jobs preview` (and the template tests). */
+  readonly samples: ReadonlyArray<{ readonly name: string; readonly data: D }>
+  /** Default `🎉 <title> completed!`. */
+  readonly completedLine?: string | undefined
+  /** Default `📊 Stats: <group>=<n>, ..., failed=<n>`. */
+  readonly statsLine?: ((stats: Stats<G>) => string) | undefined
+}
+
+const DEFAULT_OVERDUE_AFTER = Duration.hours(3)
+
+const SAMPLE_RECIPIENT: Recipient = { user_id: "sample-user", email: "aiko@example.com", dedupe_key: "sample", data: null }
+
+/** Declares a job. */
+export const make = <const Name extends string, const G extends string, D, C = undefined>(
+  definition: Definition<Name, G, D, C>
+): Job<Name, G> => {
+  const decode = Schema.decodeUnknownEffect(definition.data)
+  const readSettings: Effect.Effect<C, Config.ConfigError> = definition.settings ?? Effect.succeed(undefined as C)
+
+  /** The email for one recipient, or why it cannot be sent: the one render path of live runs, dry runs and previews. */
+  const renderData = (
+    config: Settings,
+    settings: C,
+    recipient: Recipient,
+    data: D
+  ): Effect.Effect<OutgoingEmail, RenderError> => {
+    const url = unsubscribeUrl(config.appUrl, makeToken(config.unsubscribeSecret, { userId: recipient.user_id, list: definition.name }))
+    return Effect.try({
+      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url }),
+      // A template that throws is a bug in that template; it costs one recipient, never the run.
+      catch: (cause) =>
+        new RenderError(`the template threw for user ${recipient.user_id}: ${cause instanceof Error ? cause.message : String(cause)}`)
+    }).pipe(Effect.flatMap((draft) => {
+      // The last line of defence: an unfilled placeholder, a stringified undefined, a control character.
+      const problems = findProblems(draft)
+      if (problems.length > 0) {
+        return Effect.fail(new RenderError(`the email for user ${recipient.user_id} is not fit to send (${problems.join("; ")})`))
+      }
+      return Effect.succeed({
+        from: draft.from ?? config.mailFrom,
+        to: recipient.email,
+        ...(draft.replyTo !== undefined ? { replyTo: draft.replyTo } : {}),
+        subject: draft.subject,
+        html: draft.html,
+        text: draft.text,
+        headers: unsubscribeHeaders(url),
+        tags: [{ name: "job", value: definition.name }, ...(draft.tags ?? [])]
+      } satisfies OutgoingEmail)
+    }))
+  }
+
+  const prepare = (config: Settings, settings: C) => (recipient: Recipient) =>
+    decode(recipient.data).pipe(
+      Effect.mapError(() => new RenderError(`ledger data of user ${recipient.user_id} does not decode`)),
+      Effect.flatMap((data) =>
+        Effect.map(
+          renderData(config, settings, recipient, data),
+          (email) => ({ email, group: definition.group(data, recipient) })
+        )
+      )
+    )
+
+  const statsLine = definition.statsLine ??
+    ((stats: Stats<G>) =>
+      `📊 Stats: ${[...definition.groups.map((g) => `${g}=${stats[g]}`), `failed=${stats.failed}`].join(", ")}`)
+
+  const program = Effect.fnUntraced(function*(ctx: RunContext) {
     const config = yield* JobsConfig
+    const settings = yield* readSettings
     const db = yield* Database
     const report = yield* deliver(ctx, {
-      list: FounderEmails.NAME,
-      selection: FounderEmails.selection(db.sql, ctx.asOf, config),
-      render: FounderEmails.render(config),
-      group: FounderEmails.stepOf
+      list: definition.name,
+      selection: definition.selection({ sql: db.sql, asOf: ctx.asOf, config, settings }),
+      finalSkips: definition.finalSkips ?? [],
+      prepare: prepare(config, settings)
     })
-    return {
-      stats: { ...common(report), Day1: report.sent["Day1"] ?? 0, Day2: report.sent["Day2"] ?? 0, Day3: report.sent["Day3"] ?? 0 },
-      report
+    const counts = Object.fromEntries(definition.groups.map((g) => [g, report.sent[g] ?? 0])) as { readonly [K in G]: number }
+    const stats: Stats<G> = {
+      due: report.due,
+      failed: report.failed,
+      skipped: report.skipped,
+      pending: report.pending,
+      badRows: report.badRows,
+      ...counts
     }
-  }),
-  completedLine: "🎉 Founder email sequence completed!",
-  statsLine: (s) => `📊 Stats: Day1=${s.Day1}, Day2=${s.Day2}, Day3=${s.Day3}`
+    return { stats, report, statsLine: statsLine(stats) } satisfies JobResult<G>
+  })
+
+  return {
+    name: definition.name,
+    title: definition.title,
+    description: definition.description,
+    list: definition.list,
+    schedule: "hourly",
+    overdueAfter: definition.overdueAfter === undefined ? DEFAULT_OVERDUE_AFTER : Duration.fromInputUnsafe(definition.overdueAfter),
+    command: definition.main !== undefined ? ["node", definition.main] : ["node", "dist/cli.js", "run", definition.name],
+    aliases: definition.aliases ?? [],
+    groups: definition.groups,
+    completedLine: definition.completedLine ?? `🎉 ${definition.title} completed!`,
+    checkSettings: Effect.asVoid(readSettings),
+    program,
+    preview: (config) =>
+      Effect.flatMap(readSettings, (settings) =>
+        Effect.forEach(definition.samples, (sample) =>
+          Effect.map(
+            renderData(config, settings, { ...SAMPLE_RECIPIENT, dedupe_key: sample.name, data: sample.data }, sample.data),
+            (email): Preview => ({ name: sample.name, email })
+          )))
+  }
 }
-
-/** Every job that ships, in the order they run. */
-export const registry: ReadonlyArray<Job> = [practiceReminders as unknown as Job, founderEmails as unknown as Job]
-
-/** Looks a job up by name. */
-export const findJob = (name: string): Job | undefined => registry.find((j) => j.name === name)
 
 /** How a run ended. */
 export type Outcome = "succeeded" | "incomplete" | "failed" | "interrupted"
@@ -128,15 +271,15 @@ export type Outcome = "succeeded" | "incomplete" | "failed" | "interrupted"
 export const exitCodeOf = (outcome: Outcome): 0 | 1 | 130 =>
   outcome === "succeeded" ? 0 : outcome === "interrupted" ? 130 : 1
 
-/** What the runner tells its trigger. */
-export interface RunReport {
+/** What the runner tells its trigger; `stats` are typed from the job's groups. */
+export interface RunReport<G extends string = never> {
   readonly runId: string
-  readonly job: JobName
+  readonly job: string
   readonly dryRun: boolean
   readonly asOf: string
   readonly outcome: Outcome
   readonly exitCode: 0 | 1 | 130
-  readonly stats: CommonStats | null
+  readonly stats: Stats<G> | null
   readonly error: string | null
   readonly durationMs: number
 }
@@ -164,7 +307,10 @@ export const describeFailure = (cause: Cause.Cause<unknown>): string => {
 }
 
 /** Runs one job once at the Clock's current instant and reports; never fails (failures become the report). */
-export const runJob = Effect.fn("Job.run")(function*<S extends CommonStats>(job: Job<S>, options: RunOptions = {}) {
+export const runJob = Effect.fn("Job.run")(function*<Name extends string, G extends string>(
+  job: Job<Name, G>,
+  options: RunOptions = {}
+) {
   const db = yield* Database
   const telemetry = yield* Telemetry
   const config = yield* JobsConfig
@@ -213,10 +359,10 @@ export const runJob = Effect.fn("Job.run")(function*<S extends CommonStats>(job:
     const { durationMs } = yield* finish("failed", null, error)
     yield* Effect.logError(`❌ ${job.title} failed: ${error}`).pipe(annotate)
     if (!dryRun) yield* telemetry.event("cron_job_failed", { job: job.name, error, duration_ms: durationMs })
-    return { runId: ctx.runId, job: job.name, dryRun, asOf: ctx.asOf.toISOString(), outcome: "failed", exitCode: 1, stats: null, error, durationMs } satisfies RunReport
+    return { runId: ctx.runId, job: job.name, dryRun, asOf: ctx.asOf.toISOString(), outcome: "failed", exitCode: 1, stats: null, error, durationMs } satisfies RunReport<G> as RunReport<G>
   }
 
-  const { stats, report } = exit.value
+  const { report, stats, statsLine } = exit.value
   const outcome: Outcome = report.fatal !== undefined ? "failed" : report.pending > 0 ? "incomplete" : "succeeded"
   const error = report.fatal !== undefined
     ? `${report.fatal.kind}: ${report.fatal.message}`
@@ -226,7 +372,7 @@ export const runJob = Effect.fn("Job.run")(function*<S extends CommonStats>(job:
   const { durationMs } = yield* finish(outcome, stats, error)
   if (outcome === "succeeded") yield* Effect.logInfo(job.completedLine).pipe(annotate)
   else yield* Effect.logError(`❌ ${job.title} did not complete: ${error}`).pipe(annotate)
-  yield* Effect.logInfo(job.statsLine(stats)).pipe(
+  yield* Effect.logInfo(statsLine).pipe(
     Effect.annotateLogs({ stats: JSON.stringify(stats), duration_ms: durationMs }),
     annotate
   )
@@ -241,5 +387,5 @@ export const runJob = Effect.fn("Job.run")(function*<S extends CommonStats>(job:
     stats,
     error,
     durationMs
-  } satisfies RunReport
+  } satisfies RunReport<G> as RunReport<G>
 })

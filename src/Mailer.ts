@@ -66,19 +66,26 @@ export class Mailer extends Context.Service<Mailer, {
   static readonly layerConsole = Layer.sync(Mailer, () => consoleMailer)
 
   /** In-memory mailer: records every accepted email; tests read them through `MailerTestRef`. */
-  static readonly layerTest = Layer.effect(
-    Mailer,
-    Effect.gen(function*() {
-      const store = yield* MailerTestRef
-      return Mailer.of({
-        send: Effect.fn("Mailer.send")(function*(batch: Batch) {
-          const sent = yield* Ref.updateAndGet(store, (all) => [...all, ...batch.emails])
-          const first = sent.length - batch.emails.length
-          return batch.emails.map((_, i): DeliveryResult => ({ _tag: "Accepted", providerId: `mem-${first + i + 1}` }))
-        })
-      })
+  static readonly layerTest = Layer.effect(Mailer, Effect.map(MailerTestRef, inMemory)).pipe(
+    Layer.provideMerge(Layer.effect(MailerTestRef, Ref.make<ReadonlyArray<OutgoingEmail>>([])))
+  )
+
+  /**
+   * The in-memory mailer recording into a store the caller keeps: for a test whose every command builds its own
+   * stack (in-process CLI runs), so all of them record into one place.
+   */
+  static readonly layerTestInto = (store: Ref.Ref<ReadonlyArray<OutgoingEmail>>) =>
+    Layer.succeed(Mailer, inMemory(store)).pipe(Layer.provideMerge(Layer.succeed(MailerTestRef, store)))
+}
+
+function inMemory(store: Ref.Ref<ReadonlyArray<OutgoingEmail>>): Mailer["Service"] {
+  return Mailer.of({
+    send: Effect.fn("Mailer.send")(function*(batch: Batch) {
+      const sent = yield* Ref.updateAndGet(store, (all) => [...all, ...batch.emails])
+      const first = sent.length - batch.emails.length
+      return batch.emails.map((_, i): DeliveryResult => ({ _tag: "Accepted", providerId: `mem-${first + i + 1}` }))
     })
-  ).pipe(Layer.provideMerge(Layer.effect(MailerTestRef, Ref.make<ReadonlyArray<OutgoingEmail>>([]))))
+  })
 }
 
 /** The console mailer as a value, for a dry run inside a server whose own mailer is the real one. */

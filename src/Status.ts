@@ -7,7 +7,7 @@
 import { Clock, Duration, Effect } from "effect"
 import { Database } from "./Database.ts"
 import { type DeliveryHealth, deliveryHealth } from "./DeliveryHealth.ts"
-import { registry } from "./Job.ts"
+import { Jobs } from "./jobs/index.ts"
 
 /**
  * A run still marked running this long after it started is reported as abandoned: a run stops sending at
@@ -37,8 +37,9 @@ export interface JobStatus {
   readonly atRisk: boolean
 }
 
-/** The status of every registered job, as of the Clock's instant. */
+/** The status of every registered job (`Jobs`), as of the Clock's instant. */
 export const jobStatuses = Effect.gen(function*() {
+  const registry = yield* Jobs
   const db = yield* Database
   const now = yield* Clock.currentTimeMillis
   const rows = yield* db.lastRuns

@@ -14,4 +14,11 @@ export {
   renderReminder
 } from "./reminder.ts"
 export { type FounderData, renderFounder } from "./founder.ts"
-export { sampleVariants } from "./samples.ts"
+export {
+  type ProgressData,
+  type ProgressTrend,
+  progressTrend,
+  progressTrends,
+  renderProgress,
+  weekRange
+} from "./progress.ts"

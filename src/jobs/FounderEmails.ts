@@ -4,15 +4,13 @@
  * FOUNDER_LOCAL_TIME and 4 hours later in their time zone, step k was never sent to them, and the cross-job
  * cap allows it. Sent from FOUNDER_FROM with Reply-To the same address.
  */
-import { Effect, Schema } from "effect"
+import { Schema } from "effect"
 import type { SqlClient } from "effect/sql"
 import type { Settings } from "../Config.ts"
 import type { Candidate } from "../Database.ts"
-import { type Recipient, RenderError } from "../Delivery.ts"
-import type { OutgoingEmail } from "../Mailer.ts"
 import { renderFounder } from "../emails/index.ts"
-import { makeToken, unsubscribeHeaders, unsubscribeUrl } from "../Unsubscribe.ts"
-import { capJoin, suppressed, usersAt, validEmail } from "./shared.ts"
+import * as Job from "../Job.ts"
+import { capJoin, skipReason, usersAt } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "founder-emails"
@@ -44,13 +42,7 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
       c.created_at + make_interval(days => c.step + 1),
       (c.shifted::date + make_interval(mins => ${config.founderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz
     ) AS expires_at,
-    CASE
-      WHEN c.email_verified IS NULL THEN 'unverified'
-      WHEN NOT c.founder_opt_in THEN 'opted_out'
-      WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
-      WHEN ${suppressed(sql, NAME)} THEN 'suppressed'
-      WHEN cap.hit THEN 'cap'
-    END AS skip_reason,
+    ${skipReason(sql, NAME, { optIn: "c.founder_opt_in" })} AS skip_reason,
     c.unknown_timezone
   FROM c
   ${capJoin(sql, asOf, config)}`
@@ -61,34 +53,31 @@ export const FounderData = Schema.Struct({
   step: Schema.Literals([1, 2, 3])
 })
 
-const decode = Schema.decodeUnknownEffect(FounderData)
-
-/** Renders one founder email, from and reply-to FOUNDER_FROM, with its unsubscribe link and headers. */
-export const render = (config: Settings) => (recipient: Recipient): Effect.Effect<OutgoingEmail, RenderError> =>
-  decode(recipient.data).pipe(
-    Effect.mapError(() => new RenderError(`ledger data of user ${recipient.user_id} does not decode`)),
-    Effect.map((data) => {
-      const url = unsubscribeUrl(config.appUrl, makeToken(config.unsubscribeSecret, { userId: recipient.user_id, list: NAME }))
-      const email = renderFounder({
-        step: data.step,
-        displayName: data.displayName,
-        appUrl: config.appUrl,
-        callUrl: config.founderCallUrl,
-        unsubscribeUrl: url,
-        founderName: config.founderName
-      })
-      return {
-        from: config.founderFrom,
-        to: recipient.email,
-        replyTo: config.founderFrom,
-        subject: email.subject,
-        html: email.html,
-        text: email.text,
-        headers: unsubscribeHeaders(url),
-        tags: [{ name: "job", value: NAME }, { name: "step", value: `day${data.step}` }]
-      }
-    })
-  )
-
-/** The stats key of a delivery: Day1, Day2 or Day3. */
-export const stepOf = (recipient: Recipient): string => `Day${recipient.dedupe_key.replace("day", "")}`
+/** The founder email sequence: Day1, Day2 and Day3, from and reply-to FOUNDER_FROM. */
+export const founderEmails = Job.make({
+  name: NAME,
+  title: "Founder email sequence",
+  description: "Day 1, 2 and 3 emails from the founder to new learners who have not had a conversation yet.",
+  list: "emails from the Kaiwa founder",
+  main: "dist/send-founder-emails.js",
+  data: FounderData,
+  selection: ({ asOf, config, sql }) => selection(sql, asOf, config),
+  groups: ["Day1", "Day2", "Day3"],
+  group: (data) => `Day${data.step}` as const,
+  render: (data, { config, unsubscribeUrl }) => ({
+    ...renderFounder({
+      step: data.step,
+      displayName: data.displayName,
+      appUrl: config.appUrl,
+      callUrl: config.founderCallUrl,
+      unsubscribeUrl,
+      founderName: config.founderName
+    }),
+    from: config.founderFrom,
+    replyTo: config.founderFrom,
+    tags: [{ name: "step", value: `day${data.step}` }]
+  }),
+  samples: ([1, 2, 3] as const).map((step) => ({ name: `founder-day${step}`, data: { displayName: "Aiko Tanaka", step } })),
+  completedLine: "🎉 Founder email sequence completed!",
+  statsLine: (s) => `📊 Stats: Day1=${s.Day1}, Day2=${s.Day2}, Day3=${s.Day3}`
+})

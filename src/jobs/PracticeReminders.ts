@@ -4,15 +4,13 @@
  * practised in the last 24 hours, they signed up at least 24 hours ago and are not in the founder sequence, they
  * got no reminder for this local date, and the cross-job cap allows it. One SQL statement decides it for everyone.
  */
-import { Effect, Schema } from "effect"
+import { Schema } from "effect"
 import type { SqlClient } from "effect/sql"
 import type { Settings } from "../Config.ts"
 import type { Candidate } from "../Database.ts"
-import { type Recipient, RenderError } from "../Delivery.ts"
-import type { OutgoingEmail } from "../Mailer.ts"
-import { renderReminder } from "../emails/index.ts"
-import { makeToken, unsubscribeHeaders, unsubscribeUrl } from "../Unsubscribe.ts"
-import { capJoin, suppressed, validEmail } from "./shared.ts"
+import { reminderSegments, renderReminder } from "../emails/index.ts"
+import * as Job from "../Job.ts"
+import { capJoin, skipReason } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "practice-reminders"
@@ -119,13 +117,7 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
     ) AS data,
     -- the instant the window closes: the local date it opened on, at REMINDER_LOCAL_TIME + 12 h, in the user's zone
     (c.local_day::date + make_interval(mins => ${config.reminderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz AS expires_at,
-    CASE
-      WHEN c.email_verified IS NULL THEN 'unverified'
-      WHEN NOT c.reminders_opt_in THEN 'opted_out'
-      WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
-      WHEN ${suppressed(sql, NAME)} THEN 'suppressed'
-      WHEN cap.hit THEN 'cap'
-    END AS skip_reason,
+    ${skipReason(sql, NAME, { optIn: "c.reminders_opt_in" })} AS skip_reason,
     c.unknown_timezone
   FROM c
   ${capJoin(sql, asOf, config)}`
@@ -139,29 +131,35 @@ export const ReminderData = Schema.Struct({
   localDate: Schema.String
 })
 
-const decode = Schema.decodeUnknownEffect(ReminderData)
+// Days since the last session that land in each segment, for the preview samples.
+const SAMPLE_DAYS = { never: null, days1to2: 1, days3to6: 4, days7to29: 12, days30plus: 45 } as const
 
-/** Renders one reminder with its unsubscribe link and headers. */
-export const render = (config: Settings) => (recipient: Recipient): Effect.Effect<OutgoingEmail, RenderError> =>
-  decode(recipient.data).pipe(
-    Effect.mapError(() => new RenderError(`ledger data of user ${recipient.user_id} does not decode`)),
-    Effect.map((data) => {
-      const url = unsubscribeUrl(config.appUrl, makeToken(config.unsubscribeSecret, { userId: recipient.user_id, list: NAME }))
-      const email = renderReminder({
-        displayName: data.displayName,
-        language: data.language,
-        daysSinceLastSession: data.daysSince,
-        appUrl: config.appUrl,
-        unsubscribeUrl: url
-      })
-      return {
-        from: config.mailFrom,
-        to: recipient.email,
-        subject: email.subject,
-        html: email.html,
-        text: email.text,
-        headers: unsubscribeHeaders(url),
-        tags: [{ name: "job", value: NAME }]
-      }
-    })
-  )
+/** Daily practice reminders. */
+export const practiceReminders = Job.make({
+  name: NAME,
+  title: "Daily practice reminders",
+  description: "Reminds learners who have not practised in 24 hours, once per local day, from 09:00 their time.",
+  list: "daily practice reminders",
+  aliases: ["send-reminders"],
+  main: "dist/send-reminders.js",
+  data: ReminderData,
+  selection: ({ asOf, config, sql }) => selection(sql, asOf, config),
+  groups: ["sent"],
+  group: () => "sent",
+  render: (data, { config, unsubscribeUrl }) =>
+    renderReminder({
+      displayName: data.displayName,
+      language: data.language,
+      daysSinceLastSession: data.daysSince,
+      appUrl: config.appUrl,
+      unsubscribeUrl
+    }),
+  samples: reminderSegments.flatMap((segment) =>
+    ([["with-language", "ja"], ["no-language", null]] as const).map(([suffix, language]) => ({
+      name: `reminder-${segment}-${suffix}`,
+      data: { displayName: "Aiko Tanaka", language, daysSince: SAMPLE_DAYS[segment], localDate: "2026-03-10" }
+    }))
+  ),
+  completedLine: "🎉 Reminder process completed!",
+  statsLine: (s) => `📊 Stats: ${s.sent} sent, ${s.failed} failed`
+})

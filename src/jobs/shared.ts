@@ -27,6 +27,19 @@ export const suppressed = (sql: SqlClient.SqlClient, list: string) => sql`(
   OR EXISTS (SELECT 1 FROM kaiwa_jobs.suppressions s WHERE lower(s.email) = lower(c.email) AND s.list IN ('*', ${list})))`
 
 /**
+ * Why a candidate row `c` is not due, or NULL when it is: the rules every job shares (CONTRACT 5, reachable, and
+ * the cap), in the order a person would check them. Needs `c.email_verified`, `c.email`, `c.user_id`, the opt-in
+ * column when the job has one, and `capJoin` in the FROM clause.
+ */
+export const skipReason = (sql: SqlClient.SqlClient, list: string, options: { readonly optIn?: string } = {}) => sql`CASE
+      WHEN c.email_verified IS NULL THEN 'unverified'
+      ${options.optIn === undefined ? sql.literal("") : sql`WHEN NOT ${sql(options.optIn)} THEN 'opted_out'`}
+      WHEN NOT ${validEmail(sql, "c.email")} THEN 'invalid_email'
+      WHEN ${suppressed(sql, list)} THEN 'suppressed'
+      WHEN cap.hit THEN 'cap'
+    END`
+
+/**
  * A LATERAL join exposing `cap.hit` when the user got (or is about to get) an email from this library less than
  * MIN_HOURS_BETWEEN_EMAILS before `asOf`: one range of deliveries_cap_idx per candidate, which indexes exactly
  * this predicate (status and the instant compared), so a user's older emails are never read.

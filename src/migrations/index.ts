@@ -184,7 +184,13 @@ export const kaiwaJobs = Migrator.fromRecord({
 export const recommendedAppIndexes: ReadonlyArray<string> = [
   `CREATE INDEX IF NOT EXISTS conversation_sessions_user_start_idx ON conversation_sessions (user_id, start_time DESC)`,
   `CREATE INDEX IF NOT EXISTS conversation_sessions_start_idx ON conversation_sessions (start_time)`,
-  `CREATE INDEX IF NOT EXISTS users_created_at_idx ON users (created_at)`
+  `CREATE INDEX IF NOT EXISTS users_created_at_idx ON users (created_at)`,
+  // For the weekly progress report (issue 11): who practised in the report's week, read from the week's range of
+  // this index alone (no table access), and each remaining candidate's fortnight of sessions with the columns its
+  // figures need, also from the index alone.
+  `CREATE INDEX IF NOT EXISTS conversation_sessions_start_user_idx ON conversation_sessions (start_time) INCLUDE (user_id)`,
+  `CREATE INDEX IF NOT EXISTS conversation_sessions_user_start_figures_idx ON conversation_sessions (user_id, start_time)
+    INCLUDE (language, duration_seconds)`
 ]
 
 /** The Kaiwa web app's tables, for embedded databases only (CONTRACT section 3), with the recommended indexes. */
@@ -211,6 +217,12 @@ export const appFixture = Migrator.fromRecord({
       duration_seconds integer NULL
     )`,
     ...recommendedAppIndexes
+  ),
+  // CONTRACT 3's opt-in for the weekly progress report (CONTRACT 5.4), and the two indexes its selection reads
+  // (`recommendedAppIndexes` holds them too, so databases created from now on get them from 0001).
+  "0002_progress_reports": statements(
+    `ALTER TABLE user_settings ADD COLUMN IF NOT EXISTS receive_progress_reports boolean NOT NULL DEFAULT true`,
+    ...recommendedAppIndexes.filter((ddl) => /conversation_sessions_(start_user|user_start_figures)_idx/.test(ddl))
   )
 })
 

@@ -2,7 +2,8 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 import { SqlClient } from "effect/sql"
-import { founderEmails, practiceReminders, runJob } from "../../src/Job.ts"
+import { runJob } from "../../src/Job.ts"
+import { practiceReminders, type Registry, registry } from "../../src/jobs/index.ts"
 import { jobStatuses } from "../../src/Status.ts"
 import { run } from "../support/spawn.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
@@ -29,8 +30,7 @@ describe("status", () => {
         const never = yield* jobStatuses
         assert.isTrue(never.every((s) => s.overdue && s.lastRun === null))
 
-        yield* runJob(practiceReminders)
-        yield* runJob(founderEmails)
+        for (const job of registry as Registry) yield* runJob(job)
         const fresh = yield* jobStatuses
         assert.isTrue(fresh.every((s) => !s.overdue && s.lastRun?.outcome === "succeeded"))
 
@@ -42,7 +42,7 @@ describe("status", () => {
     it.effect("`kaiwa-jobs status` prints each job's last run and exits 1 when any job is overdue", () =>
       Effect.gen(function*() {
         const env = { DATABASE_URL: Redacted.value(url!) }
-        // The runs above are recorded as of 2026-03-10, so as of today both jobs are overdue.
+        // The runs above are recorded as of 2026-03-10, so as of today every job is overdue.
         const overdue = yield* Effect.promise(() => run("dist/cli.js", ["status"], env))
         assert.strictEqual(overdue.code, 1)
         assert.match(overdue.stdout, /OVERDUE practice-reminders/)
@@ -52,9 +52,8 @@ describe("status", () => {
 
         // A fresh run of each job (as of now) makes them current: exit 0.
         const json = yield* Effect.promise(() => run("dist/cli.js", ["status", "--json"], env))
-        assert.strictEqual(JSON.parse(json.stdout).length, 2)
-        yield* runJob(practiceReminders)
-        yield* runJob(founderEmails)
+        assert.deepStrictEqual(JSON.parse(json.stdout).map((s: { job: string }) => s.job), registry.map((j) => j.name))
+        for (const job of registry as Registry) yield* runJob(job)
         const ok = yield* Effect.promise(() => run("dist/cli.js", ["status"], env))
         assert.strictEqual(ok.code, 0, ok.stdout + ok.stderr)
         assert.match(ok.stdout, /ok\s+practice-reminders/)

@@ -12,7 +12,8 @@ import { Effect, Fiber, Ref } from "effect"
 import { SqlClient } from "effect/sql"
 import { JobsConfig } from "../../src/Config.ts"
 import { type Candidate, Database, DatabaseError, KEY_EXPIRED_REASON } from "../../src/Database.ts"
-import { practiceReminders, type ReminderStats, runJob } from "../../src/Job.ts"
+import { runJob } from "../../src/Job.ts"
+import { practiceReminders } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
 import { Mailer, MailerTestRef } from "../../src/Mailer.ts"
 import { insertUsers, testLayer } from "../support/TestDb.ts"
@@ -115,7 +116,7 @@ describe("claims and leases", () => {
         assert.isUndefined(thief, "the batch was taken while its worker was still sending it")
         const report = yield* Fiber.join(run)
         assert.strictEqual(report.exitCode, 0, report.error ?? "")
-        assert.strictEqual((report.stats as ReminderStats).sent, 5)
+        assert.strictEqual(report.stats?.sent, 5)
         assert.isAtLeast(yield* Ref.get(renewals), 3)
       }).pipe(Effect.provide(Layers.clockAt(AT))))
   })
@@ -138,7 +139,7 @@ describe("batches the provider may have forgotten", () => {
         const report = yield* runJob(practiceReminders).pipe(Effect.provide(Layers.clockAt(AT)))
         assert.strictEqual(report.exitCode, 0, report.error ?? "")
         assert.strictEqual(report.stats?.failed, 3)
-        assert.strictEqual((report.stats as ReminderStats).sent, 2)
+        assert.strictEqual(report.stats?.sent, 2)
         const sent = yield* Ref.get(yield* MailerTestRef)
         assert.sameMembers(sent.map((e) => e.to), ["recent0@example.com", "recent1@example.com"])
         const rows = yield* sql<{ user_id: string; status: string; reason: string | null }>`

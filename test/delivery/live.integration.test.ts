@@ -11,7 +11,8 @@ import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Redacted } from "ef
 import { SqlClient } from "effect/sql"
 import { JobsConfig } from "../../src/Config.ts"
 import { Database, pgLayer } from "../../src/Database.ts"
-import { practiceReminders, type ReminderStats, type RunReport, runJob } from "../../src/Job.ts"
+import { type RunReport, runJob } from "../../src/Job.ts"
+import { practiceReminders } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
 import { Mailer } from "../../src/Mailer.ts"
 import * as ResendMailer from "../../src/ResendMailer.ts"
@@ -54,7 +55,7 @@ const world = (options: FakeResendOptions = {}) =>
     const url = yield* freshDatabaseUrl
     const db = yield* Layer.build(Database.layerMigrated({ appFixture: true }).pipe(Layer.provideMerge(pgLayer(url))))
     const logs: Array<string> = []
-    const run = (o: RunOptions = {}): Effect.Effect<RunReport, never, Database> => {
+    const run = (o: RunOptions = {}): Effect.Effect<RunReport<"sent">, never, Database> => {
       const mailer = Layer.effect(
         Mailer,
         ResendMailer.make({
@@ -118,7 +119,7 @@ const batches = Effect.gen(function*() {
     FROM kaiwa_jobs.batches ORDER BY id`
 })
 
-const sentCount = (report: RunReport) => (report.stats as ReminderStats | null)?.sent ?? 0
+const sentCount = (report: RunReport<"sent">) => report.stats?.sent ?? 0
 
 /**
  * The provider and the ledger agree, and nobody got two emails: each of the `n` learners was accepted by the fake

@@ -3,11 +3,12 @@
  * app's machines in a JSON file) and a fake `kaiwa-jobs list --json`, so it runs without Fly.io and without a build;
  * plus static checks of the Dockerfile and fly.toml, since no Docker engine or Fly account is at hand.
  */
-import { spawnSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import { registry } from "../../src/jobs/index.ts"
 
 const root = join(import.meta.dirname, "..", "..")
 const script = join(root, "scripts", "deploy-cron-jobs.sh")
@@ -226,6 +227,28 @@ describe("deploy-cron-jobs.sh", () => {
     }
     assertNoScheduleTime(r.calls)
     assert.include(r.stdout, "created 2, updated 0")
+  })
+
+  it("with the real built CLI, every registered job gets its machine: a job added to the registry needs no edit here", () => {
+    // The registry as the built CLI lists it (globalSetup ran `npm run build`), not a fixture.
+    const listed = JSON.parse(execFileSync(process.execPath, ["dist/cli.js", "list", "--json"], { cwd: root, encoding: "utf8" })) as
+      Array<{ name: string; machineName: string; command: Array<string> }>
+    assert.deepStrictEqual(listed.map((j) => j.name), registry.map((j) => j.name))
+    const fly = setup()
+    const r = fly.deploy(["--app", "kaiwa"], { KAIWA_JOBS_CLI: `${process.execPath} dist/cli.js` })
+    ok(r)
+    const created = runs(r.calls)
+    assert.strictEqual(created.length, registry.length)
+    for (const job of registry) {
+      const call = created.find((c) => flag(c, "name") === `cron-${job.name}`)
+      assert.isDefined(call, `no machine for ${job.name}`)
+      assert.deepStrictEqual(call!.slice(2, 2 + 1 + job.command.length), [releasedImage, ...job.command])
+    }
+    // A job without a compiled main of its own runs the generic one, `node dist/cli.js run <name>`.
+    for (const job of registry.filter((j) => j.command[1] === "dist/cli.js")) {
+      assert.deepStrictEqual(job.command, ["node", "dist/cli.js", "run", job.name])
+    }
+    assert.include(r.stdout, `created ${registry.length}, updated 0`)
   })
 
   it("new machines go to fly.toml's primary_region unless --region says otherwise", () => {

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Redacted } from "effect"
+import { ConfigProvider, Effect, Option, Redacted } from "effect"
 import {
   escapeHtml,
   findProblems,
@@ -11,10 +11,11 @@ import {
   reminderSegment,
   reminderSegments,
   renderFounder,
-  renderReminder,
-  sampleVariants
+  renderReminder
 } from "../../src/emails/templates.ts"
-import { makeToken, unsubscribeUrl } from "../../src/Unsubscribe.ts"
+import { JobsConfig } from "../../src/Config.ts"
+import { registry } from "../../src/jobs/index.ts"
+import { makeToken, unsubscribeUrl, verifyToken } from "../../src/Unsubscribe.ts"
 
 const appUrl = "https://kaiwa.example/app"
 const callUrl = "https://cal.example/kaiwa/15min?src=email&step=3"
@@ -425,20 +426,31 @@ describe("findProblems", () => {
   })
 })
 
-describe("sampleVariants", () => {
-  it("covers every variant once, each clean and uniquely named", () => {
-    const samples = sampleVariants()
-    assert.strictEqual(samples.length, 13)
-    assert.strictEqual(new Set(samples.map((s) => s.name)).size, 13)
-    for (const segment of reminderSegments) {
-      assert.isTrue(samples.some((s) => s.name === `reminder-${segment}-with-language`), segment)
-      assert.isTrue(samples.some((s) => s.name === `reminder-${segment}-no-language`), segment)
-    }
-    for (const step of [1, 2, 3]) assert.isTrue(samples.some((s) => s.name === `founder-day${step}`))
-    for (const s of samples) {
-      assert.match(s.name, /^[a-z0-9-]+$/)
-      assert.deepStrictEqual(findProblems(s.rendered), [], s.name)
-    }
-    assert.strictEqual(new Set(samples.map((s) => s.rendered.subject)).size, 13)
-  })
+describe("every registered job's preview samples", () => {
+  it.effect("render through the job's real path: uniquely named, clean, each with its list's unsubscribe link and headers", () =>
+    Effect.gen(function*() {
+      const config = yield* JobsConfig
+      const names = new Set<string>()
+      for (const job of registry) {
+        const previews = yield* job.preview(config)
+        assert.isAbove(previews.length, 0, `${job.name} declares no samples`)
+        for (const p of previews) {
+          assert.isFalse(names.has(p.name), `sample name ${p.name} is used twice`)
+          names.add(p.name)
+          assert.match(p.name, /^[a-z0-9-]+$/)
+          assert.deepStrictEqual(findProblems(p.email), [], p.name)
+          assert.strictEqual(p.email.headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click")
+          const url = /^<(.*)>$/.exec(p.email.headers["List-Unsubscribe"] ?? "")?.[1] ?? ""
+          const token = new URL(url).searchParams.get("token") ?? ""
+          assert.strictEqual(Option.getOrNull(verifyToken(config.unsubscribeSecret, token))?.list, job.name)
+          assert.include(p.email.html, escapeHtml(url), `${p.name} shows its unsubscribe link`)
+        }
+      }
+      // Every reminder segment with and without a language, and the three founder days.
+      for (const segment of reminderSegments) {
+        assert.isTrue(names.has(`reminder-${segment}-with-language`), segment)
+        assert.isTrue(names.has(`reminder-${segment}-no-language`), segment)
+      }
+      for (const step of [1, 2, 3]) assert.isTrue(names.has(`founder-day${step}`))
+    }).pipe(Effect.provide(JobsConfig.layer), Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: {} })))))
 })

@@ -13,6 +13,7 @@ import { TestConsole } from "effect/testing"
 import { JobsConfig } from "../../src/Config.ts"
 import { Database, pgLayer } from "../../src/Database.ts"
 import * as Http from "../../src/Http.ts"
+import { registry } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
 import { type Batch, type DeliveryResult, Mailer, MailerError, MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
 import { Telemetry } from "../../src/Telemetry.ts"
@@ -177,7 +178,7 @@ describe("cron endpoints: the secret", () => {
       Effect.gen(function*() {
         yield* learners("u", 2)
         for (const init of [{}, bearer("Bearer undefined"), bearer("Bearer "), bearer("Bearer", "POST")]) {
-          for (const { path } of Http.cronRoutes) {
+          for (const { path } of Http.cronRoutes(registry)) {
             const r = yield* call(path, init)
             assert.strictEqual(r.status, 503)
             assert.deepStrictEqual(r.json(), {
@@ -231,7 +232,7 @@ describe("cron endpoints: runs", () => {
         ]
         for (const init of wrong) {
           for (const method of ["GET", "POST"]) {
-            for (const { path } of Http.cronRoutes) {
+            for (const { path } of Http.cronRoutes(registry)) {
               const r = yield* call(`${path}?dryRun=1`, { ...init, method })
               assert.strictEqual(r.status, 401, `${method} ${path} with ${JSON.stringify(init.headers)}`)
               assert.strictEqual(r.headers.get("www-authenticate"), "Bearer")

@@ -11,7 +11,9 @@ import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import { JobsConfig } from "../../src/Config.ts"
 import { Database, pgLayer } from "../../src/Database.ts"
-import { type CommonStats, founderEmails, type Job, practiceReminders } from "../../src/Job.ts"
+import { type Job, runJob } from "../../src/Job.ts"
+import * as Layers from "../../src/Layers.ts"
+import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
 import { type Batch, type DeliveryResult, Mailer, MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
 import { Telemetry } from "../../src/Telemetry.ts"
 import { freshDatabaseUrl, insertUsers, type UserFixture } from "../support/TestDb.ts"
@@ -109,7 +111,7 @@ describe("the ledger row is written before the send, and nothing is sent twice",
 
         const sent: Array<Sent> = []
         // Runs a job, then again at the same instant (a Fly restart, a second machine): the re-run finds nothing.
-        const runTwice = <S extends CommonStats>(job: Job<S>, at: number) =>
+        const runTwice = <N extends string, G extends string>(job: Job<N, G>, at: number) =>
           Effect.gen(function*() {
             sent.push(...(yield* runAt(job, at)).sent)
             const again = yield* runAt(job, at)
@@ -210,6 +212,31 @@ describe("the cross-job cap", () => {
           times.slice(1).forEach((t, i) => assert.isAtLeast(t - times[i]!, 20 * HOUR))
         }
       }).pipe(Effect.provide(TestClock.layer())))
+  })
+})
+
+describe("the cap is measured from the instant the earlier email was sent", () => {
+  layer(ledgerLayer, { excludeTestServices: true })((it) => {
+    it.effect("a run exactly 20 h after an earlier run's instant is still inside the cap; a minute later it is not", () =>
+      Effect.gen(function*() {
+        // Real-speed clocks started at each instant (as `--now` runs are): the earlier email is sent a few
+        // milliseconds after its run's instant, so exactly 20 h after that instant is less than 20 h after the send.
+        const T = Date.parse("2026-03-16T20:30:00Z") // 20:30 UTC: inside the 09:00-21:00 reminder window
+        yield* insertUsers([{ id: "cap-edge", timezone: "UTC", createdAt: new Date(T - 30 * DAY) }])
+        const at = (ms: number) => runJob(practiceReminders, { asOf: new Date(ms) }).pipe(Effect.provide(Layers.clockAt(new Date(ms))))
+        const first = yield* at(T)
+        assert.strictEqual(first.stats?.sent, 1)
+        const sql = yield* SqlClient.SqlClient
+        const [row] = yield* sql<{ planned_at: Date; sent_at: Date }>`
+          SELECT planned_at, sent_at FROM kaiwa_jobs.deliveries WHERE user_id = 'cap-edge'`
+        assert.isAbove(row!.sent_at.getTime(), row!.planned_at.getTime(), "sent after the run's instant")
+
+        const exactly = yield* at(T + 20 * HOUR) // 16:30 the next day: a new local date, the window open
+        assert.strictEqual(exactly.stats?.sent, 0)
+        assert.strictEqual(exactly.stats?.skipped["cap"], 1)
+        const later = yield* at(T + 20 * HOUR + MINUTE)
+        assert.strictEqual(later.stats?.sent, 1)
+      }))
   })
 })
 

@@ -4,7 +4,7 @@
  */
 import { Effect, Ref } from "effect"
 import { TestClock } from "effect/testing"
-import { type CommonStats, type Job, runJob } from "../../src/Job.ts"
+import { type Job, runJob } from "../../src/Job.ts"
 import { MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
 
 /** One minute in milliseconds. */
@@ -87,7 +87,7 @@ export const stepOf = (email: OutgoingEmail): string | undefined => email.tags.f
  * Sets the TestClock to `at`, runs `job` once, and returns what the in-memory mailer received during that run,
  * stamped with `at`. Fails the test when a run does not succeed.
  */
-export const runAt = <S extends CommonStats>(job: Job<S>, at: number) =>
+export const runAt = <N extends string, G extends string>(job: Job<N, G>, at: number) =>
   Effect.gen(function*() {
     const ref = yield* MailerTestRef
     yield* TestClock.setTime(at)
@@ -102,5 +102,5 @@ export const runAt = <S extends CommonStats>(job: Job<S>, at: number) =>
       userId: userOf(email),
       email
     }))
-    return { report, sent, stats: report.stats as S }
+    return { report, sent, stats: report.stats! }
   })

@@ -2,7 +2,8 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import { SqlClient } from "effect/sql"
-import { exitCodeOf, founderEmails, practiceReminders, runJob } from "../../src/Job.ts"
+import { exitCodeOf, runJob } from "../../src/Job.ts"
+import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
 import { MailerTestRef } from "../../src/Mailer.ts"
 import { TelemetryTestRef } from "../../src/Telemetry.ts"
 import { insertUsers, testLayer } from "../support/TestDb.ts"
@@ -27,11 +28,11 @@ describe("runner", () => {
         assert.deepStrictEqual(sent.map((e) => e.to).sort(), ["r1@example.com", "r2@example.com"])
         assert.strictEqual(first.outcome, "succeeded")
         assert.strictEqual(first.exitCode, 0)
-        assert.strictEqual((first.stats as { sent: number }).sent, 2)
+        assert.strictEqual(first.stats?.sent, 2)
 
         const second = yield* runJob(practiceReminders)
         assert.strictEqual((yield* Ref.get(yield* MailerTestRef)).length, 2)
-        assert.strictEqual((second.stats as { sent: number }).sent, 0)
+        assert.strictEqual(second.stats?.sent, 0)
         assert.strictEqual(second.exitCode, 0)
 
         const sql = yield* SqlClient.SqlClient
@@ -54,7 +55,7 @@ describe("runner", () => {
         const sent = (yield* Ref.get(yield* MailerTestRef)).slice(before)
         assert.deepStrictEqual(sent.map((e) => e.to), ["f1@example.com"])
         assert.strictEqual(sent[0]!.replyTo, sent[0]!.from)
-        assert.strictEqual((report.stats as { Day1: number }).Day1, 1)
+        assert.strictEqual(report.stats?.Day1, 1)
       }).pipe(Effect.provide(TestClock.layer())))
   })
 })

@@ -11,7 +11,8 @@ import { Effect, Tracer } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import { JobsConfig } from "../../src/Config.ts"
-import { type CommonStats, founderEmails, type Job, practiceReminders, runJob } from "../../src/Job.ts"
+import { type Job, runJob } from "../../src/Job.ts"
+import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
 import * as PracticeReminders from "../../src/jobs/PracticeReminders.ts"
 import { insertUsers, testLayer, type UserFixture } from "../support/TestDb.ts"
 import { DAY, HOUR } from "./localTime.ts"
@@ -43,12 +44,12 @@ const countingStatements = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   })
 
 /** Runs a job at AT, counting its statements. */
-const countedRun = <S extends CommonStats>(job: Job<S>) =>
+const countedRun = <N extends string, G extends string>(job: Job<N, G>) =>
   Effect.gen(function*() {
     yield* TestClock.setTime(AT)
     const { result, statements } = yield* countingStatements(runJob(job))
     assert.strictEqual(result.outcome, "succeeded")
-    return { stats: result.stats as S, statements }
+    return { stats: result.stats!, statements }
   })
 
 /** Users due a reminder at AT: long-standing, no practice for 3 days. */

@@ -1,21 +1,24 @@
 /**
  * "A week in the life": 200 users (time zones with whole, half-hour and 45-minute offsets, DST changes during the
  * week, invalid and missing zones; signups spread over the five days before and during the week; sessions added
- * as the days pass; opt-outs of each kind, an unverified user, suppressions; hostile display names). Both jobs
- * run every hour for 7 days (reminders, then founder emails) under TestClock, and what the in-memory mailer
- * received is compared, email by email and instant by instant, with an ORACLE written here in plain TypeScript
- * straight from CONTRACT 5.1/5.2 (local time from Intl, not from the library's SQL). Every email is then checked
- * for its unsubscribe link and RFC 8058 headers and for template debris.
+ * as the days pass; opt-outs of each kind, an unverified user, suppressions; hostile display names). The three
+ * jobs run every hour for 7 days (reminders, founder emails, then the weekly progress report, whose Sunday falls
+ * on the US spring-forward day) under TestClock, and what the in-memory mailer received is compared, email by
+ * email and instant by instant, with an ORACLE written here in plain TypeScript straight from CONTRACT
+ * 5.1/5.2/5.4 (local time from Intl, not from the library's SQL; the report's figures from test/jobs/weeklyOracle.ts).
+ * Every email is then checked for its unsubscribe link and RFC 8058 headers and for template debris.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Option, Redacted, References } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
-import { founderEmails, practiceReminders } from "../../src/Job.ts"
+import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
+import { weekKey, weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
 import * as Layers from "../../src/Layers.ts"
 import { verifyToken } from "../../src/Unsubscribe.ts"
 import { addSessions, freshDatabaseUrl, insertUsers, type UserFixture } from "../support/TestDb.ts"
 import { DAY, effectiveZone, HOUR, localTime, MINUTE, runAt, type Sent, stepOf } from "./localTime.ts"
+import { expectedReport, openReportDay } from "./weeklyOracle.ts"
 
 const APP_URL = "https://app.kaiwa.test"
 const UNSUBSCRIBE_SECRET = "week-in-the-life-unsubscribe-secret"
@@ -79,6 +82,8 @@ const HOSTILE_NAMES: ReadonlyArray<string | null> = [
   "Ørjan"
 ]
 
+type JobName = "practice-reminders" | "founder-emails" | "weekly-progress"
+
 /** A user of the fixture, as the oracle sees it. */
 interface WeekUser {
   readonly id: string
@@ -88,9 +93,10 @@ interface WeekUser {
   readonly verified: boolean
   readonly reminders: boolean | undefined
   readonly founder: boolean | undefined
+  readonly progress: boolean | undefined
   readonly displayName: string | null
   readonly sessions: ReadonlyArray<{ readonly id: string; readonly at: number; readonly language: string }>
-  readonly suppressions: ReadonlyArray<{ readonly at: number; readonly list: "*" | "practice-reminders" | "founder-emails" }>
+  readonly suppressions: ReadonlyArray<{ readonly at: number; readonly list: "*" | JobName }>
 }
 
 // A small deterministic PRNG (mulberry32), so the fixture is the same on every run.
@@ -132,6 +138,7 @@ const fixture = (): ReadonlyArray<WeekUser> => {
       verified: i !== 42,
       reminders: i % 17 === 3 || i % 23 === 7 ? false : i % 11 === 0 ? true : undefined,
       founder: i % 19 === 5 || i % 23 === 7 ? false : i % 11 === 0 ? true : undefined,
+      progress: i % 13 === 4 || i % 23 === 7 ? false : i % 11 === 0 ? true : undefined,
       displayName: i % 10 === 9 ? HOSTILE_NAMES[Math.floor(i / 10) % HOSTILE_NAMES.length]! : `Learner ${id}`,
       sessions: sessions.map((s, k) => ({ ...s, id: `${id}-s${k}` })),
       suppressions: i === 77
@@ -140,19 +147,23 @@ const fixture = (): ReadonlyArray<WeekUser> => {
         ? [{ at: START + 3 * DAY + 5 * HOUR + 17 * MINUTE, list: "practice-reminders" }]
         : i === 123 // a complaint, on every list, on day 2
         ? [{ at: START + DAY + 20 * HOUR, list: "*" }]
+        : i === 150 || i === 165 // old learners who unsubscribe from the weekly report on Saturday
+        ? [{ at: START + 2 * DAY + 10 * HOUR, list: "weekly-progress" }]
         : []
     })
   }
   return users
 }
 
-/** One email as both sides describe it: user, job, dedupe key (founder step or reminder local date), instant. */
+/** One email as both sides describe it: user, job, dedupe key (founder step, reminder local date or ISO week), instant. */
 const describeEmail = (userId: string, job: string, key: string, at: number) => `${userId} ${job} ${key} @ ${new Date(at).toISOString()}`
 
-/** CONTRACT 5.1/5.2, hour by hour, over the fixture: who gets what, and how many were due but for the cap. */
+/** CONTRACT 5.1/5.2/5.4, hour by hour, over the fixture: who gets what, and how many were due but for the cap. */
 const oracle = (users: ReadonlyArray<WeekUser>) => {
   const emails: Array<string> = []
-  const capped: Record<string, Array<number>> = { "practice-reminders": [], "founder-emails": [] }
+  const capped: Record<string, Array<number>> = { "practice-reminders": [], "founder-emails": [], "weekly-progress": [] }
+  // Weekly reports settled for their week: sent, or skipped because the cap blocked them (final for the week).
+  const reportWeeks = new Map<string, Set<string>>()
   const lastEmail = new Map<string, number>()
   const reminderDates = new Map<string, Set<string>>()
   const founderSteps = new Map<string, Set<number>>()
@@ -202,6 +213,24 @@ const oracle = (users: ReadonlyArray<WeekUser>) => {
       lastEmail.set(u.id, t)
     }
     capped["founder-emails"]!.push(cap)
+    // weekly-progress, after the founder emails of the same hour
+    cap = 0
+    for (const u of users) {
+      const reportDay = openReportDay(t, u.zone)
+      if (reportDay === undefined || u.createdAt > t) continue
+      const reachable = u.verified && u.progress !== false && !suppressed(u, "weekly-progress", t)
+      const weeks = reportWeeks.get(u.id) ?? new Set<string>()
+      const report = expectedReport(t, u.zone, u.sessions.filter((s) => s.at <= t).map((s) => ({ ...s, durationSeconds: 300 })))
+      if (!reachable || report === undefined || weeks.has(report.key)) continue
+      reportWeeks.set(u.id, weeks.add(report.key))
+      if (!capAllows(u, t)) {
+        cap++
+        continue
+      }
+      emails.push(describeEmail(u.id, "weekly-progress", report.key, t))
+      lastEmail.set(u.id, t)
+    }
+    capped["weekly-progress"]!.push(cap)
   }
   return { emails, capped }
 }
@@ -224,7 +253,7 @@ const missingAndExtra = (expected: ReadonlyArray<string>, actual: ReadonlyArray<
 
 describe("a week in the life", () => {
   layer(weekLayer, { excludeTestServices: true })((it) => {
-    it.effect("200 users, both jobs every hour for 7 days: exactly the emails the contract calls for, all well formed", () =>
+    it.effect("200 users, the three jobs every hour for 7 days: exactly the emails the contract calls for, all well formed", () =>
       Effect.gen(function*() {
         const users = fixture()
         const byId = new Map(users.map((u) => [u.id, u]))
@@ -236,6 +265,7 @@ describe("a week in the life", () => {
           verified: u.verified,
           reminders: u.reminders,
           founder: u.founder,
+          progress: u.progress,
           displayName: u.displayName
         })
         const pendingUsers = [...users].sort((a, b) => a.createdAt - b.createdAt)
@@ -243,7 +273,7 @@ describe("a week in the life", () => {
         const pendingSuppressions = users.flatMap((u) => u.suppressions.map((s) => ({ ...s, userId: u.id }))).sort((a, b) => a.at - b.at)
 
         const sent: Array<Sent> = []
-        const libraryCapped: Record<string, Array<number>> = { "practice-reminders": [], "founder-emails": [] }
+        const libraryCapped: Record<string, Array<number>> = { "practice-reminders": [], "founder-emails": [], "weekly-progress": [] }
         for (let h = 0; h < HOURS; h++) {
           const t = START + h * HOUR
           // What happened in the app since the last tick: signups, sessions, unsubscribes and complaints.
@@ -264,7 +294,9 @@ describe("a week in the life", () => {
           libraryCapped["practice-reminders"]!.push(reminders.stats.skipped["cap"] ?? 0)
           const founder = yield* runAt(founderEmails, t)
           libraryCapped["founder-emails"]!.push(founder.stats.skipped["cap"] ?? 0)
-          sent.push(...reminders.sent, ...founder.sent)
+          const weekly = yield* runAt(weeklyProgress, t)
+          libraryCapped["weekly-progress"]!.push(weekly.stats.skipped["cap"] ?? 0)
+          sent.push(...reminders.sent, ...founder.sent, ...weekly.sent)
         }
         assert.strictEqual(pendingUsers.length, 0)
 
@@ -272,7 +304,11 @@ describe("a week in the life", () => {
         const actual = sent.map((s) => {
           const u = byId.get(s.userId)
           assert.isDefined(u, `email to an unknown address ${s.email.to}`)
-          const key = s.job === "founder-emails" ? stepOf(s.email) ?? "no-step" : localTime(s.at, u!.zone).date
+          const key = s.job === "founder-emails"
+            ? stepOf(s.email) ?? "no-step"
+            : s.job === "weekly-progress"
+            ? weekKey(openReportDay(s.at, u!.zone) ?? "no-report-day")
+            : localTime(s.at, u!.zone).date
           return describeEmail(s.userId, s.job, key, s.at)
         })
         const diff = missingAndExtra(expected.emails, actual)
@@ -286,11 +322,21 @@ describe("a week in the life", () => {
         assert.isAtLeast(count(/ practice-reminders /), 300)
         for (const k of [1, 2, 3]) assert.isAtLeast(count(new RegExp(` founder-emails day${k} `)), 15)
         assert.isAtLeast(expected.capped["practice-reminders"]!.reduce((a, b) => a + b, 0), 5)
+        assert.isAtLeast(count(/ weekly-progress 2026-W10 /), 30)
+        assert.isAtLeast(expected.capped["weekly-progress"]!.reduce((a, b) => a + b, 0), 1)
+        // Each weekly report shows the figures of its week (sessions of 5 minutes each, as TestDb records them).
+        for (const s of sent.filter((x) => x.job === "weekly-progress")) {
+          const u = byId.get(s.userId)!
+          const report = expectedReport(s.at, u.zone, u.sessions.map((x) => ({ ...x, durationSeconds: 300 })))!
+          const { minutes, sessions } = report.data
+          assert.include(s.email.text, `You practised for ${minutes} minute${minutes === 1 ? "" : "s"} in ${sessions} conversation${sessions === 1 ? "" : "s"}`, u.id)
+        }
         // Those who refused never got the mail they refused.
         for (const s of sent) {
           const u = byId.get(s.userId)!
           assert.isTrue(u.verified, `${u.id} is unverified`)
-          assert.notStrictEqual(s.job === "founder-emails" ? u.founder : u.reminders, false, `${u.id} opted out of ${s.job}`)
+          const optIn = s.job === "founder-emails" ? u.founder : s.job === "weekly-progress" ? u.progress : u.reminders
+          assert.notStrictEqual(optIn, false, `${u.id} opted out of ${s.job}`)
           assert.isFalse(u.suppressions.some((x) => x.at <= s.at && (x.list === "*" || x.list === s.job)), `${u.id} is suppressed`)
         }
 
@@ -325,6 +371,6 @@ describe("a week in the life", () => {
         // Hostile names did reach the mailer (so the checks above were exercised on them).
         const hostileRecipients = new Set(sent.filter((s) => s.userId.endsWith("9")).map((s) => s.userId))
         assert.isAtLeast(hostileRecipients.size, 8)
-      }).pipe(Effect.provide(TestClock.layer())))
+      }).pipe(Effect.provide(TestClock.layer())), 300_000) // 504 runs of three jobs: about a minute on a quiet machine
   })
 })

@@ -41,7 +41,16 @@ export interface UserFixture {
   readonly timezone?: string | null
   readonly reminders?: boolean | undefined
   readonly founder?: boolean | undefined
-  readonly sessions?: ReadonlyArray<{ readonly at: Date; readonly language: string }>
+  readonly progress?: boolean | undefined
+  /** `durationSeconds` defaults to 300; null is a session whose length the app never recorded. */
+  readonly sessions?: ReadonlyArray<Session>
+}
+
+/** A conversation session of a fixture user. */
+export interface Session {
+  readonly at: Date
+  readonly language: string
+  readonly durationSeconds?: number | null | undefined
 }
 
 /** Inserts users (and their settings rows when an opt-in is given, and sessions) in a few set-based statements. */
@@ -59,12 +68,13 @@ export const insertUsers = (users: ReadonlyArray<UserFixture>) =>
         created_at: u.createdAt,
         timezone: u.timezone === undefined ? "UTC" : u.timezone
       }))))}`
-      const settings = chunk.filter((u) => u.reminders !== undefined || u.founder !== undefined)
+      const settings = chunk.filter((u) => u.reminders !== undefined || u.founder !== undefined || u.progress !== undefined)
       if (settings.length > 0) {
         yield* sql`INSERT INTO user_settings ${sql.insert(nonEmpty(settings.map((u) => ({
           user_id: u.id,
           receive_practice_reminders: u.reminders ?? true,
-          receive_founder_emails: u.founder ?? true
+          receive_founder_emails: u.founder ?? true,
+          receive_progress_reports: u.progress ?? true
         }))))}`
       }
       const sessions = chunk.flatMap((u) => (u.sessions ?? []).map((s, k) => ({ u, s, k })))
@@ -73,7 +83,7 @@ export const insertUsers = (users: ReadonlyArray<UserFixture>) =>
   })
 
 /** Adds conversation sessions. */
-export const addSessions = (sessions: ReadonlyArray<{ readonly id: string; readonly userId: string; readonly at: Date; readonly language: string }>) =>
+export const addSessions = (sessions: ReadonlyArray<Session & { readonly id: string; readonly userId: string }>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     for (let i = 0; i < sessions.length; i += 1000) {
@@ -82,7 +92,7 @@ export const addSessions = (sessions: ReadonlyArray<{ readonly id: string; reado
         user_id: s.userId,
         language: s.language,
         start_time: s.at,
-        duration_seconds: 300
+        duration_seconds: s.durationSeconds === undefined ? 300 : s.durationSeconds
       }))))}`
     }
   })

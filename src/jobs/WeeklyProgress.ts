@@ -1,0 +1,292 @@
+/**
+ * weekly-progress, "Weekly progress report" (CONTRACT 5.4). A report is due for a user at instant t when they are
+ * reachable, it is PROGRESS_DAY in their time zone and between PROGRESS_LOCAL_TIME and 10 hours later, they had
+ * at least one conversation in the report's week (the 7 local days ending at the start of that local day), they
+ * got no report for that week, and the cross-job cap allows it; a report the cap blocks is skipped for the week.
+ * The one selection statement also computes the week's figures the email shows.
+ */
+import { Schema } from "effect"
+import type { SqlClient } from "effect/sql"
+import { type Settings, WEEKDAYS } from "../Config.ts"
+import type { Candidate } from "../Database.ts"
+import { type ProgressData, progressTrend, renderProgress } from "../emails/progress.ts"
+import * as Job from "../Job.ts"
+import { capJoin, skipReason } from "./shared.ts"
+
+/** The job's name, as used in the ledger, the CLI, the HTTP path and the unsubscribe list. */
+export const NAME = "weekly-progress"
+
+/** Length of the sending window after PROGRESS_LOCAL_TIME: it opens before the reminder's 09:00 on purpose. */
+export const WINDOW_MINUTES = 10 * 60
+
+const MINUTE_MS = 60_000
+const HOUR_MS = 60 * MINUTE_MS
+const QUARTER_HOUR_MS = HOUR_MS / 4
+const DAY_MS = 24 * HOUR_MS
+
+/** `YYYY-MM-DD` plus `days` (calendar arithmetic on the date alone, no time zone involved). */
+export const addDays = (date: string, days: number): string =>
+  new Date(Date.parse(`${date}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10)
+
+/** The ISO 8601 week of a date, e.g. `2026-W14` (weeks start on Monday; week 1 holds the year's first Thursday). */
+export const isoWeek = (date: string): string => {
+  const d = new Date(`${date}T00:00:00Z`)
+  const isoDay = d.getUTCDay() === 0 ? 7 : d.getUTCDay()
+  // The Thursday of the same ISO week decides the year.
+  const thursday = new Date(d.getTime() + (4 - isoDay) * DAY_MS)
+  const year = thursday.getUTCFullYear()
+  const week = Math.floor((thursday.getTime() - Date.UTC(year, 0, 1)) / (7 * DAY_MS)) + 1
+  return `${year}-W${String(week).padStart(2, "0")}`
+}
+
+/**
+ * The dedupe key of the report sent on local date `reportDay`: the ISO week of the report week's LAST day (the
+ * day before the report day).
+ *
+ * Decision: with PROGRESS_DAY=monday the report week is exactly an ISO week (Monday to Sunday), so the key names
+ * the week the report is about; with the default sunday the week runs Sunday to Saturday and the key names the
+ * ISO week holding six of its seven days. Report days are 7 days apart, so their last days always fall in
+ * different ISO weeks: one key per report. And an operator who moves PROGRESS_DAY later in the week (sunday to
+ * monday) keeps the key of the week in progress, so nobody gets two reports for one ISO week. At the year's end,
+ * the report on Sunday 2027-01-03 (covering 2026-12-27..2027-01-02) is `2026-W53`.
+ */
+export const weekKey = (reportDay: string): string => isoWeek(addDays(reportDay, -1))
+
+/**
+ * The report days (local dates) whose window is open at `asOf` in some time zone, with their week keys: each
+ * UTC offset from -13 to +15 h in quarter hours whose local time, moved back to PROGRESS_LOCAL_TIME, is less
+ * than the window's length past midnight on a PROGRESS_DAY. At most one date (report days are 7 days apart).
+ */
+export const openReportDays = (
+  asOf: Date,
+  config: Pick<Settings, "progressDay" | "progressLocalTime">
+): ReadonlyArray<{ readonly day: string; readonly week: string }> => {
+  const days = new Set<string>()
+  const isoDay = WEEKDAYS.indexOf(config.progressDay) + 1
+  for (let offset = -13 * HOUR_MS; offset <= 15 * HOUR_MS; offset += QUARTER_HOUR_MS) {
+    const shifted = new Date(asOf.getTime() + offset - config.progressLocalTime * MINUTE_MS)
+    const sinceMidnight = ((shifted.getTime() % DAY_MS) + DAY_MS) % DAY_MS
+    const day = shifted.getUTCDay() === 0 ? 7 : shifted.getUTCDay()
+    if (sinceMidnight < WINDOW_MINUTES * MINUTE_MS && day === isoDay) days.add(shifted.toISOString().slice(0, 10))
+  }
+  return [...days].map((day) => ({ day, week: weekKey(day) }))
+}
+
+// The per-zone values the users' rows need: taken from the user's zone, or from DEFAULT_TIMEZONE's when
+// PostgreSQL does not know the user's zone (the scalar subquery is an InitPlan, computed once).
+const ZONE_FIELDS = ["open", "day", "week", "prev_start", "week_start", "week_end", "expires"] as const
+
+/**
+ * The set of candidates at `asOf`: due ones have a null skip_reason; `data` holds the week's figures.
+ *
+ * Shaped for a large population like the reminder's selection (bench/selection.ts: 1,000,000 users). Every time
+ * zone is looked at once per statement: whether its window is open at t and, for open ones, the report day, the
+ * week key and the UTC instants of the report week's local midnights (so DST weeks are 167 or 169 hours, and no
+ * session's time zone is converted to decide whether it is in the week). The users, read once (by parallel
+ * workers when PostgreSQL can use them), stop at the zone's window (all of them on six days of the week); those
+ * left are matched against the users who practised in the week (one range of
+ * conversation_sessions_start_user_idx, which holds the user id: no table access) and against the week's ledger
+ * rows (those already planned on an earlier tick). Only the candidates left, those whose window opened since the
+ * last tick, get a per-user range of conversation_sessions_user_start_figures_idx (which holds the language and
+ * the duration: no table access either) for the two weeks' figures; the cap is looked up for them alone.
+ *
+ * Figures (decisions):
+ * - minutes: the week's sum of duration_seconds (null counted as 0), in whole minutes rounded half up; the
+ *   previous week's the same way;
+ * - activeDays: distinct local dates (in the user's zone) of the week's sessions;
+ * - topLanguage: the language with the most minutes in the week, then the most sessions, then the first
+ *   alphabetically (byte order of the stored value, so the choice does not depend on the database's collation);
+ * - changePercent: (minutes - previousMinutes) / previousMinutes x 100, rounded half away from zero, on the
+ *   whole minutes the email shows (so the figures it prints agree with each other); null ("new this week")
+ *   when the week before had no minutes.
+ */
+export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => {
+  const isoDay = WEEKDAYS.indexOf(config.progressDay) + 1
+  const T = config.progressLocalTime
+  const open = openReportDays(asOf, config)
+  // Passed as values so the planner reads only this week's ledger rows (deliveries_once leads with job and key).
+  const weeks = open.map((o) => o.week)
+  // Instants that bound the report week in every zone: local midnight is at most 14 h before and 12 h after UTC
+  // midnight (15 and 13 here, for margin). Redundant with each user's own bounds, they tell the planner how few
+  // sessions can match, so it reads the week's sessions through conversation_sessions_start_user_idx.
+  const day = open[0]?.day ?? asOf.toISOString().slice(0, 10)
+  const utcMidnight = (date: string) => Date.parse(`${date}T00:00:00Z`)
+  const weekFrom = new Date(utcMidnight(addDays(day, -7)) - 15 * HOUR_MS)
+  const weekTo = new Date(utcMidnight(day) + 13 * HOUR_MS)
+  const zoneField = (f: (typeof ZONE_FIELDS)[number]) => sql`coalesce(z.${sql(f)}, (SELECT ${sql(f)} FROM fallback))`
+  return sql<Candidate>`
+  WITH zones_json AS MATERIALIZED (
+    -- One jsonb value (it reaches parallel workers as a parameter): every zone PostgreSQL knows, and for the zones
+    -- whose window is open, the report day, its week key and the instants of the local midnights that bound the
+    -- report week and the week before it.
+    SELECT jsonb_agg(CASE WHEN x.open THEN jsonb_build_object('name', z.name, 'open', true,
+        'day', x.day::text,
+        'week', to_char(x.day - 1, 'IYYY-"W"IW'),
+        'prev_start', (x.day - 14)::timestamp AT TIME ZONE z.name,
+        'week_start', (x.day - 7)::timestamp AT TIME ZONE z.name,
+        'week_end', x.day::timestamp AT TIME ZONE z.name,
+        'expires', (x.day + make_interval(mins => ${T + WINDOW_MINUTES})) AT TIME ZONE z.name)
+      ELSE jsonb_build_object('name', z.name, 'open', false) END) AS zones
+    FROM pg_timezone_names z,
+      LATERAL (SELECT (${asOf}::timestamptz AT TIME ZONE z.name) - make_interval(mins => ${T}) AS shifted) s,
+      LATERAL (SELECT s.shifted::date AS day,
+        s.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0) AND extract(isodow FROM s.shifted) = ${isoDay} AS open) x
+  ),
+  zones AS NOT MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset((SELECT zones FROM zones_json)) AS z(name text, open boolean, day text, week text,
+      prev_start timestamptz, week_start timestamptz, week_end timestamptz, expires timestamptz)
+  ),
+  -- Users whose time zone PostgreSQL does not know (or who have none) are served in DEFAULT_TIMEZONE.
+  fallback AS NOT MATERIALIZED (SELECT * FROM zones WHERE name = ${config.defaultTimezone}),
+  c0 AS NOT MATERIALIZED (
+    SELECT u.id AS user_id, u.email, u.display_name, u.email_verified,
+      coalesce(z.name, ${config.defaultTimezone}) AS tz,
+      (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
+      coalesce(us.receive_progress_reports, true) AS opt_in,
+      ${sql.csv(ZONE_FIELDS.map((f) => sql`${zoneField(f)} AS ${sql(f)}`))}
+    FROM users u
+    LEFT JOIN zones z ON z.name = u.timezone
+    LEFT JOIN user_settings us ON us.user_id = u.id
+  ),
+  -- Materialized: a fence, so the cheap rules run first and the sessions of only the users left are aggregated
+  -- (the planner cannot tell how many users the anti-join and the semi-join remove); read twice below.
+  c1 AS MATERIALIZED (
+    SELECT c0.* FROM c0
+    WHERE c0.open
+      AND NOT EXISTS (
+        -- Every open zone has the same report day (report days are 7 days apart), so the week's key is a constant:
+        -- only this week's reports are read, hashed once.
+        SELECT 1 FROM kaiwa_jobs.deliveries d
+        WHERE d.job = ${NAME} AND d.user_id = c0.user_id AND d.dedupe_key IN ${sql.in(weeks)})
+      AND EXISTS (
+        -- practised in the report's week: the 7 local days before the report day, between local midnights
+        SELECT 1 FROM conversation_sessions s
+        WHERE s.user_id = c0.user_id AND s.start_time >= ${weekFrom} AND s.start_time < ${weekTo}
+          AND s.start_time >= c0.week_start AND s.start_time < c0.week_end)
+  ),
+  per_language AS (
+    SELECT c1.user_id, s.language,
+      count(*) FILTER (WHERE s.start_time >= c1.week_start) AS n,
+      coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time >= c1.week_start), 0) AS seconds,
+      coalesce(bit_or(1 << ((s.start_time AT TIME ZONE c1.tz)::date - (c1.day::date - 7)))
+        FILTER (WHERE s.start_time >= c1.week_start), 0) AS days,
+      coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time < c1.week_start), 0) AS previous_seconds
+    FROM c1
+    CROSS JOIN LATERAL (
+      -- OFFSET 0 keeps this a per-user index range scan: the planner, which cannot tell how few candidates are
+      -- left, would otherwise hash them against a scan of every session of the fortnight.
+      SELECT s.start_time, s.language, s.duration_seconds FROM conversation_sessions s
+      WHERE s.user_id = c1.user_id AND s.start_time >= c1.prev_start AND s.start_time < c1.week_end
+      OFFSET 0
+    ) s
+    GROUP BY c1.user_id, s.language
+  ),
+  figures AS (
+    SELECT p.user_id, sum(p.n)::int AS sessions,
+      round(sum(p.seconds) / 60.0)::int AS minutes,
+      bit_count(bit_or(p.days)::bit(7))::int AS active_days,
+      round(sum(p.previous_seconds) / 60.0)::int AS previous_minutes,
+      (array_agg(p.language ORDER BY p.seconds DESC, p.n DESC, p.language COLLATE "C") FILTER (WHERE p.n > 0))[1]
+        AS top_language
+    FROM per_language p
+    GROUP BY p.user_id
+  ),
+  c AS (SELECT c1.*, f.sessions, f.minutes, f.active_days, f.previous_minutes, f.top_language FROM c1 JOIN figures f USING (user_id))
+  SELECT c.user_id, c.email, c.week AS dedupe_key,
+    jsonb_build_object(
+      'displayName', c.display_name,
+      'week', c.week,
+      'weekStart', (c.day::date - 7)::text,
+      'weekEnd', (c.day::date - 1)::text,
+      'minutes', c.minutes,
+      'sessions', c.sessions,
+      'activeDays', c.active_days,
+      'topLanguage', c.top_language,
+      'previousMinutes', c.previous_minutes,
+      'changePercent', CASE WHEN c.previous_minutes = 0 THEN NULL
+        ELSE round((c.minutes - c.previous_minutes) * 100.0 / c.previous_minutes)::int END
+    ) AS data,
+    -- the instant the window closes: the report day at PROGRESS_LOCAL_TIME + 10 h, in the user's zone
+    c.expires AS expires_at,
+    ${skipReason(sql, NAME, { optIn: "c.opt_in" })} AS skip_reason,
+    c.unknown_timezone
+  FROM c
+  ${capJoin(sql, asOf, config)}`
+}
+
+/** The template inputs the selection stores on the ledger row (so a resumed batch renders the same email). */
+export const WeeklyProgressData = Schema.Struct({
+  displayName: Schema.NullOr(Schema.String),
+  /** The dedupe key, e.g. `2026-W14`. */
+  week: Schema.String,
+  /** First and last local date of the report's week. */
+  weekStart: Schema.String,
+  weekEnd: Schema.String,
+  minutes: Schema.Int,
+  sessions: Schema.Int,
+  activeDays: Schema.Int,
+  topLanguage: Schema.NullOr(Schema.String),
+  previousMinutes: Schema.Int,
+  /** Change in minutes against the week before, in percent; null when the week before had none. */
+  changePercent: Schema.NullOr(Schema.Int)
+})
+export type WeeklyProgressData = typeof WeeklyProgressData.Type
+
+// One sample per variant of the email, for `kaiwa-jobs preview weekly-progress`.
+const sample = (overrides: Partial<WeeklyProgressData>): WeeklyProgressData => ({
+  displayName: "Aiko Tanaka",
+  week: "2026-W11",
+  weekStart: "2026-03-08",
+  weekEnd: "2026-03-14",
+  minutes: 45,
+  sessions: 3,
+  activeDays: 2,
+  topLanguage: "ja",
+  previousMinutes: 30,
+  changePercent: 50,
+  ...overrides
+})
+
+/** The template's input for one ledger row. */
+const progressData = (data: WeeklyProgressData, appUrl: string, unsubscribeUrl: string): ProgressData => ({
+  displayName: data.displayName,
+  weekStart: data.weekStart,
+  weekEnd: data.weekEnd,
+  minutes: data.minutes,
+  sessions: data.sessions,
+  activeDays: data.activeDays,
+  topLanguage: data.topLanguage,
+  previousMinutes: data.previousMinutes,
+  changePercent: data.changePercent,
+  appUrl,
+  unsubscribeUrl
+})
+
+/** The weekly progress report. */
+export const weeklyProgress = Job.make({
+  name: NAME,
+  title: "Weekly progress report",
+  description: "A summary of the learner's week (minutes, sessions, active days, top language, change), on PROGRESS_DAY from 08:00 their time.",
+  list: "weekly progress reports",
+  data: WeeklyProgressData,
+  selection: ({ asOf, config, sql }) => selection(sql, asOf, config),
+  // CONTRACT 5.4: a report the cross-job cap blocks is skipped for that week, not sent on a later tick.
+  finalSkips: ["cap"],
+  groups: ["sent"],
+  group: () => "sent",
+  render: (data, { config, unsubscribeUrl }) => {
+    const email = renderProgress(progressData(data, config.appUrl, unsubscribeUrl))
+    return { subject: email.subject, html: email.html, text: email.text, tags: [{ name: "trend", value: progressTrend(data) }] }
+  },
+  samples: [
+    { name: "weekly-progress-up", data: sample({}) },
+    { name: "weekly-progress-down", data: sample({ minutes: 18, changePercent: -40 }) },
+    { name: "weekly-progress-same", data: sample({ minutes: 30, changePercent: 0 }) },
+    { name: "weekly-progress-new", data: sample({ previousMinutes: 0, changePercent: null }) },
+    { name: "weekly-progress-one-session", data: sample({ minutes: 1, sessions: 1, activeDays: 1, previousMinutes: 0, changePercent: null }) },
+    { name: "weekly-progress-no-minutes", data: sample({ minutes: 0, sessions: 2, changePercent: -100 }) },
+    { name: "weekly-progress-no-language", data: sample({ topLanguage: null, displayName: null }) }
+  ],
+  completedLine: "🎉 Weekly progress reports completed!",
+  statsLine: (s) => `📊 Stats: ${s.sent} sent, ${s.failed} failed`
+})

@@ -1,0 +1,181 @@
+/**
+ * The weekly progress report template (CONTRACT 5.3, 5.4): every trend (up, down, the same, new this week, no
+ * minutes recorded), singular forms, no top language, and hostile names and languages, checked for escaping,
+ * the unsubscribe link and template debris (`findProblems`).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import {
+  escapeHtml,
+  findProblems,
+  type ProgressData,
+  type ProgressTrend,
+  progressTrend,
+  progressTrends,
+  renderProgress,
+  weekRange
+} from "../../src/emails/templates.ts"
+
+const appUrl = "https://kaiwa.example/app"
+// A token's shape (base64url with a dot), not a real one: the template only prints the URL it is given.
+const unsubscribe = "https://kaiwa.example/unsubscribe?token=eyJ1IjoidXNlcl8xIiwibCI6IndlZWtseS1wcm9ncmVzcyJ9.c2lnbmF0dXJl-_x"
+
+const base: ProgressData = {
+  displayName: "Aiko Tanaka",
+  weekStart: "2026-03-08",
+  weekEnd: "2026-03-14",
+  minutes: 45,
+  sessions: 3,
+  activeDays: 2,
+  topLanguage: "ja",
+  previousMinutes: 30,
+  changePercent: 50,
+  appUrl,
+  unsubscribeUrl: unsubscribe
+}
+
+// The figures that give each trend.
+const trendData: Record<ProgressTrend, Partial<ProgressData>> = {
+  up: { minutes: 45, previousMinutes: 30, changePercent: 50 },
+  down: { minutes: 18, previousMinutes: 30, changePercent: -40 },
+  same: { minutes: 30, previousMinutes: 30, changePercent: 0 },
+  new: { minutes: 30, previousMinutes: 0, changePercent: null },
+  unknown: { minutes: 0, previousMinutes: 25, changePercent: -100 }
+}
+
+const render = (overrides: Partial<ProgressData> = {}) => renderProgress({ ...base, ...overrides })
+
+const hostileNames: ReadonlyArray<string | null> = [
+  "<script>alert(1)</script>",
+  "\"Ann\" & <Bob>",
+  "x".repeat(5_000),
+  null,
+  "",
+  "undefined",
+  "null",
+  "NaN",
+  "{{name}}",
+  "${name}",
+  "Ann\r\nBcc: evil@example.com",
+  "\u0000Zoë\u202E🎉 Smith",
+  "O'Brien"
+]
+
+const hostileLanguages: ReadonlyArray<string | null> = [
+  "ja", null, "Spanish", "<b>Klingon</b>", "ja\r\nBcc: evil@example.com", "null", "nan", "undefined",
+  "{{language}}", "", "y".repeat(5_000)
+]
+
+// Every trend, in the singular and the plural, for every hostile name and language.
+const allVariants = progressTrends.flatMap((trend) =>
+  [{ sessions: 1, activeDays: 1 }, { sessions: 4, activeDays: 3 }].flatMap((counts) =>
+    hostileNames.flatMap((displayName) =>
+      hostileLanguages.map((topLanguage) => ({
+        label: `${trend} ${JSON.stringify(counts)} name=${JSON.stringify(displayName)?.slice(0, 20)} ` +
+          `language=${JSON.stringify(topLanguage)?.slice(0, 20)}`,
+        rendered: render({ ...trendData[trend], ...counts, displayName, topLanguage })
+      }))
+    )
+  )
+)
+
+describe("weekly progress report over hostile input", () => {
+  it("never produces a problem, for any trend, count, name or language", () => {
+    assert.isAbove(allVariants.length, 1000)
+    for (const v of allVariants) assert.deepStrictEqual(findProblems(v.rendered), [], v.label)
+  })
+
+  it("keeps subjects on one line, without control characters", () => {
+    for (const v of allVariants) {
+      assert.notMatch(v.rendered.subject, /[\p{Cc}\p{Cf}\u2028\u2029]/u, v.label)
+      assert.notInclude(v.rendered.subject, "Bcc:", v.label)
+    }
+  })
+
+  it("escapes a script tag in a name and markup in a language", () => {
+    const r = render({ displayName: "<script>alert(1)</script>", topLanguage: "<b>Klingon</b>" })
+    assert.notInclude(r.html, "<script")
+    assert.notInclude(r.html, "<b>")
+    assert.include(r.html, "Hi &lt;script&gt;alert(1)&lt;/script&gt;,")
+    assert.include(r.html, "Your most practised language was &lt;b&gt;Klingon&lt;/b&gt;.")
+    assert.include(r.text, "Hi <script>alert(1)</script>,")
+    assert.include(render({ displayName: "\"Ann\" & <Bob>" }).html, "Hi &quot;Ann&quot;,")
+  })
+
+  it("puts the unsubscribe link and the app URL in both parts of every variant", () => {
+    for (const v of allVariants) {
+      assert.include(v.rendered.text, `Unsubscribe from weekly progress reports: ${unsubscribe}`, v.label)
+      assert.include(v.rendered.html, `href="${escapeHtml(unsubscribe)}"`, v.label)
+      assert.include(v.rendered.html, `href="${escapeHtml(appUrl)}"`, v.label)
+    }
+  })
+
+  it("prints 0 rather than NaN for a figure that is not a number", () => {
+    const r = render({ minutes: Number.NaN, sessions: Number.NaN, activeDays: Number.POSITIVE_INFINITY, changePercent: Number.NaN })
+    assert.deepStrictEqual(findProblems(r), [])
+    assert.include(r.text, "You had 0 conversations, on 0 different days.")
+  })
+})
+
+describe("weekly progress report copy", () => {
+  it("classifies the trend from the change and the minutes", () => {
+    for (const trend of progressTrends) assert.strictEqual(progressTrend({ ...base, ...trendData[trend] }), trend, trend)
+  })
+
+  it("says up, down, the same or new, with the figures, in subject and body", () => {
+    const up = render(trendData.up)
+    assert.strictEqual(up.subject, "Your week on Kaiwa: 45 minutes, up 50%")
+    assert.include(up.text, "You practised for 45 minutes in 3 conversations, on 2 different days.")
+    assert.include(up.text, "That's 50% more than the week before (30 minutes).")
+    const down = render(trendData.down)
+    assert.strictEqual(down.subject, "Your week on Kaiwa: 18 minutes of conversation")
+    assert.include(down.text, "That's 40% less than the week before (30 minutes).")
+    const same = render(trendData.same)
+    assert.strictEqual(same.subject, "Your week on Kaiwa: 30 minutes, same as last week")
+    assert.include(same.text, "That's the same as the week before (30 minutes).")
+    const fresh = render(trendData.new)
+    assert.strictEqual(fresh.subject, "Your week on Kaiwa: 30 minutes of conversation")
+    assert.include(fresh.text, "You had no practice time the week before, so this week is a fresh start.")
+    assert.notInclude(fresh.text, "%")
+    assert.strictEqual(new Set(progressTrends.map((t) => render(trendData[t]).text)).size, progressTrends.length)
+  })
+
+  it("says nothing about the trend when no session recorded a duration", () => {
+    const r = render({ ...trendData.unknown, sessions: 2, activeDays: 2 })
+    assert.strictEqual(r.subject, "Your week on Kaiwa: 2 conversations")
+    assert.include(r.text, "You had 2 conversations, on 2 different days.")
+    assert.notInclude(r.text, "%")
+    assert.notInclude(r.text, "week before")
+  })
+
+  it("uses singular forms for one minute, one conversation, one day", () => {
+    const r = render({ minutes: 1, sessions: 1, activeDays: 1, previousMinutes: 1, changePercent: 0 })
+    assert.include(r.text, "You practised for 1 minute in 1 conversation, all on one day.")
+    assert.include(r.text, "the same as the week before (1 minute)")
+    assert.strictEqual(r.subject, "Your week on Kaiwa: 1 minute, same as last week")
+    assert.notMatch(r.text, /\b1 (minutes|conversations|days)\b/)
+    const one = render({ ...trendData.unknown, sessions: 1, activeDays: 1 })
+    assert.strictEqual(one.subject, "Your week on Kaiwa: 1 conversation")
+    assert.include(one.text, "You had 1 conversation, all on one day.")
+  })
+
+  it("names the top language by its display name, and leaves the line out without one", () => {
+    assert.include(render({ topLanguage: "pt-BR" }).text, "Your most practised language was Portuguese.")
+    for (const topLanguage of [null, "", "null", "undefined", "nan"]) {
+      const r = render({ topLanguage })
+      assert.notInclude(r.text, "most practised language", String(topLanguage))
+      assert.deepStrictEqual(findProblems(r), [], String(topLanguage))
+    }
+  })
+
+  it("shows the week's dates, across a month's end too, and nothing when they are malformed", () => {
+    assert.include(render().text, "Here's your week on Kaiwa, March 8–14.")
+    assert.strictEqual(weekRange("2026-03-29", "2026-04-04"), "March 29 – April 4")
+    assert.strictEqual(weekRange("2026-12-27", "2027-01-02"), "December 27 – January 2")
+    assert.include(render({ weekStart: "nope" }).text, "Here's your week on Kaiwa.\n")
+  })
+
+  it("greets by first name, falling back to 'there'", () => {
+    assert.isTrue(render().text.startsWith("Hi Aiko,\n"))
+    assert.isTrue(render({ displayName: null }).text.startsWith("Hi there,\n"))
+  })
+})
