@@ -9,8 +9,9 @@ import { memory, scaleOut } from "./processes.ts"
 import { selection } from "./selection.ts"
 import { startup } from "./startup.ts"
 import { throughput } from "./throughput.ts"
+import { webhooks } from "./webhooks.ts"
 
-const all = { throughput, startup, selection, memory, scale: scaleOut } as const
+const all = { throughput, startup, selection, memory, scale: scaleOut, webhooks } as const
 type Name = keyof typeof all
 const wanted = process.argv.slice(2)
 const names = (wanted.length > 0 ? wanted : Object.keys(all)) as Array<Name>
@@ -34,7 +35,13 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
     `peak RSS ${r.runs.map((x) => `${x.peakRssMb} MB @ ${x.n}`).join(", ")} (ratio ${r.ratio}, target < ${r.targets.peakRssMb} MB and <= ${r.targets.ratio})`,
     r.runs.every((x) => x.peakRssMb < r.targets.peakRssMb) && r.ratio <= r.targets.ratio
   ],
-  scale: (r) => [`4 processes ${r.four.perSecond}/s vs 1 ${r.one.perSecond}/s = ${r.speedup}x (target ${r.target}x)`, r.speedup >= r.target]
+  scale: (r) => [`4 processes ${r.four.perSecond}/s vs 1 ${r.one.perSecond}/s = ${r.speedup}x (target ${r.target}x)`, r.speedup >= r.target],
+  webhooks: (r) => [
+    `completeBatch ${r.recording.withMsPerBatch} ms/batch with 0004 (indexes only ${r.recording.indexesOnlyMsPerBatch}) vs ${r.recording.withoutMsPerBatch} without; ` +
+    `7-day health over ${r.health.ledgerRows} rows ${r.health.indexedMs} ms vs ${r.health.withoutIndexMs} ms unindexed; ` +
+    `webhook ${r.http.concurrentPerSecond} events/s (50 in flight) vs ${r.http.sequentialPerSecond}/s one at a time`,
+    null
+  ]
 }
 
 execFileSync(process.execPath, ["build.mjs"], { stdio: "inherit" })
