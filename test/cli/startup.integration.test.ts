@@ -83,6 +83,34 @@ describe("start-up of the built CLI", () => {
     })
   }
 
+  it("the built entries turn on Node's compile cache in <tmpdir>/node-compile-cache; one that cannot be written is ignored", () => {
+    const env = { PATH: process.env["PATH"] ?? "", HOME: tmp, NODE_ENV: "production" }
+    const tmpdir = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
+    const cache = path.join(tmpdir, "node-compile-cache")
+    // No NODE_COMPILE_CACHE: only the entry's module.enableCompileCache() can create the directory.
+    const first = spawnSync(process.execPath, ["dist/cli.js", "list"], { cwd: root, encoding: "utf8", env: { ...env, TMPDIR: tmpdir } })
+    assert.strictEqual(first.status, 0, first.stderr)
+    assert.isTrue(fs.existsSync(cache), "no compile cache directory")
+    const entries = fs.readdirSync(cache, { recursive: true }).filter((f) => fs.statSync(path.join(cache, String(f))).isFile())
+    assert.isAtLeast(entries.length, 3, "the chunks of `list` are cached")
+    const off = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
+    const disabled = spawnSync(process.execPath, ["dist/cli.js", "list"], {
+      cwd: root,
+      encoding: "utf8",
+      env: { ...env, TMPDIR: off, NODE_DISABLE_COMPILE_CACHE: "1" }
+    })
+    assert.strictEqual(disabled.status, 0, disabled.stderr)
+    assert.isFalse(fs.existsSync(path.join(off, "node-compile-cache")), "NODE_DISABLE_COMPILE_CACHE=1 turns it off")
+    const unwritable = spawnSync(process.execPath, ["dist/cli.js", "list"], {
+      cwd: root,
+      encoding: "utf8",
+      env: { ...env, NODE_COMPILE_CACHE: "/dev/null/compile-cache" }
+    })
+    assert.strictEqual(unwritable.status, 0, unwritable.stderr)
+    assert.strictEqual(unwritable.stderr, "")
+    assert.include(unwritable.stdout, "practice-reminders")
+  })
+
   it("the recorder does see the driver when a command needs the database (control)", () => {
     // Live mode against a closed port: the run builds its database layer (loading the driver), then exits 1.
     const r = loadedBy("dist/send-reminders.js", [], {
