@@ -254,7 +254,7 @@ export class Database extends Context.Service<Database, {
 
 /**
  * A pooled client; connection failures surface within seconds instead of hanging a run. The driver
- * (`@effect/sql-pg` and `pg`) is imported when the layer is built, not when this module is: commands that never
+ * (`@effect/sql-pg`) is imported when the layer is built, not when this module is: commands that never
  * touch the database (`list`, `--help`, `preview`) do not pay for loading it (issue 13).
  */
 export const pgLayer = (url: Redacted.Redacted<string>) =>
