@@ -29,9 +29,9 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # Files stay owned by root and read-only to the process, which runs as the image's unprivileged `node` user.
-# Node's module compile cache (turned on by dist/*.js) goes to /tmp/node-compile-cache, which that user can write:
-# the second start of a process in the same machine skips compiling the bundle; a read-only or fresh /tmp only
-# means a cold start, never a failure.
+# Node's module compile cache (turned on by dist/*.js, src/entries/compileCache.ts) goes to /tmp/node-compile-cache,
+# which that user can write; a read-only or fresh /tmp only means a cold start, never a failure. On a Fly Machine
+# (FLY_MACHINE_ID set) the entries leave it off: the Machine's disk is reset after every run, so nothing would read it.
 USER node
 EXPOSE 8080
 # The web process. Fly's [processes] and the cron machines' own commands override it.

@@ -24,9 +24,10 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
     r.met
   ],
   startup: (r) => [
-    r.rows.map((x) => `${x.command} ${x.baseline.medianMs} -> ${x.cold.medianMs} cold / ${x.warm.medianMs} warm ms`).join(", ") +
-    ` (targets: list, --help <= 25% warm; main <= 50% cold)`,
-    r.rows.every((x) => x.command === "main" ? x.metCold : x.metWarm)
+    r.rows.map((x) => `${x.command} ${x.baseline.medianMs} -> ${x.cold.medianMs} cold / ${x.warm.medianMs} warm` +
+      (x.fly ? ` / ${x.fly.medianMs} as on Fly` : "") + " ms").join(", ") +
+    ` (targets: list, --help <= 25% warm; main <= 50% cold and as on Fly)`,
+    r.rows.every((x) => x.command === "main" ? x.metCold && x.metFly === true : x.metWarm)
   ],
   selection: (r) => [
     r.indexed.timedOut

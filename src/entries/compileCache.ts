@@ -5,9 +5,13 @@
  *
  * Where: `NODE_COMPILE_CACHE` when set, else Node's default `<os.tmpdir()>/node-compile-cache` (/tmp in the image:
  * writable by the unprivileged `node` user, while /app stays root-owned and read-only). `NODE_DISABLE_COMPILE_CACHE=1`
- * turns it off. Entries are keyed by file content and Node version, so a new build or Node never reads stale code;
- * a cache that cannot be written (read-only disk) only means a cold start, never a failure.
+ * turns it off. Entries are keyed by file content, Node version and user, so a new build or Node never reads stale
+ * code; a cache that cannot be written (read-only disk) only means a cold start, never a failure.
+ *
+ * Not on a Fly Machine (FLY_MACHINE_ID set): its root file system is reset to the image every time it stops, so a
+ * scheduled run would pay for writing a cache that no later run reads. `NODE_COMPILE_CACHE` still turns it on there
+ * (Node itself reads that variable), for a Machine with a volume, say.
  */
 import * as Module from "node:module"
 
-Module.enableCompileCache?.()
+if (process.env["FLY_MACHINE_ID"] === undefined) Module.enableCompileCache?.()

@@ -83,7 +83,7 @@ describe("start-up of the built CLI", () => {
     })
   }
 
-  it("the built entries turn on Node's compile cache in <tmpdir>/node-compile-cache; one that cannot be written is ignored", () => {
+  it("the built entries turn on Node's compile cache in <tmpdir>/node-compile-cache, except on Fly; one that cannot be written is ignored", () => {
     const env = { PATH: process.env["PATH"] ?? "", HOME: tmp, NODE_ENV: "production" }
     const tmpdir = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
     const cache = path.join(tmpdir, "node-compile-cache")
@@ -101,6 +101,14 @@ describe("start-up of the built CLI", () => {
     })
     assert.strictEqual(disabled.status, 0, disabled.stderr)
     assert.isFalse(fs.existsSync(path.join(off, "node-compile-cache")), "NODE_DISABLE_COMPILE_CACHE=1 turns it off")
+    const fly = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
+    const onFly = spawnSync(process.execPath, ["dist/cli.js", "list"], {
+      cwd: root,
+      encoding: "utf8",
+      env: { ...env, TMPDIR: fly, FLY_MACHINE_ID: "e784079b449483" }
+    })
+    assert.strictEqual(onFly.status, 0, onFly.stderr)
+    assert.isFalse(fs.existsSync(path.join(fly, "node-compile-cache")), "not on a Fly Machine, whose disk is reset after each run")
     const unwritable = spawnSync(process.execPath, ["dist/cli.js", "list"], {
       cwd: root,
       encoding: "utf8",
