@@ -24,7 +24,12 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
     `(seed design ${r.seed.perSecond}/s, ${r.speedup}x); ${r.pipeline.provider429} x 429, ledger ${JSON.stringify(r.pipeline.ledger)}`,
     r.met
   ],
-  startup: (r) => [`built main ${r.builtMedianMs} ms vs tsx ${r.tsxMedianMs} ms (${r.speedup}x)`, null],
+  startup: (r) => [
+    r.rows.map((x) => `${x.command} ${x.baseline.medianMs} -> ${x.cold.medianMs} cold / ${x.warm.medianMs} warm` +
+      (x.fly ? ` / ${x.fly.medianMs} as on Fly` : "") + " ms").join(", ") +
+    ` (targets: list, --help <= 25% warm; main <= 50% cold and as on Fly)`,
+    r.rows.every((x) => x.command === "main" ? x.metCold && x.metFly === true : x.metWarm)
+  ],
   selection: (r) => [
     r.indexed.timedOut
       ? `reminder selection over ${r.users} users timed out`
