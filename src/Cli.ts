@@ -6,7 +6,9 @@
  */
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+// Deep imports (issue 13): the package root also loads the Redis client, `ws` and undici.
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Clock, type Config, Console, Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { InvalidConfig, JobsConfig } from "./Config.ts"
@@ -16,7 +18,6 @@ import type { Mailer } from "./Mailer.ts"
 import type { Telemetry } from "./Telemetry.ts"
 import { describeFailure, runJob } from "./Job.ts"
 import { findJob, Jobs } from "./jobs/index.ts"
-import * as Http from "./Http.ts"
 import * as Layers from "./Layers.ts"
 import * as Logging from "./Logging.ts"
 import { migrate as migrateLibrary } from "./migrations/index.ts"
@@ -243,8 +244,9 @@ const unsubscribe = Command.make(
     }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
 ).pipe(Command.withDescription("Record an unsubscribe by hand (a request that arrived by email, say)"))
 
+// The HTTP server and its routes are imported only by `serve` (issue 13).
 const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
-  Effect.flatMap(Stacks, (stacks) =>
+  Effect.flatMap(Effect.all([Stacks, Effect.promise(() => import("./Http.ts"))]), ([stacks, Http]) =>
     Layer.launch(Http.layerServer.pipe(Layer.provide(local ? stacks.local(LOCAL_DIR) : stacks.live))))).pipe(
     Command.withDescription("Serve /api/cron/*, /health, /unsubscribe and /webhooks/resend on PORT (default 8080)")
   )

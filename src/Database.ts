@@ -9,7 +9,6 @@
  */
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
-import { PgClient } from "@effect/sql-pg"
 import { JobsConfig } from "./Config.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { migrate, migrateAppFixture } from "./migrations/index.ts"
@@ -255,13 +254,18 @@ export class Database extends Context.Service<Database, {
     ).pipe(Layer.provideMerge(Database.layerFromSql))
 }
 
-/** A pooled client; connection failures surface within seconds instead of hanging a run. */
+/**
+ * A pooled client; connection failures surface within seconds instead of hanging a run. The driver
+ * (`@effect/sql-pg`) is imported when the layer is built, not when this module is: commands that never
+ * touch the database (`list`, `--help`, `preview`) do not pay for loading it (issue 13).
+ */
 export const pgLayer = (url: Redacted.Redacted<string>) =>
-  PgClient.layerFrom(
-    PgClient.make({ url, maxConnections: 10, connectTimeout: "5 seconds", applicationName: "kaiwa-jobs" }).pipe(
-      Effect.mapError(toDatabaseError("cannot connect to the database"))
-    )
-  )
+  Layer.unwrap(Effect.map(Effect.promise(() => import("@effect/sql-pg/PgClient")), (PgClient) =>
+    PgClient.layerFrom(
+      PgClient.make({ url, maxConnections: 10, connectTimeout: "5 seconds", applicationName: "kaiwa-jobs" }).pipe(
+        Effect.mapError(toDatabaseError("cannot connect to the database"))
+      )
+    )))
 
 function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
   const enqueue = Effect.fn("Database.enqueue")(function*(args: EnqueueArgs) {

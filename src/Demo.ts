@@ -1,7 +1,9 @@
 /**
  * `npm run demo`: a local embedded database (kept in .kaiwa-local/ so a second run sees the ledger) seeded with
- * about 30 demo learners across eight time zones, then both jobs at the current instant (or `--now`) with the
- * console mailer. Run twice at the same `--now`, the second run sends nothing. `--reset` starts over.
+ * about 30 demo learners across eight time zones, then every registered job at the current instant (or `--now`)
+ * with the console mailer. Run twice at the same `--now`, the second run sends nothing. `--reset` starts over.
+ * The weekly progress report goes out on Sunday mornings, local time: `--now 2026-03-15T05:00:00Z` (a Sunday
+ * afternoon in Tokyo and a morning in Kolkata) shows all three jobs at once.
  */
 import * as fs from "node:fs/promises"
 import { Clock, Effect } from "effect"
@@ -43,6 +45,9 @@ export const demoUsers = (now: number) =>
     const createdAt = kind === 0 ? now - (1 + (i % 3)) * DAY - (i % 5) * HOUR : now - (40 + i) * DAY
     const lastSession = kind === 1 ? now - 2 * DAY : kind === 2 ? now - (i % 4 === 0 ? 45 : 7) * DAY
       : kind === 4 ? now - HOUR : null
+    // Regular learners (1 and 4) also practised earlier in the week and the week before: on their PROGRESS_DAY
+    // morning they get a weekly report with real figures (kind 4 practised an hour ago, so no reminder competes).
+    const earlier = kind === 1 || kind === 4 ? [3, 5, 9].map((d) => now - d * DAY - (i % 5) * HOUR) : []
     return {
       id: `demo-${String(i + 1).padStart(2, "0")}`,
       email: `${name.split(" ")[0]?.replace(/[^A-Za-z]/g, "").toLowerCase() || "anon"}.${i + 1}@example.com`,
@@ -52,7 +57,14 @@ export const demoUsers = (now: number) =>
       timezone: i === 11 ? "Mars/Olympus_Mons" : zones[i % zones.length]!,
       reminders: i !== 9 && i !== 21,
       founder: i !== 12,
+      progress: i !== 16,
       lastSession: lastSession === null ? null : new Date(lastSession),
+      sessions: [lastSession, ...earlier].filter((t): t is number => t !== null).map((t, k) => ({
+        at: new Date(t),
+        language: languages[(i + (k === 3 ? 1 : 0)) % languages.length]!,
+        // minutes vary by learner and session; one session without a recorded duration (counted as 0)
+        durationSeconds: k === 2 && i % 2 === 0 ? null : (4 + ((i + k * 3) % 11)) * 60
+      })),
       language: languages[i % languages.length]!
     }
   })
@@ -68,11 +80,11 @@ export const seed = Effect.gen(function*() {
     for (const u of users) {
       yield* sql`INSERT INTO users (id, email, display_name, email_verified, created_at, timezone)
                  VALUES (${u.id}, ${u.email}, ${u.display_name}, ${u.email_verified}, ${u.created_at}, ${u.timezone})`
-      yield* sql`INSERT INTO user_settings (user_id, receive_practice_reminders, receive_founder_emails)
-                 VALUES (${u.id}, ${u.reminders}, ${u.founder})`
-      if (u.lastSession !== null) {
+      yield* sql`INSERT INTO user_settings (user_id, receive_practice_reminders, receive_founder_emails, receive_progress_reports)
+                 VALUES (${u.id}, ${u.reminders}, ${u.founder}, ${u.progress})`
+      for (const [k, session] of u.sessions.entries()) {
         yield* sql`INSERT INTO conversation_sessions (id, user_id, language, start_time, duration_seconds)
-                   VALUES (${`${u.id}-s1`}, ${u.id}, ${u.language}, ${u.lastSession}, 420)`
+                   VALUES (${`${u.id}-s${k + 1}`}, ${u.id}, ${session.language}, ${session.at}, ${session.durationSeconds})`
       }
     }
   }))

@@ -39,7 +39,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { ByteSize, Cause, Effect, Fiber, Layer, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 import {

@@ -14,8 +14,6 @@ import { Database, pgLayer } from "./Database.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { Mailer } from "./Mailer.ts"
 import * as Observability from "./Observability.ts"
-import * as PostHogTelemetry from "./PostHogTelemetry.ts"
-import * as ResendMailer from "./ResendMailer.ts"
 import { Telemetry } from "./Telemetry.ts"
 
 /** The Resend mailer on the validated settings (RESEND_API_KEY, RESEND_RPS, RESEND_TIMEOUT, RESEND_BASE_URL). */
@@ -26,6 +24,8 @@ export const resendFromConfig = Layer.effect(
     if (Option.isNone(config.resendApiKey)) {
       return yield* new InvalidConfig({ variable: "RESEND_API_KEY", message: "RESEND_API_KEY is required to send email" })
     }
+    // Imported here, not at the top: only a live run loads the `resend` SDK (issue 13).
+    const ResendMailer = yield* Effect.promise(() => import("./ResendMailer.ts"))
     return yield* ResendMailer.make({
       apiKey: config.resendApiKey.value,
       rps: config.resendRps,
@@ -35,9 +35,15 @@ export const resendFromConfig = Layer.effect(
   })
 )
 
-/** Product events to PostHog when POSTHOG_API_KEY is set, otherwise as log lines. */
+/**
+ * Product events to PostHog when POSTHOG_API_KEY is set, otherwise as log lines. `posthog-node` is imported only
+ * when the key is set (issue 13: a process without it never loads the SDK).
+ */
 export const telemetry: Layer.Layer<Telemetry, InvalidConfig, JobsConfig> = Layer.unwrap(
-  Effect.map(JobsConfig, (config) => Option.isSome(config.posthogApiKey) ? PostHogTelemetry.layer : Telemetry.layerLog)
+  Effect.flatMap(JobsConfig, (config) =>
+    Option.isSome(config.posthogApiKey)
+      ? Effect.map(Effect.promise(() => import("./PostHogTelemetry.ts")), (PostHogTelemetry) => PostHogTelemetry.layer)
+      : Effect.succeed(Telemetry.layerLog))
 )
 
 /**

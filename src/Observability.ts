@@ -8,8 +8,6 @@
  * unreachable collector only costs that bound. The console loggers stay (the OTLP logger is added to them).
  */
 import { type Duration, Effect, Layer, Option } from "effect"
-import { FetchHttpClient } from "effect/http"
-import { Otlp } from "effect/observability"
 import { InvalidConfig, isHttpUrl, JobsConfig } from "./Config.ts"
 
 /** The `service.name` of every exported span, metric and log record. */
@@ -25,14 +23,21 @@ export interface OtlpOptions {
   readonly metricsExportInterval?: Duration.Input | undefined
 }
 
-/** OTLP/JSON export of traces, metrics and logs to `baseUrl`, flushed when the layer is released. */
+/**
+ * OTLP/JSON export of traces, metrics and logs to `baseUrl`, flushed when the layer is released. The exporters
+ * and the HTTP client are imported when the layer is built (issue 13: without an endpoint they are never loaded).
+ */
 export const layerOtlp = (options: OtlpOptions): Layer.Layer<never> =>
-  Otlp.layerJson({
-    baseUrl: options.baseUrl.replace(/\/+$/, ""),
-    resource: { serviceName: SERVICE_NAME },
-    shutdownTimeout: options.shutdownTimeout ?? "5 seconds",
-    metricsExportInterval: options.metricsExportInterval
-  }).pipe(Layer.provide(FetchHttpClient.layer))
+  Layer.unwrap(Effect.map(
+    Effect.promise(() => Promise.all([import("effect/observability/Otlp"), import("effect/http/FetchHttpClient")])),
+    ([Otlp, FetchHttpClient]) =>
+      Otlp.layerJson({
+        baseUrl: options.baseUrl.replace(/\/+$/, ""),
+        resource: { serviceName: SERVICE_NAME },
+        shutdownTimeout: options.shutdownTimeout ?? "5 seconds",
+        metricsExportInterval: options.metricsExportInterval
+      }).pipe(Layer.provide(FetchHttpClient.layer))
+  ))
 
 /** OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (an http(s) URL, else InvalidConfig), nothing otherwise. */
 export const layer: Layer.Layer<never, InvalidConfig, JobsConfig> = Layer.unwrap(

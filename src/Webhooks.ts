@@ -135,8 +135,8 @@ const providerLock = (sql: SqlClient.SqlClient, providerId: string) =>
  * Applies one verified event in one transaction: records its svix-id, raises the ledger row's delivery state,
  * suppresses the addresses. A svix-id seen before changes nothing.
  */
-export const applyEvent = (sql: SqlClient.SqlClient, verified: VerifiedEvent, receivedAt: Date) =>
-  Effect.gen(function*() {
+export const applyEvent = Effect.fn("Webhooks.applyEvent")(
+  function*(sql: SqlClient.SqlClient, verified: VerifiedEvent, receivedAt: Date) {
     const { event } = verified
     const providerId = event.data?.email_id ?? null
     const state = STATE_OF_EVENT[event.type] ?? null
@@ -184,7 +184,9 @@ export const applyEvent = (sql: SqlClient.SqlClient, verified: VerifiedEvent, re
       }
       return { duplicate: false, matched, state, suppressed: addresses } satisfies Applied
     }))
-  }).pipe(Effect.mapError((cause) => new DatabaseError({ message: `recording a webhook event failed: ${describeSqlCause(cause)}` })))
+  },
+  Effect.mapError((cause) => new DatabaseError({ message: `recording a webhook event failed: ${describeSqlCause(cause)}` }))
+)
 
 /** The signature headers, under Svix's names (what Resend sends) or the Standard Webhooks names. */
 const signatureHeaders = (headers: Readonly<Record<string, string | undefined>>) => {

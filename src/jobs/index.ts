@@ -7,12 +7,14 @@ import { Context } from "effect"
 import type * as Job from "../Job.ts"
 import { founderEmails } from "./FounderEmails.ts"
 import { practiceReminders } from "./PracticeReminders.ts"
+import { weeklyProgress } from "./WeeklyProgress.ts"
 
 export { founderEmails } from "./FounderEmails.ts"
 export { practiceReminders } from "./PracticeReminders.ts"
+export { weeklyProgress } from "./WeeklyProgress.ts"
 
 /** Every job that ships, in the order they run. */
-export const registry = [practiceReminders, founderEmails] as const
+export const registry = [practiceReminders, founderEmails, weeklyProgress] as const
 
 /** The name of a job that ships. */
 export type JobName = (typeof registry)[number]["name"]

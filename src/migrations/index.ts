@@ -154,7 +154,8 @@ export const kaiwaJobs = Migrator.fromRecord({
     // the provider accepted it, and a database blip can delay that by minutes. When a row gets its provider id,
     // this takes the highest-precedence state among the events already stored for it. The webhook and this
     // trigger serialise on a transaction lock named after the provider id (src/Webhooks.ts), so an event that
-    // lands while the row's update is in flight is not lost either.
+    // lands while the row's update is in flight is not lost either. A batch records at most 100 rows, so it holds
+    // at most 100 such locks until it commits, far inside PostgreSQL's shared lock table.
     `CREATE FUNCTION kaiwa_jobs.deliveries_take_events() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
       best record;

@@ -63,7 +63,7 @@ export const liveEnv = (url: Redacted.Redacted<string>, fake: FakeResend, extra:
 })
 
 /**
- * A private copy of the compiled reminders main. `npm run build` (and every test run's global setup) deletes and
+ * A private copy of the compiled reminders main (dist/, its chunks included). `npm run build` (and every test run's global setup) deletes and
  * rewrites dist/, so a copy keeps these long-running process tests safe from another test run building at the
  * same time. Bare imports still resolve: the copy sits beside a `node_modules` link to the project's.
  */
@@ -74,7 +74,8 @@ export const snapshotMain = async (projectDir = process.cwd()): Promise<{ readon
     await new Promise((r) => setTimeout(r, 100))
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kaiwa-faults-"))
-  fs.copyFileSync(source, path.join(dir, "send-reminders.js"))
+  // The whole of dist/ (the entry imports its chunks from dist/chunks/, issue 13), source maps left out.
+  fs.cpSync(path.join(projectDir, "dist"), dir, { recursive: true, filter: (f) => !f.endsWith(".map") })
   fs.copyFileSync(path.join(projectDir, "package.json"), path.join(dir, "package.json"))
   fs.symlinkSync(path.join(projectDir, "node_modules"), path.join(dir, "node_modules"), "dir")
   return { script: path.join(dir, "send-reminders.js"), dispose: () => fs.rmSync(dir, { recursive: true, force: true }) }

@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Ref, References } from "effect"
+import { ConfigProvider, Deferred, Effect, Fiber, Layer, Ref, References } from "effect"
 import { HttpServer } from "effect/http"
 import { SqlClient } from "effect/sql"
 import { Webhook } from "standardwebhooks"
@@ -194,6 +194,17 @@ describe("webhook: signatures", () => {
         assert.strictEqual((yield* stateOf("p1"))?.delivery_state, "bounced")
       }))
 
+    it.effect("a correctly signed body that is not a Resend event: 400, and nothing is written", () =>
+      Effect.gen(function*() {
+        const before = yield* snapshot
+        for (const body of ["not json", "{}", JSON.stringify({ type: "email.delivered" }), "[]"]) {
+          const r = yield* deliver(svixId(), body)
+          assert.strictEqual(r.status, 400, body)
+          assert.deepStrictEqual(r.json(), { error: "the body is not a Resend event" })
+        }
+        assert.deepStrictEqual(yield* snapshot, before)
+      }))
+
     it.effect("inside the 5-minute tolerance either way: accepted", () =>
       Effect.gen(function*() {
         yield* sentRows("practice-reminders", ["tol-past", "tol-future"], AT)
@@ -364,7 +375,7 @@ describe("webhook: effects", () => {
         assert.deepStrictEqual(yield* stateOf("o3"), { delivery_state: "complained", delivery_state_at: t(9) })
       }))
 
-    it.effect("1,000 deliveries at once, 300 of them duplicates: every event applied once, none lost", () =>
+    it.effect("a burst of 1,000 deliveries, 100 in flight, 300 of them duplicates: every event applied once, none lost", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const eventsBefore = yield* count("webhook_events")
@@ -383,20 +394,32 @@ describe("webhook: effects", () => {
               : eventBody("email.delivered", `burst-web-${i}`)
           }))
         ]
-        // 300 duplicates of some of them (a retry or a replay), shuffled in among the originals.
-        const duplicates = Array.from({ length: 300 }, (_, i) => distinct[(i * 7) % distinct.length]!)
-        const all = [...distinct, ...duplicates]
+        // 300 duplicates (a retry or a replay): 200 shuffled in among the originals, and 100 sent right beside
+        // their original, so the two copies race each other.
+        const all = [...distinct, ...Array.from({ length: 200 }, (_, i) => distinct[(i * 7) % distinct.length]!)]
         for (let i = all.length - 1; i > 0; i--) {
           const j = Math.floor(Math.random() * (i + 1))
           ;[all[i], all[j]] = [all[j]!, all[i]!]
         }
+        for (const twin of distinct.filter((_, i) => i % 7 === 3).slice(0, 100)) all.splice(all.indexOf(twin) + 1, 0, twin)
         assert.strictEqual(all.length, 1000)
+        // 100 requests in flight at a time: with all 1,000 opened in the same instant, the loaded test machine now
+        // and then reset a connection before the server read it (ECONNRESET in fetch, no reply from the webhook).
+        // Resend itself delivers with bounded parallelism and retries whatever got no answer.
         const port = yield* portOf
-        const replies = yield* Effect.promise(() =>
-          Promise.all(all.map(({ body, id }) =>
-            send(port, "/webhooks/resend", { method: "POST", headers: signed(id, body), body })
-          ))
-        )
+        const replies = yield* Effect.promise(async () => {
+          const out: Array<Reply> = new Array(all.length)
+          let next = 0
+          const worker = async () => {
+            while (next < all.length) {
+              const i = next++
+              const { body, id } = all[i]!
+              out[i] = await send(port, "/webhooks/resend", { method: "POST", headers: signed(id, body), body })
+            }
+          }
+          await Promise.all(Array.from({ length: 100 }, worker))
+          return out
+        })
         assert.deepStrictEqual([...new Set(replies.map((r) => r.status))], [200])
         assert.strictEqual(replies.filter((r) => r.json().duplicate === false).length, 700)
         assert.strictEqual(replies.filter((r) => r.json().duplicate === true).length, 300)
@@ -429,6 +452,40 @@ describe("webhook: the ledger and the jobs", () => {
           delivery_state: "delivered",
           delivery_state_at: new Date(AT.getTime() + MINUTE)
         })
+      }))
+
+    it.effect("an event that lands while the ledger's update of its provider id is in flight waits for it, then applies", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`
+          INSERT INTO kaiwa_jobs.deliveries (job, user_id, dedupe_key, email, data, status, planned_at, expires_at)
+          VALUES ('practice-reminders', 'racer', 'k', 'racer@example.com', '{}'::jsonb, 'pending', ${AT}, ${AT})`
+        // What Database.completeBatch does, held open: the row gets its provider id, the transaction has not committed.
+        const updated = yield* Deferred.make<void>()
+        const commit = yield* Deferred.make<void>()
+        const recording = yield* sql.withTransaction(Effect.gen(function*() {
+          yield* sql`UPDATE kaiwa_jobs.deliveries SET status = 'sent', provider_id = 'race-1', sent_at = ${AT}
+            WHERE user_id = 'racer'`
+          yield* Deferred.succeed(updated, undefined)
+          yield* Deferred.await(commit)
+        })).pipe(Effect.forkChild)
+        yield* Deferred.await(updated)
+        const event = eventBody("email.bounced", "race-1", {
+          at: new Date(AT.getTime() + MINUTE),
+          extra: { bounce: { type: "Permanent", subType: "General", message: "gone" } }
+        })
+        const webhook = yield* deliver(svixId(), event).pipe(Effect.forkChild)
+        // The webhook cannot see the uncommitted provider id; it waits on the provider's lock instead of storing the
+        // event as unmatched while the row's trigger has already looked for events.
+        yield* Effect.sleep("300 millis")
+        assert.isUndefined(webhook.pollUnsafe())
+        yield* Deferred.succeed(commit, undefined)
+        yield* Fiber.join(recording)
+        const reply = yield* Fiber.join(webhook)
+        assert.strictEqual(reply.status, 200)
+        assert.deepStrictEqual(yield* stateOf("race-1"), { delivery_state: "bounced", delivery_state_at: new Date(AT.getTime() + MINUTE) })
+        const stored = yield* sql<{ matched: boolean }>`SELECT matched FROM kaiwa_jobs.webhook_events WHERE provider_id = 'race-1'`
+        assert.deepStrictEqual([...stored], [{ matched: true }])
       }))
 
     it.effect("after a complaint, the next run no longer emails that address (and still emails the others)", () =>

@@ -1,0 +1,4 @@
+/** dist/send-reminders.js: the compile cache first, then the Fly main scripts/send-reminders.ts, loaded as a separate chunk. */
+import "./compileCache.ts"
+
+await import("../../scripts/send-reminders.ts")
