@@ -117,6 +117,18 @@ export const kaiwaJobs = Migrator.fromRecord({
     `DROP INDEX kaiwa_jobs.deliveries_user_recent_idx`,
     `CREATE INDEX deliveries_cap_idx ON kaiwa_jobs.deliveries (user_id, (coalesce(sent_at, planned_at)))
       WHERE status IN ('pending', 'sent')`
+  ),
+  // One provider rate limit shared by every process (CONTRACT 8b, src/SharedRateLimiter.ts): one row per limit.
+  // `next_at` is the earliest departure nobody has reserved yet, `paused_until` a pause the provider asked for
+  // (429, or a window used up by another sender), and `epoch` is bumped by each pause so that departures reserved
+  // before it are void. Every instant is the database's clock (`clock_timestamp()`), never a worker's.
+  "0005_rate_limit": statements(
+    `CREATE TABLE kaiwa_jobs.rate_limits (
+      key text PRIMARY KEY,
+      next_at timestamptz NOT NULL,
+      paused_until timestamptz NULL,
+      epoch bigint NOT NULL DEFAULT 0
+    )`
   )
 })
 
