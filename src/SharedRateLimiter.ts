@@ -18,8 +18,10 @@
  *
  * A provider pause (a 429's `retry-after`) is written into the row: `paused_until` moves forward, `next_at`
  * restarts at the pause's end, and `epoch` is bumped, which voids every departure reserved before the pause.
- * A caller re-reads the epoch when it wakes (one indexed read) and takes a new turn if its own was voided, so
- * workers that reserved their departures before the 429 arrived do not run into the same window.
+ * A caller confirms its turn when it wakes (one more single-row statement) and takes a new turn if its own was
+ * voided, so workers that reserved their departures before the 429 arrived do not run into the same window; the
+ * confirmation also records the real departure, so one worker waking late cannot squeeze the next one closer
+ * than an interval behind it.
  *
  * Failure behaviour: the limiter never lets a call go without a turn the database confirmed. When the database
  * cannot be reached while taking a turn or checking it, the caller waits (backoff up to 2 s) and tries again,
@@ -41,8 +43,8 @@ export const unreachableBackoff = Schedule.min([Schedule.exponential("50 millis"
 
 const Turn = Schema.Struct({ epoch: Schema.String, wait_ms: Schema.Number })
 const decodeTurn = Schema.decodeUnknownEffect(Schema.Array(Turn))
-const Epoch = Schema.Struct({ epoch: Schema.String })
-const decodeEpoch = Schema.decodeUnknownEffect(Schema.Array(Epoch))
+const Confirm = Schema.Struct({ epoch: Schema.String, confirmed: Schema.Boolean, wait_ms: Schema.Number })
+const decodeConfirm = Schema.decodeUnknownEffect(Schema.Array(Confirm))
 
 /** The database did not confirm a turn (unreachable, timed out, or an unexpected answer). */
 class Unreachable extends Schema.TaggedError<Unreachable>()("SharedRateLimiter/Unreachable", {
@@ -81,18 +83,39 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
           (extract(epoch FROM (next_at - ${intervalMs} * interval '1 millisecond' - clock_timestamp())) * 1000)::float8 AS wait_ms`
       .pipe(Effect.flatMap(decodeTurn))
   )
-  const currentEpoch = bounded(
-    sql`SELECT epoch::text AS epoch FROM kaiwa_jobs.rate_limits WHERE key = ${key}`.pipe(Effect.flatMap(decodeEpoch))
-  )
+  // One statement at the moment of departure: the turn still holds (no pause since it was reserved) and the last
+  // confirmed departure is a whole interval ago; if so, this departure is recorded. Reserved slots are evenly
+  // spaced, but a worker that wakes late (a busy event loop, a descheduled process) would otherwise leave the
+  // next worker's on-time departure less than an interval behind it: this keeps the spacing between departures
+  // as they really happen, as the in-process limiter does.
+  const confirm = (epoch: string) =>
+    bounded(
+      sql`WITH now AS (SELECT clock_timestamp() AS t)
+          UPDATE kaiwa_jobs.rate_limits AS r
+          SET last_at = CASE
+            WHEN r.epoch::text = ${epoch} AND (r.last_at IS NULL OR r.last_at <= now.t - ${intervalMs} * interval '1 millisecond')
+            THEN now.t ELSE r.last_at END
+          FROM now
+          WHERE r.key = ${key}
+          RETURNING r.epoch::text AS epoch, r.last_at = now.t AS confirmed,
+            coalesce(extract(epoch FROM (r.last_at + ${intervalMs} * interval '1 millisecond' - now.t)) * 1000, 0)::float8 AS wait_ms`
+        .pipe(Effect.flatMap(decodeConfirm))
+    )
 
   const attempt = Effect.gen(function*() {
     while (true) {
       const [turn] = yield* reserve
       if (turn === undefined) return yield* new Unreachable({ cause: "no row returned" })
       if (turn.wait_ms > 0) yield* Effect.sleep(Duration.millis(turn.wait_ms))
-      // A pause written while we slept voids our departure: take a new one (it lands after the pause).
-      const [now] = yield* currentEpoch
-      if (now?.epoch === turn.epoch) return
+      while (true) {
+        const [state] = yield* confirm(turn.epoch)
+        if (state === undefined) return yield* new Unreachable({ cause: "no row returned" })
+        if (state.confirmed) return
+        // A pause written while we slept voids our departure: take a new one (it lands after the pause).
+        if (state.epoch !== turn.epoch) break
+        // The previous departure went late: keep a whole interval behind it.
+        yield* Effect.sleep(Duration.millis(Math.max(1, state.wait_ms)))
+      }
     }
   })
 
