@@ -230,7 +230,20 @@ export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
     return new Resend(key, { baseUrl: options.baseUrl ?? DEFAULT_BASE_URL })
   })
 
+  // A process's first call through Node's fetch is tens of milliseconds slower than the next ones (the HTTP client
+  // loads and opens its first connection; TLS adds more against the real API), so it reaches the provider later
+  // than its turn: with other processes sending on time, that is one call too many in the provider's window.
+  // An unauthenticated HEAD of the base URL, once, before the first turn, pays that cost outside the limit
+  // (a request without a key cannot count against the team's limit). Its outcome does not matter.
+  const warmUp = yield* Effect.cached(
+    Effect.tryPromise((signal) => fetch(options.baseUrl ?? DEFAULT_BASE_URL, { method: "HEAD", signal })).pipe(
+      Effect.timeout("2 seconds"),
+      Effect.ignore
+    )
+  )
+
   const attempt = Effect.fnUntraced(function*(key: string, payload: Array<CreateBatchEmailOptions>) {
+    yield* warmUp
     yield* limiter.take
     const response = yield* Effect.tryPromise({
       try: (signal) => client.batch.send(payload, { idempotencyKey: key, batchValidation: "permissive", signal }),

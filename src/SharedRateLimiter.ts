@@ -18,10 +18,16 @@
  *
  * A provider pause (a 429's `retry-after`) is written into the row: `paused_until` moves forward, `next_at`
  * restarts at the pause's end, and `epoch` is bumped, which voids every departure reserved before the pause.
- * A caller confirms its turn when it wakes (one more single-row statement) and takes a new turn if its own was
- * voided, so workers that reserved their departures before the 429 arrived do not run into the same window; the
- * confirmation also records the real departure, so one worker waking late cannot squeeze the next one closer
- * than an interval behind it.
+ * Shortly before its slot (50 ms) a caller confirms its turn in a second single-row statement, which takes a new
+ * turn if the pause voided it (so workers that reserved before the 429 arrived do not run into the same window)
+ * and fixes the departure a whole interval after the last real one (`last_at`), so one call leaving late cannot
+ * squeeze the next one closer than an interval behind it. The caller then sleeps to the departure on its own
+ * timer and, as the call leaves, stamps `last_at` again without waiting for the answer.
+ *
+ * Arrivals at the provider jitter (a process descheduled between its turn and the call reaching the wire), and
+ * with several processes that jitter can put one call too many in the provider's window. A rate-limit 429
+ * therefore also widens the shared spacing a little (`widen`, a factor in the row, like the in-process
+ * limiter's), and every departure narrows it back slowly (`RELAX`).
  *
  * Failure behaviour: the limiter never lets a call go without a turn the database confirmed. When the database
  * cannot be reached while taking a turn or checking it, the caller waits (backoff up to 2 s) and tries again,
@@ -30,7 +36,7 @@
  */
 import { Duration, Effect, Schedule, Schema } from "effect"
 import type { SqlClient } from "effect/sql"
-import { RATE_HEADROOM, type RateLimiter } from "./ResendMailer.ts"
+import { RATE_HEADROOM, RATE_MAX_WIDEN, RATE_WIDEN, type RateLimiter } from "./ResendMailer.ts"
 
 /** The row every process of the library shares for Resend's account-wide limit. */
 export const DEFAULT_KEY = "resend"
@@ -38,12 +44,24 @@ export const DEFAULT_KEY = "resend"
 /** The longest a single database round trip of the limiter may take before it counts as a failure. */
 export const STATEMENT_TIMEOUT = Duration.seconds(5)
 
+/** How long before its slot a turn is confirmed: the confirmation's round trip stays off the departure. */
+export const CONFIRM_AHEAD_MS = 50
+
+/**
+ * Each confirmed departure narrows a widened spacing by this factor, back to the configured rate. After a
+ * rate-limit 429 the shared spacing widens by `RATE_WIDEN` (2%, up to `RATE_MAX_WIDEN`), as the in-process
+ * limiter's does; it stays in the row, so it outlives a run, and narrows again over a few hundred calls: at
+ * equilibrium under steady jitter that is one 429 per ~100 calls (ln 1.02 / -ln RELAX).
+ */
+export const RELAX = 0.9998
+
 /** Waiting between attempts while the database cannot be reached: 50 ms doubling, capped at 2 s. */
 export const unreachableBackoff = Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("2 seconds")])
 
-const Turn = Schema.Struct({ epoch: Schema.String, wait_ms: Schema.Number })
+const Turn = Schema.Struct({ epoch: Schema.String, slot_ms: Schema.Number, wait_ms: Schema.Number })
+type Turn = typeof Turn.Type
 const decodeTurn = Schema.decodeUnknownEffect(Schema.Array(Turn))
-const Confirm = Schema.Struct({ epoch: Schema.String, confirmed: Schema.Boolean, wait_ms: Schema.Number })
+const Confirm = Schema.Struct({ epoch: Schema.String, departure_ms: Schema.Number, wait_ms: Schema.Number })
 const decodeConfirm = Schema.decodeUnknownEffect(Schema.Array(Confirm))
 
 /** The database did not confirm a turn (unreachable, timed out, or an unexpected answer). */
@@ -78,44 +96,62 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
     sql`INSERT INTO kaiwa_jobs.rate_limits AS r (key, next_at)
         VALUES (${key}, clock_timestamp() + ${intervalMs} * interval '1 millisecond')
         ON CONFLICT (key) DO UPDATE
-          SET next_at = greatest(r.next_at, r.paused_until, clock_timestamp()) + ${intervalMs} * interval '1 millisecond'
+          SET next_at = greatest(r.next_at, r.paused_until, clock_timestamp()) + ${intervalMs} * r.widen * interval '1 millisecond'
         RETURNING epoch::text AS epoch,
-          (extract(epoch FROM (next_at - ${intervalMs} * interval '1 millisecond' - clock_timestamp())) * 1000)::float8 AS wait_ms`
+          (extract(epoch FROM next_at) * 1000 - ${intervalMs} * widen)::float8 AS slot_ms,
+          (extract(epoch FROM (next_at - clock_timestamp())) * 1000 - ${intervalMs} * widen)::float8 AS wait_ms`
       .pipe(Effect.flatMap(decodeTurn))
   )
-  // One statement at the moment of departure: the turn still holds (no pause since it was reserved) and the last
-  // confirmed departure is a whole interval ago; if so, this departure is recorded. Reserved slots are evenly
-  // spaced, but a worker that wakes late (a busy event loop, a descheduled process) would otherwise leave the
-  // next worker's on-time departure less than an interval behind it: this keeps the spacing between departures
-  // as they really happen, as the in-process limiter does.
-  const confirm = (epoch: string) =>
+
+  // One statement shortly before the slot: the turn still holds (no pause since it was reserved), and the
+  // departure is fixed at the later of the slot and a whole interval after the last departure; `last_at` records
+  // it, and the caller sleeps the returned wait on its own timer, so no database round trip sits between the
+  // wake-up and the call. Reserved slots are evenly spaced, but a call that leaves late (a busy event loop, a
+  // descheduled process) would otherwise leave the next one less than an interval behind it: spacing from the
+  // real departures is what the in-process limiter does too.
+  const confirm = (turn: Turn) =>
     bounded(
       sql`WITH now AS (SELECT clock_timestamp() AS t)
           UPDATE kaiwa_jobs.rate_limits AS r
-          SET last_at = CASE
-            WHEN r.epoch::text = ${epoch} AND (r.last_at IS NULL OR r.last_at <= now.t - ${intervalMs} * interval '1 millisecond')
-            THEN now.t ELSE r.last_at END
+          SET last_at = CASE WHEN r.epoch::text = ${turn.epoch}
+            THEN greatest(to_timestamp(${turn.slot_ms} / 1000.0), r.last_at + ${intervalMs} * r.widen * interval '1 millisecond', now.t)
+            ELSE r.last_at END,
+            widen = greatest(1, r.widen * ${RELAX})
           FROM now
           WHERE r.key = ${key}
-          RETURNING r.epoch::text AS epoch, r.last_at = now.t AS confirmed,
-            coalesce(extract(epoch FROM (r.last_at + ${intervalMs} * interval '1 millisecond' - now.t)) * 1000, 0)::float8 AS wait_ms`
+          RETURNING r.epoch::text AS epoch, (extract(epoch FROM r.last_at) * 1000)::float8 AS departure_ms,
+            (extract(epoch FROM (r.last_at - now.t)) * 1000)::float8 AS wait_ms`
         .pipe(Effect.flatMap(decodeConfirm))
     )
+
+  // Sent when a call leaves later than the departure `confirm` fixed (the process was busy when its timer fired),
+  // and not awaited: moves `last_at` to when the call really left. The lateness is measured on this process's
+  // monotonic clock and added to the fixed departure, so it does not matter when the statement itself runs. Its
+  // failure changes nothing but that margin, so it is ignored.
+  const departedLate = (departureMs: number, latenessMs: number) =>
+    bounded(sql`UPDATE kaiwa_jobs.rate_limits
+      SET last_at = greatest(last_at, to_timestamp(${departureMs + latenessMs} / 1000.0)) WHERE key = ${key}`)
+      .pipe(Effect.ignore)
 
   const attempt = Effect.gen(function*() {
     while (true) {
       const [turn] = yield* reserve
       if (turn === undefined) return yield* new Unreachable({ cause: "no row returned" })
-      if (turn.wait_ms > 0) yield* Effect.sleep(Duration.millis(turn.wait_ms))
-      while (true) {
-        const [state] = yield* confirm(turn.epoch)
-        if (state === undefined) return yield* new Unreachable({ cause: "no row returned" })
-        if (state.confirmed) return
-        // A pause written while we slept voids our departure: take a new one (it lands after the pause).
-        if (state.epoch !== turn.epoch) break
-        // The previous departure went late: keep a whole interval behind it.
-        yield* Effect.sleep(Duration.millis(Math.max(1, state.wait_ms)))
-      }
+      if (turn.wait_ms > CONFIRM_AHEAD_MS) yield* Effect.sleep(Duration.millis(turn.wait_ms - CONFIRM_AHEAD_MS))
+      const sent = performance.now()
+      const [state] = yield* confirm(turn)
+      if (state === undefined) return yield* new Unreachable({ cause: "no row returned" })
+      // A pause written while we waited voids the turn: take a new one (it lands after the pause).
+      if (state.epoch !== turn.epoch) continue
+      // The database fixed the departure `wait_ms` after its reading of the clock, which happened at the earliest
+      // when the statement was sent: counting from then, an answer that reached a busy process late shows up as
+      // lateness below rather than going unnoticed.
+      const planned = sent + state.wait_ms
+      const wait = planned - performance.now()
+      if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
+      const lateness = performance.now() - planned
+      if (lateness > 1) yield* Effect.forkDetach(departedLate(state.departure_ms, lateness))
+      return
     }
   })
 
@@ -143,6 +179,9 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
     )
   }
 
-  // One spacing for everyone: widening it after a 429 is replaced by the shared pause above.
-  return { take, pauseFor, widen: Effect.void }
+  const widen = bounded(
+    sql`UPDATE kaiwa_jobs.rate_limits SET widen = least(widen * ${RATE_WIDEN}, ${RATE_MAX_WIDEN}) WHERE key = ${key}`
+  ).pipe(Effect.ignore)
+
+  return { take, pauseFor, widen }
 }
