@@ -6,11 +6,12 @@
  */
 import { execFileSync } from "node:child_process"
 import { memory, scaleOut } from "./processes.ts"
+import { ratelimit } from "./ratelimit.ts"
 import { selection } from "./selection.ts"
 import { startup } from "./startup.ts"
 import { throughput } from "./throughput.ts"
 
-const all = { throughput, startup, selection, memory, scale: scaleOut } as const
+const all = { throughput, startup, selection, memory, scale: scaleOut, ratelimit } as const
 type Name = keyof typeof all
 const wanted = process.argv.slice(2)
 const names = (wanted.length > 0 ? wanted : Object.keys(all)) as Array<Name>
@@ -34,7 +35,14 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
     `peak RSS ${r.runs.map((x) => `${x.peakRssMb} MB @ ${x.n}`).join(", ")} (ratio ${r.ratio}, target < ${r.targets.peakRssMb} MB and <= ${r.targets.ratio})`,
     r.runs.every((x) => x.peakRssMb < r.targets.peakRssMb) && r.ratio <= r.targets.ratio
   ],
-  scale: (r) => [`4 processes ${r.four.perSecond}/s vs 1 ${r.one.perSecond}/s = ${r.speedup}x (target ${r.target}x)`, r.speedup >= r.target]
+  scale: (r) => [`4 processes ${r.four.perSecond}/s vs 1 ${r.one.perSecond}/s = ${r.speedup}x (target ${r.target}x)`, r.speedup >= r.target],
+  ratelimit: (r) => [
+    `shared limit: 4 workers ${(r.variants.fourShared.ofCeiling * 100).toFixed(1)}% of the ceiling with ` +
+    `${(r.variants.fourShared.share429 * 100).toFixed(1)}% 429 (per-process before: ${(r.variants.fourBaseline.share429 * 100).toFixed(1)}% 429), ` +
+    `1 worker ${(r.variants.oneShared.ofCeiling * 100).toFixed(1)}%; 1.5/s + web app: ${r.variants.withWebApp.provider429} and ` +
+    `${r.variants.withWebApp.webApp?.provider429 ?? "?"} x 429`,
+    r.allMet
+  ]
 }
 
 execFileSync(process.execPath, ["build.mjs"], { stdio: "inherit" })

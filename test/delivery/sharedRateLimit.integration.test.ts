@@ -46,7 +46,7 @@ const busiestWindow = (times: ReadonlyArray<number>) => {
     while (t[j]! <= t[i]! - 1000 + STAMP_NOISE_MS) j++
     if (i - j + 1 > most) {
       most = i - j + 1
-      gaps = t.slice(j + 1, i + 1).map((x, k) => x - t[j + k]!)
+      gaps = [t[j]!, ...t.slice(j + 1, i + 1).map((x, k) => x - t[j + k]!)]
     }
   }
   return { most, gaps }
@@ -223,7 +223,7 @@ describe("one rate limit for every process", () => {
     const times = fake.log.filter((r) => r.path === "/emails/batch").map((r) => r.at)
     const duringOutage = times.filter((t) => t > stoppedAt + 100 && t < restartedAt)
     const afterRestart = times.filter((t) => t >= restartedAt)
-    console.log(`restart: down ${restartedAt - stoppedAt} ms, ${duringOutage.length} calls while down, ` +
+    console.log(`restart: stopped ${stoppedAt} restarted ${restartedAt}, first after ${afterRestart[0]}; down ${restartedAt - stoppedAt} ms, ${duringOutage.length} calls while down, ` +
       `${afterRestart.length} after (a ${arrivalsOf(fake, "a").length}, b ${arrivalsOf(fake, "b").length}), busiest second ${busiestSecond(times)}`)
     assert.strictEqual(duringOutage.length, 0, "a call went out without a turn the database confirmed")
     assert.isAtMost(busiestSecond(times), RPS, `gaps in the busiest second: ${busiestWindow(times).gaps.join(" ")}`)
