@@ -154,6 +154,32 @@ describe("one rate limit for every process", () => {
     assert.deepStrictEqual(rows.map((r) => r.key), ["resend"])
   })
 
+  it("a 429 seen by one worker holds every worker back until its retry-after", async () => {
+    const url = await Effect.runPromise(freshDatabaseUrl)
+    await seed(url, [])
+    const fake = await startFakeResend({ faults: { latencyMs: 20, storm429RetryAfterSeconds: 2 } })
+    cleanups.push(() => fake.close())
+    const a = startWorker(url, fake, "a", 6)
+    const b = startWorker(url, fake, "b", 6)
+    await waitUntil("both workers sending", () => arrivalsOf(fake, "a").length >= 3 && arrivalsOf(fake, "b").length >= 3)
+    fake.faults.storm429 = 1
+    await waitUntil("the 429", () => fake.stats.storm429 === 1)
+    const [ea, eb] = await Promise.all([a.done, b.done])
+    assert.strictEqual(ea.code, 0, a.output())
+    assert.strictEqual(eb.code, 0, b.output())
+    const batches = fake.log.filter((r) => r.path === "/emails/batch")
+    const refused = batches.find((r) => r.status === 429)!
+    // The refused worker writes the pause as soon as the 429 reaches it; a call the other worker had already
+    // confirmed may still be on its way (it leaves within 50 ms of its confirmation), nothing after that.
+    const during = batches.filter((r) => r.at > refused.at + 100 && r.at < refused.at + 2000 - 50)
+    const after = batches.filter((r) => r.at >= refused.at + 2000 - 50)
+    console.log(`pause: ${during.length} calls in the 2 s after the 429, ${after.length} after it`)
+    assert.strictEqual(during.length, 0, "a worker sent while the provider had asked everyone to wait")
+    // Both workers resume after the pause.
+    const names = new Set(after.map((r) => fake.accepted.find((x) => x.request === r.n)?.to[0]?.split("-")[0]))
+    assert.isTrue(names.has("a") && names.has("b"), `resumed: ${[...names].join(", ")}`)
+  })
+
   it("a worker SIGKILLed while holding a reservation wastes at most its turn: the survivor gets the whole budget", async () => {
     const url = await Effect.runPromise(freshDatabaseUrl)
     await seed(url, [])
