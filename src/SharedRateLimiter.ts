@@ -143,13 +143,13 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
       if (state === undefined) return yield* new Unreachable({ cause: "no row returned" })
       // A pause written while we waited voids the turn: take a new one (it lands after the pause).
       if (state.epoch !== turn.epoch) continue
-      // The database fixed the departure `wait_ms` after its reading of the clock, which happened at the earliest
-      // when the statement was sent: counting from then, an answer that reached a busy process late shows up as
-      // lateness below rather than going unnoticed.
-      const planned = sent + state.wait_ms
-      const wait = planned - performance.now()
-      if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
-      const lateness = performance.now() - planned
+      // The database fixed the departure `wait_ms` after its reading of the clock, which happened somewhere between
+      // sending the statement and receiving its answer. Counting the wait from the answer never leaves early;
+      // counting the lateness from the sending reports every delay that may have pushed the call past the
+      // departure the database recorded (an answer that reached a busy process late, a late timer), at worst
+      // one round trip too much.
+      if (state.wait_ms > 0) yield* Effect.sleep(Duration.millis(state.wait_ms))
+      const lateness = performance.now() - (sent + state.wait_ms)
       if (lateness > 1) yield* Effect.forkDetach(departedLate(state.departure_ms, lateness))
       return
     }
