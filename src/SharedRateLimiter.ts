@@ -6,7 +6,7 @@
  * The algorithm is virtual scheduling (the GCRA's form without burst tolerance): the row holds `next_at`, the
  * earliest departure nobody has reserved yet. Taking a turn is ONE statement that reserves
  * `slot = greatest(next_at, paused_until, clock_timestamp())` and moves `next_at` to `slot + interval`, returning
- * how long to wait; the caller sleeps that long and goes. Every instant is the database's clock, because the
+ * how long to wait; the caller sleeps until shortly before it (see below). Every instant is the database's clock, because the
  * workers' clocks differ between machines and a run started with `--now` reads a shifted Clock; the caller only
  * ever sees a relative wait, which it sleeps on its own (real) clock.
  *
@@ -22,7 +22,8 @@
  * turn if the pause voided it (so workers that reserved before the 429 arrived do not run into the same window)
  * and fixes the departure a whole interval after the last real one (`last_at`), so one call leaving late cannot
  * squeeze the next one closer than an interval behind it. The caller then sleeps to the departure on its own
- * timer and, as the call leaves, stamps `last_at` again without waiting for the answer.
+ * timer; a call that leaves late (its timer fired late, or the answer reached a busy process late) moves
+ * `last_at` to when it really left, without waiting for that statement's answer.
  *
  * Arrivals at the provider jitter (a process descheduled between its turn and the call reaching the wire), and
  * with several processes that jitter can put one call too many in the provider's window. A rate-limit 429
