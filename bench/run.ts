@@ -6,12 +6,13 @@
  */
 import { execFileSync } from "node:child_process"
 import { memory, scaleOut } from "./processes.ts"
+import { ratelimit } from "./ratelimit.ts"
 import { selection } from "./selection.ts"
 import { startup } from "./startup.ts"
 import { throughput } from "./throughput.ts"
 import { webhooks } from "./webhooks.ts"
 
-const all = { throughput, startup, selection, memory, scale: scaleOut, webhooks } as const
+const all = { throughput, startup, selection, memory, scale: scaleOut, webhooks, ratelimit } as const
 type Name = keyof typeof all
 const wanted = process.argv.slice(2)
 const names = (wanted.length > 0 ? wanted : Object.keys(all)) as Array<Name>
@@ -46,6 +47,13 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
     `7-day health over ${r.health.ledgerRows} rows ${r.health.indexedMs} ms vs ${r.health.withoutIndexMs} ms unindexed; ` +
     `webhook ${r.http.concurrentPerSecond} events/s (50 in flight) vs ${r.http.sequentialPerSecond}/s one at a time`,
     null
+  ],
+  ratelimit: (r) => [
+    `shared limit: 4 workers ${(r.variants.fourShared.ofCeiling * 100).toFixed(1)}% of the ceiling with ` +
+    `${(r.variants.fourShared.share429 * 100).toFixed(1)}% 429 (per-process before: ${(r.variants.fourBaseline.share429 * 100).toFixed(1)}% 429), ` +
+    `1 worker ${(r.variants.oneShared.ofCeiling * 100).toFixed(1)}%; 1.5/s + web app: ${r.variants.withWebApp.provider429} and ` +
+    `${r.variants.withWebApp.webApp?.provider429 ?? "?"} x 429`,
+    r.allMet
   ]
 }
 

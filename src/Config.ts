@@ -36,6 +36,11 @@ export interface Settings {
   readonly progressLocalTime: LocalTime
   readonly minHoursBetweenEmails: number
   readonly resendRps: number
+  /**
+   * Whether RESEND_RPS is one budget for every process sharing DATABASE_URL (`shared`, the default: CONTRACT 8b)
+   * or a budget per process (`process`, the behaviour before issue 13, kept so bench/ratelimit.ts can compare).
+   */
+  readonly resendRpsScope: "shared" | "process"
   readonly resendBaseUrl: string
   readonly resendTimeout: Duration.Duration
   readonly sendDeadline: Duration.Duration
@@ -159,6 +164,12 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
       "a number of hours, 0 or more"
     )
     const resendRps = yield* validated("RESEND_RPS", yield* withDefault("RESEND_RPS", "2"), positiveNumber, "a positive number")
+    const resendRpsScope = yield* validated(
+      "RESEND_RPS_SCOPE",
+      yield* withDefault("RESEND_RPS_SCOPE", "shared"),
+      (s): Option.Option<"shared" | "process"> => s === "shared" || s === "process" ? Option.some(s) : Option.none(),
+      "shared or process"
+    )
     const resendBaseUrl = (yield* withDefault("RESEND_BASE_URL", "https://api.resend.com")).replace(/\/+$/, "")
     if (!isHttpUrl(resendBaseUrl)) return yield* fail("RESEND_BASE_URL", "must be an http(s) URL")
     const resendTimeout = yield* validated(
@@ -211,6 +222,7 @@ export const load = (strictness: Strictness): Effect.Effect<Settings, InvalidCon
       progressLocalTime,
       minHoursBetweenEmails,
       resendRps,
+      resendRpsScope,
       resendBaseUrl,
       resendTimeout,
       sendDeadline,

@@ -9,18 +9,24 @@
  * | test     | embedded (per test file)    | in-memory | ledger, runs |
  */
 import { Clock, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { SqlClient } from "effect/sql"
 import { InvalidConfig, JobsConfig } from "./Config.ts"
 import { Database, pgLayer } from "./Database.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { Mailer } from "./Mailer.ts"
 import * as Observability from "./Observability.ts"
+import * as SharedRateLimiter from "./SharedRateLimiter.ts"
 import { Telemetry } from "./Telemetry.ts"
 
-/** The Resend mailer on the validated settings (RESEND_API_KEY, RESEND_RPS, RESEND_TIMEOUT, RESEND_BASE_URL). */
+/**
+ * The Resend mailer on the validated settings (RESEND_API_KEY, RESEND_RPS, RESEND_TIMEOUT, RESEND_BASE_URL), its
+ * rate limit shared through the database by every process (CONTRACT 8b) unless RESEND_RPS_SCOPE=process.
+ */
 export const resendFromConfig = Layer.effect(
   Mailer,
   Effect.gen(function*() {
     const config = yield* JobsConfig
+    const sql = yield* SqlClient.SqlClient
     if (Option.isNone(config.resendApiKey)) {
       return yield* new InvalidConfig({ variable: "RESEND_API_KEY", message: "RESEND_API_KEY is required to send email" })
     }
@@ -29,6 +35,7 @@ export const resendFromConfig = Layer.effect(
     return yield* ResendMailer.make({
       apiKey: config.resendApiKey.value,
       rps: config.resendRps,
+      limiter: config.resendRpsScope === "shared" ? SharedRateLimiter.make(sql, { rps: config.resendRps }) : undefined,
       timeout: config.resendTimeout,
       baseUrl: config.resendBaseUrl
     })
@@ -50,7 +57,8 @@ export const telemetry: Layer.Layer<Telemetry, InvalidConfig, JobsConfig> = Laye
  * Production on Fly: every required variable present (exit 2 otherwise), real database, Resend, PostHog and OTLP
  * export when configured. Releasing the stack (the end of the run) flushes PostHog and the OTLP exporters.
  */
-export const live = Layer.mergeAll(Database.layer, resendFromConfig, telemetry, Observability.layer).pipe(
+export const live = Layer.mergeAll(resendFromConfig, telemetry, Observability.layer).pipe(
+  Layer.provideMerge(Database.layer),
   Layer.provideMerge(JobsConfig.layerLive)
 )
 

@@ -2,9 +2,10 @@
  * The live Mailer on Resend's batch API, through the official `resend` SDK. One Batch is one
  * `POST /emails/batch` call in permissive validation (one bad address does not sink the other 99) carrying the
  * batch's `Idempotency-Key`, so a retry, or a batch resumed by another run, is answered from Resend's stored
- * response instead of being delivered twice. Calls are spaced by a client-side rate limit shared by every fiber
- * using the service; a 429 waits for `retry-after` (holding back every fiber, and widening the spacing a
- * little); 5xx, network failures, timeouts and `concurrent_idempotent_requests` retry with jittered exponential
+ * response instead of being delivered twice. Calls are spaced by a client-side rate limit: in live runs the one
+ * every process shares through PostgreSQL (src/SharedRateLimiter.ts), otherwise one for this process's fibers;
+ * a 429 waits for `retry-after` (holding back every caller of the limiter, and, in-process, widening the spacing
+ * a little), and so does a `ratelimit-remaining: 0` that our own pace does not explain; 5xx, network failures, timeouts and `concurrent_idempotent_requests` retry with jittered exponential
  * backoff until the batch's deadline; authentication, quota, idempotency conflicts and whole-batch validation
  * fail at once.
  * The API key is unwrapped only to construct the SDK client, and no message built here contains it.
@@ -19,8 +20,14 @@ import { type Batch, type DeliveryResult, Mailer, MailerError, type OutgoingEmai
 /** What `make` needs; `layer` reads it from configuration. */
 export interface ResendMailerOptions {
   readonly apiKey: Redacted.Redacted<string>
-  /** Provider calls per second allowed to this process (Resend's default team limit is 2). */
+  /** Provider calls per second (Resend's default team limit is 2); fractional values are allowed. */
   readonly rps: number
+  /**
+   * The limiter every call waits on. Default: one for this process only (`makeRateLimiter(rps)`), right when one
+   * process sends; live runs pass the one shared through PostgreSQL (src/SharedRateLimiter.ts), so that any
+   * number of workers together stay under `rps` (CONTRACT 8b).
+   */
+  readonly limiter?: RateLimiter | undefined
   /** Longest wait for one SDK call before it counts as a network failure and is retried. */
   readonly timeout: Duration.Input
   /** API base URL; defaults to Resend's. Tests point it at the fake server. */
@@ -52,7 +59,7 @@ export const RATE_HEADROOM = 1.03
 /** The settings `layer` reads: `RESEND_API_KEY`, `RESEND_RPS` (2), `RESEND_TIMEOUT` (30 s), `RESEND_BASE_URL`. */
 export const config = Config.all({
   apiKey: Config.Redacted("RESEND_API_KEY"),
-  rps: Config.schema(Schema.Int.check(Schema.isGreaterThan(0)), "RESEND_RPS").pipe(Config.withDefault(2)),
+  rps: Config.schema(Schema.Finite.check(Schema.isGreaterThan(0)), "RESEND_RPS").pipe(Config.withDefault(2)),
   timeout: Config.Duration("RESEND_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
   baseUrl: Config.String("RESEND_BASE_URL").pipe(Config.withDefault(DEFAULT_BASE_URL))
 })
@@ -67,10 +74,11 @@ export const RATE_WIDEN = 1.02
 /** The widest spacing, as a multiple of the initial one. */
 export const RATE_MAX_WIDEN = 1.2
 
-/** A shared limiter: `take` waits for the caller's turn; `pauseUntil` holds every caller back (after a 429). */
+/** A shared limiter: `take` waits for the caller's turn; `pauseFor` holds every caller back (after a 429). */
 export interface RateLimiter {
   readonly take: Effect.Effect<void>
-  readonly pauseUntil: (epochMillis: number) => Effect.Effect<void>
+  /** Holds every caller back for `duration` from now (a provider's `retry-after`). */
+  readonly pauseFor: (duration: Duration.Duration) => Effect.Effect<void>
   /** A rate-limit 429 got through: space later calls a little wider. */
   readonly widen: Effect.Effect<void>
 }
@@ -101,8 +109,10 @@ export const makeRateLimiter = Effect.fnUntraced(function*(rps: number) {
     }
   }))
   const pauseUntil = (epochMillis: number) => Ref.update(pausedUntil, (t) => Math.max(t, epochMillis))
+  const pauseFor = (duration: Duration.Duration) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => pauseUntil(now + Duration.toMillis(duration)))
   const widen = Ref.update(spacing, (s) => Math.min(s * RATE_WIDEN, base * RATE_MAX_WIDEN))
-  return { take, pauseUntil, widen } satisfies RateLimiter
+  return { take, pauseUntil, pauseFor, widen } satisfies RateLimiter & { readonly pauseUntil: unknown }
 })
 
 /** The body of a successful batch call; `errors` is present in permissive mode only. */
@@ -152,6 +162,25 @@ const retryAfterOf = (headers: Record<string, string> | null): Duration.Duration
   return undefined
 }
 
+/** Resend's rate-limit window: its limit is a number of requests per second. */
+const PROVIDER_WINDOW_MS = 1000
+
+/**
+ * The pause an ACCEPTED call's headers ask for, if any. `ratelimit-remaining: 0` says the provider's window is
+ * full. At our own pace that is routine when the pace alone can fill the window (2 calls 515 ms apart at 2/s:
+ * every other answer says 0), and the spacing already waits for the window: pausing for the whole
+ * `ratelimit-reset` (whole seconds, so 1 s) on each of those would cut the throughput by a third. It is news
+ * only when our pace puts fewer calls in a window than `ratelimit-limit`: someone else (the web app) is using
+ * the account right now, so every worker steps back until the reset. `spacingMs` is our pace's spacing.
+ */
+export const pauseFromHeaders = (headers: Record<string, string> | null, spacingMs: number): Duration.Duration | undefined => {
+  if (headers?.["ratelimit-remaining"] !== "0") return undefined
+  const limit = Number(headers["ratelimit-limit"])
+  const ownPerWindow = Math.ceil(PROVIDER_WINDOW_MS / spacingMs)
+  if (Number.isFinite(limit) && limit <= ownPerWindow) return undefined
+  return retryAfterOf(headers)
+}
+
 /** Sorts a Resend error into retry now, retry later, or stop. Built only from the error body, never the key. */
 const classify = (error: ErrorResponse, headers: Record<string, string> | null): AttemptFailed => {
   const status = error.statusCode
@@ -192,7 +221,8 @@ const toResendEmail = (email: OutgoingEmail): CreateBatchEmailOptions => ({
 /** Builds the Resend Mailer; the rate limit is shared by every caller of the returned service. */
 export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
   const timeout = Duration.fromInputUnsafe(options.timeout)
-  const limiter = yield* makeRateLimiter(options.rps)
+  const limiter = options.limiter ?? (yield* makeRateLimiter(options.rps))
+  const spacingMs = (1000 / options.rps) * RATE_HEADROOM
   const client = yield* Effect.sync(() => {
     const key = Redacted.value(options.apiKey)
     // An empty key would make the SDK fall back to process.env.RESEND_API_KEY.
@@ -200,7 +230,20 @@ export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
     return new Resend(key, { baseUrl: options.baseUrl ?? DEFAULT_BASE_URL })
   })
 
+  // A process's first call through Node's fetch is tens of milliseconds slower than the next ones (the HTTP client
+  // loads and opens its first connection; TLS adds more against the real API), so it reaches the provider later
+  // than its turn: with other processes sending on time, that is one call too many in the provider's window.
+  // An unauthenticated HEAD of the base URL, once, before the first turn, pays that cost outside the limit
+  // (a request without a key cannot count against the team's limit). Its outcome does not matter.
+  const warmUp = yield* Effect.cached(
+    Effect.tryPromise((signal) => fetch(options.baseUrl ?? DEFAULT_BASE_URL, { method: "HEAD", signal })).pipe(
+      Effect.timeout("2 seconds"),
+      Effect.ignore
+    )
+  )
+
   const attempt = Effect.fnUntraced(function*(key: string, payload: Array<CreateBatchEmailOptions>) {
+    yield* warmUp
     yield* limiter.take
     const response = yield* Effect.tryPromise({
       try: (signal) => client.batch.send(payload, { idempotencyKey: key, batchValidation: "permissive", signal }),
@@ -213,10 +256,7 @@ export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
     )
     if (response.error !== null) {
       const failure = classify(response.error, response.headers)
-      if (failure.retryAfter !== undefined) {
-        const now = yield* Clock.currentTimeMillis
-        yield* limiter.pauseUntil(now + Duration.toMillis(failure.retryAfter))
-      }
+      if (failure.retryAfter !== undefined) yield* limiter.pauseFor(failure.retryAfter)
       if (failure.error.kind === "transient" && response.error.statusCode === 429) yield* limiter.widen
       if (failure.error.kind === "idempotency") {
         yield* Effect.logError(
@@ -226,6 +266,8 @@ export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
       }
       return yield* failure
     }
+    const pause = pauseFromHeaders(response.headers, spacingMs)
+    if (pause !== undefined) yield* limiter.pauseFor(pause)
     const body = yield* decodeBatchResponse(response.data).pipe(Effect.orDie)
     const results = deliveryResults(payload.length, body)
     if (typeof results === "string") {

@@ -177,6 +177,21 @@ export const kaiwaJobs = Migrator.fromRecord({
     `CREATE TRIGGER deliveries_take_events BEFORE UPDATE OF provider_id ON kaiwa_jobs.deliveries
       FOR EACH ROW WHEN (NEW.provider_id IS NOT NULL AND NEW.provider_id IS DISTINCT FROM OLD.provider_id)
       EXECUTE FUNCTION kaiwa_jobs.deliveries_take_events()`
+  ),
+  // One provider rate limit shared by every process (CONTRACT 8b, src/SharedRateLimiter.ts): one row per limit.
+  // `next_at` is the earliest departure nobody has reserved yet, `paused_until` a pause the provider asked for
+  // (429, or a window used up by another sender), `epoch` is bumped by each pause so that departures reserved
+  // before it are void, `last_at` is the last departure a worker confirmed, and `widen` stretches the spacing
+  // after rate-limit 429s (narrowing back with each departure). Every instant is the database's clock (`clock_timestamp()`), never a worker's.
+  "0005_rate_limit": statements(
+    `CREATE TABLE kaiwa_jobs.rate_limits (
+      key text PRIMARY KEY,
+      next_at timestamptz NOT NULL,
+      paused_until timestamptz NULL,
+      epoch bigint NOT NULL DEFAULT 0,
+      last_at timestamptz NULL,
+      widen double precision NOT NULL DEFAULT 1
+    )`
   )
 })
 

@@ -345,6 +345,12 @@ export const startFakeResend = async (options: FakeResendOptions = {}): Promise<
   }
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // A client warming up its connection (the mailer's HEAD before its first call): no API request, not recorded.
+    if (req.method === "HEAD") {
+      res.writeHead(404)
+      res.end()
+      return
+    }
     const n = log.length + 1
     const at = Date.now()
     const path = (req.url ?? "/").split("?")[0]!.replace(/\/+$/, "")
