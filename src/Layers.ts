@@ -15,7 +15,6 @@ import { Database, pgLayer } from "./Database.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { Mailer } from "./Mailer.ts"
 import * as Observability from "./Observability.ts"
-import * as SharedRateLimiter from "./SharedRateLimiter.ts"
 import { Telemetry } from "./Telemetry.ts"
 
 /**
@@ -30,8 +29,10 @@ export const resendFromConfig = Layer.effect(
     if (Option.isNone(config.resendApiKey)) {
       return yield* new InvalidConfig({ variable: "RESEND_API_KEY", message: "RESEND_API_KEY is required to send email" })
     }
-    // Imported here, not at the top: only a live run loads the `resend` SDK (issue 13).
-    const ResendMailer = yield* Effect.promise(() => import("./ResendMailer.ts"))
+    // Imported here, not at the top: only a live run loads the `resend` SDK and the limiters (issue 13).
+    const [ResendMailer, SharedRateLimiter] = yield* Effect.promise(() =>
+      Promise.all([import("./ResendMailer.ts"), import("./SharedRateLimiter.ts")])
+    )
     return yield* ResendMailer.make({
       apiKey: config.resendApiKey.value,
       rps: config.resendRps,

@@ -83,7 +83,13 @@ describe("four processes on one tick", () => {
         sql<{ n: number; done: number; resumed: number }>`
           SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'done')::int AS done,
             count(*) FILTER (WHERE attempts > 1)::int AS resumed FROM kaiwa_jobs.batches`)
-      assert.deepStrictEqual(batches[0], { n: LEARNERS / 100, done: LEARNERS / 100, resumed: 0 })
+      // Every batch done, none resumed. Usually 6 full batches; two workers claiming at the same instant can split
+      // one (each skips the rows the other has just locked), which changes nothing about who gets what.
+      const { done, n, resumed } = batches[0]!
+      assert.strictEqual(done, n)
+      assert.strictEqual(resumed, 0)
+      assert.isAtLeast(n, LEARNERS / 100)
+      assert.isAtMost(n, LEARNERS / 100 + 3)
     } finally {
       await fake.close()
     }
