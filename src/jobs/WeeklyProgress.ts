@@ -85,10 +85,10 @@ const ZONE_FIELDS = ["open", "day", "week", "prev_start", "week_start", "week_en
  * session's time zone is converted to decide whether it is in the week). The users, read once (by parallel
  * workers when PostgreSQL can use them), stop at the zone's window (all of them on six days of the week); those
  * left are matched against the users who practised in the week (one range of
- * conversation_sessions_start_covering_idx, which holds the user id: no table access) and against the week's
+ * conversation_sessions_start_idx) and against the week's
  * ledger rows (those already planned on an earlier tick). The figures of the candidates left, those whose window
- * opened since the last tick, come from one more range of the same index (the two weeks; it holds the language
- * and the duration too), hashed against them; the cap is looked up for them alone.
+ * opened since the last tick, come from one more range of the same index (the two weeks), hashed against them;
+ * the cap is looked up for them alone.
  *
  * Figures (decisions):
  * - minutes: the week's sum of duration_seconds (null counted as 0), in whole minutes rounded half up; the
@@ -108,7 +108,7 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
   const weeks = open.map((o) => o.week)
   // Instants that bound the report week (and the week before) in every zone: local midnight is at most 14 h before
   // and 12 h after UTC midnight (15 and 13 here, for margin). Redundant with each user's own bounds, they tell the
-  // planner how few sessions can match, so it reads just those through conversation_sessions_start_covering_idx.
+  // planner how few sessions can match, so it reads just those through conversation_sessions_start_idx.
   const day = open[0]?.day ?? asOf.toISOString().slice(0, 10)
   const utcMidnight = (date: string) => Date.parse(`${date}T00:00:00Z`)
   const previousFrom = new Date(utcMidnight(addDays(day, -14)) - 15 * HOUR_MS)
@@ -174,7 +174,7 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
       coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time < c1.week_start), 0) AS previous_seconds
     FROM c1
     -- The fortnight's sessions of every zone (the constant bounds: one range of
-    -- conversation_sessions_start_covering_idx, read in index order, no table access), hashed against the few
+    -- conversation_sessions_start_idx), hashed against the few
     -- candidates left; then each candidate's own two weeks. A per-candidate index lookup would cost a random read
     -- each (~16,000 to 33,000 of them at 1,000,000 users); the range is one sequential read.
     JOIN conversation_sessions s ON s.user_id = c1.user_id
