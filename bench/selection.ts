@@ -61,6 +61,11 @@ export const selection = () =>
         const [compiled, params] = reminders.compile()
         const plan = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${compiled}`, params)
         const planText = plan.map((r) => r["QUERY PLAN"]).join("\n")
+        // BENCH_EXPLAIN=1 prints the reminder statement's plan with its timings and buffers, to see where it goes.
+        if (process.env["BENCH_EXPLAIN"] === "1") {
+          const analyzed = yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN (ANALYZE, BUFFERS) ${compiled}`, params)
+          console.log(analyzed.map((r) => r["QUERY PLAN"]).join("\n"))
+        }
         const indexes = [...new Set([...planText.matchAll(/(?:Index (?:Only )?Scan(?: Backward)? using|Bitmap Index Scan on) (\S+)/g)].map((m) => m[1]!))]
         return {
           label,
