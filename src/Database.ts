@@ -295,15 +295,15 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
           FROM sel WHERE skip_reason IS NULL
           ORDER BY user_id
           RETURNING 1
-        ),
+        )${finalSkips.length === 0 ? sql.literal("") : sql`,
         -- Skips the job declared final (the weekly report blocked by the cap) settle their key: a skipped row,
         -- which the selection's own "no ledger row for this key" rule then excludes on later ticks.
         settled AS (
           INSERT INTO kaiwa_jobs.deliveries (job, user_id, dedupe_key, email, data, planned_at, expires_at, run_id, status, reason)
           SELECT ${args.job}, user_id, dedupe_key, email, data, ${args.asOf}, expires_at, ${args.runId}::uuid, 'skipped', skip_reason
-          FROM sel WHERE skip_reason IN ${sql.in(finalSkips.length > 0 ? finalSkips : [""])}
+          FROM sel WHERE skip_reason IN ${sql.in(finalSkips)}
           RETURNING 1
-        )
+        )`}
         SELECT 'enqueued' AS reason, count(*)::int AS n, NULL::text[] AS ids FROM ins
         UNION ALL
         SELECT skip_reason, count(*)::int, (array_agg(user_id ORDER BY user_id))[1:100]
