@@ -192,6 +192,14 @@ export const kaiwaJobs = Migrator.fromRecord({
       last_at timestamptz NULL,
       widen double precision NOT NULL DEFAULT 1
     )`
+  ),
+  // Yielding to another sender on the same provider account (issue 13, src/SharedRateLimiter.ts): `share` is the
+  // part of RESEND_RPS the library uses now (1 = all of it; cut when a 429 shows another sender in the window,
+  // raised back a little per departure once `foreign_at`, the last sight of another sender, is a while ago).
+  "0006_rate_limit_share": statements(
+    `ALTER TABLE kaiwa_jobs.rate_limits
+      ADD COLUMN share double precision NOT NULL DEFAULT 1 CHECK (share > 0 AND share <= 1),
+      ADD COLUMN foreign_at timestamptz NULL`
   )
 })
 
