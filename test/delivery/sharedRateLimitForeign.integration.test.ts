@@ -7,8 +7,9 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Redacted } from "effect"
+import { Duration, Effect, ManagedRuntime, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
+import { pgLayer } from "../../src/Database.ts"
 import { RATE_HEADROOM, RATE_WIDEN } from "../../src/ResendMailer.ts"
 import * as SharedRateLimiter from "../../src/SharedRateLimiter.ts"
 import { query, seed } from "../faults/harness.ts"
@@ -223,5 +224,58 @@ describe("the shared rate limit against another sender (processes)", () => {
     const [row] = await query(url, (sql) =>
       sql<{ share: number }>`SELECT share::float8 AS share FROM kaiwa_jobs.rate_limits WHERE key = 'resend'`)
     assert.closeTo(row!.share, 2 / 3, 1e-9)
+  }, 60_000)
+})
+
+describe("another sender taking its turns from the same row (kaiwa_jobs.take_rate_limit_turn)", () => {
+  it("a worker at the whole limit and a second sender using the SQL function: no 429 for either", async () => {
+    const url = await Effect.runPromise(freshDatabaseUrl)
+    await seed(url, [])
+    const rps = 10
+    const fake = await startFakeResend({ faults: { latencyMs: 20, rateLimitPerSecond: rps } })
+    cleanups.push(() => fake.close())
+    // The web app's side: one connection of its own, a turn from the row before each email, the 429 pause into it.
+    const runtime = ManagedRuntime.make(pgLayer(url))
+    cleanups.push(() => runtime.dispose())
+    const turn = () =>
+      runtime.runPromise(Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        return yield* sql<{ wait_ms: number }>`SELECT kaiwa_jobs.take_rate_limit_turn('resend', ${rps}) AS wait_ms`
+      }))
+    await turn() // the connection is open before the first timed turn
+    const worker = startWorker(url, fake, "a", rps, 6)
+    let done = false
+    const ended = worker.done.then((code) => {
+      done = true
+      return code
+    })
+    while (!done && !fake.log.some((r) => r.path === "/emails/batch")) await new Promise((r) => setTimeout(r, 10))
+    let sent = 0
+    while (!done) {
+      const [row] = await turn()
+      const wait_ms = row!.wait_ms
+      if (wait_ms > 0) await new Promise((r) => setTimeout(r, wait_ms))
+      const response = await fetch(`${fake.url}/emails`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${fake.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ from: "Kaiwa <hello@example.com>", to: `web-${sent++}@example.com`, subject: "Hi", text: "Hi" })
+      })
+      await response.text()
+      if (response.status === 429) {
+        const seconds = Number(response.headers.get("retry-after") ?? 1)
+        await runtime.runPromise(Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`SELECT kaiwa_jobs.pause_rate_limit('resend', ${seconds})`
+        }))
+      }
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    assert.strictEqual(await ended, 0, worker.output())
+    const library = fake.log.filter((r) => r.path === "/emails/batch")
+    const web = fake.log.filter((r) => r.path === "/emails")
+    console.log(`row shared with a second sender: library ${library.length} calls, web app ${web.length}, 429s ${fake.total429}`)
+    assert.isAtLeast(web.length, 10)
+    assert.isAtLeast(library.length, 20)
+    assert.strictEqual(fake.total429, 0, [...library, ...web].sort((a, b) => a.at - b.at).map((r) => `${r.path}:${r.status}`).join(" "))
   }, 60_000)
 })
