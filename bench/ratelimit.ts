@@ -73,6 +73,13 @@ const measure = (variant: Variant) =>
       const seconds = (last - first) / 1000
       const perSecond = fake.accepted.filter((a) => a.to[0]!.startsWith("r")).length / seconds
       const library429 = batches.filter((r) => r.status === 429).length
+      // Where the time goes: when the refusals came (ms after the first request), and how close the provider's
+      // window came to refusing, i.e. the shortest span from one admitted arrival to the LIMIT-th after it (a
+      // span under 1000 ms is a refusal; the spacing's 3% headroom makes it 1030 ms when every call is on time).
+      const admitted = fake.log.filter((r) => (r.path === "/emails/batch" || r.path === "/emails") && r.status !== 429).map((r) => r.at)
+      const spans = admitted.slice(LIMIT_PER_SECOND).map((t, i) => t - admitted[i]!)
+      const tightestSpanMs = spans.length > 0 ? Math.min(...spans) : null
+      const refusedAtMs = fake.log.filter((r) => r.status === 429).map((r) => `${r.path === "/emails" ? "web " : ""}${r.at - first}`)
       const ledger = await sqlOn(url, (sql) =>
         sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM kaiwa_jobs.deliveries GROUP BY status`)
       const result = {
@@ -88,13 +95,17 @@ const measure = (variant: Variant) =>
         wallSeconds: Number((Math.max(...runs.map((r) => r.ms)) / 1000).toFixed(1)),
         ledger: Object.fromEntries(ledger.map((l) => [l.status, l.n])) as Record<string, number>,
         duplicates: [...fake.acceptedCountByRecipient().values()].filter((c) => c > 1).length,
+        tightestSpanMs,
+        spansUnder1015Ms: spans.filter((x) => x < 1015).length,
+        refusedAtMs,
         webApp: webResult
       }
       if (bad.length > 0) console.log(`  ${variant.name}: a worker exited ${bad[0]!.code}: ${bad[0]!.stderr.slice(-500)}`)
       console.log(`  ${variant.name.padEnd(34)} ${String(result.perSecond).padStart(6)} emails/s = ` +
         `${(result.ofCeiling * 100).toFixed(1).padStart(5)}% of ${CEILING}/s; ${library429}/${batches.length} requests 429 ` +
         `(${(result.share429 * 100).toFixed(1)}%)` +
-        (webResult ? `; web app ${webResult.provider429}/${webResult.requests} requests 429 (${(webResult.share429 * 100).toFixed(1)}%)` : ""))
+        (webResult ? `; web app ${webResult.provider429}/${webResult.requests} requests 429 (${(webResult.share429 * 100).toFixed(1)}%)` : "") +
+        `; tightest ${LIMIT_PER_SECOND}-call span ${tightestSpanMs} ms` + (refusedAtMs.length > 0 ? `; 429s at ${refusedAtMs.join(", ")} ms` : ""))
       return result
     } finally {
       await fake.close()
