@@ -202,17 +202,21 @@ export const kaiwaJobs = Migrator.fromRecord({
       ADD COLUMN foreign_at timestamptz NULL`
   ),
   // The same row for a sender outside the library (the web app), so that it takes turns instead of colliding
-  // (issue 13; README "Shared rate limit"): `take_rate_limit_turn(key, rps)` reserves the next departure as the
-  // library does (spaced by `1000 / rps` ms with the library's 3% headroom, its widening and its share) and returns
-  // how many milliseconds to wait before sending; `pause_rate_limit(key, seconds)` writes a 429's `retry-after` into
-  // the row, holding every sender back and voiding the turns reserved before it.
+  // (issue 13; README "Shared rate limit"): `take_rate_limit_turn(key, rps, margin_ms)` reserves the next departure
+  // as the library does (spaced by `1000 / rps` ms with the library's 3% headroom, its widening and its share),
+  // `margin_ms` (default 100) later than the library would, and returns how many milliseconds to wait before sending.
+  // The margin stands in for the library's second step: a worker confirms its departure shortly before its slot,
+  // never less than an interval after the last real departure, so a late call pushes the next worker's call back;
+  // a caller of this function cannot be pushed back, so it keeps that much room before its call instead.
+  // `pause_rate_limit(key, seconds)` writes a 429's `retry-after` into the row, holding every sender back and
+  // voiding the turns reserved before it.
   "0007_rate_limit_functions": statements(
-    `CREATE FUNCTION kaiwa_jobs.take_rate_limit_turn(p_key text, p_rps double precision)
+    `CREATE FUNCTION kaiwa_jobs.take_rate_limit_turn(p_key text, p_rps double precision, p_margin_ms double precision DEFAULT 100)
       RETURNS double precision LANGUAGE sql VOLATILE AS $$
       INSERT INTO kaiwa_jobs.rate_limits AS r (key, next_at)
       VALUES (p_key, clock_timestamp() + (1000 / nullif(greatest(p_rps, 0), 0) * 1.03) * interval '1 millisecond')
       ON CONFLICT (key) DO UPDATE
-        SET next_at = greatest(r.next_at, r.paused_until, clock_timestamp())
+        SET next_at = greatest(r.next_at, r.paused_until, clock_timestamp()) + greatest(p_margin_ms, 0) * interval '1 millisecond'
           + (1000 / nullif(greatest(p_rps, 0), 0) * 1.03) * r.widen / r.share * interval '1 millisecond'
       RETURNING greatest(0, extract(epoch FROM (next_at - clock_timestamp())) * 1000
         - (1000 / nullif(greatest(p_rps, 0), 0) * 1.03) * widen / share)::float8
