@@ -29,9 +29,12 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # Files stay owned by root and read-only to the process, which runs as the image's unprivileged `node` user.
-# Node's module compile cache (turned on by dist/*.js, src/entries/compileCache.ts) goes to /tmp/node-compile-cache,
-# which that user can write; a read-only or fresh /tmp only means a cold start, never a failure. On a Fly Machine
-# (FLY_MACHINE_ID set) the entries leave it off: the Machine's disk is reset after every run, so nothing would read it.
+# Node's module compile cache (turned on by dist/*.js, src/entries/compileCache.ts): `npm run build` above ships one
+# in dist/compile-cache, warmed by running the built CLI with node:24-slim's Node as root and as the `node` user
+# (Node keeps one sub-directory per Node version and user), so the first `kaiwa-jobs list` of a fresh container or
+# Fly Machine reads it. It stays root-owned and read-only: Node only reads it. Where it has no entry for the Node
+# and user that run (another Node), the entries fall back to /tmp/node-compile-cache, which that user can write,
+# except on a Fly Machine (FLY_MACHINE_ID set), whose disk is reset after every run, so nothing would read it.
 USER node
 EXPOSE 8080
 # The web process. Fly's [processes] and the cron machines' own commands override it.

@@ -74,6 +74,14 @@ export const RATE_WIDEN = 1.02
 /** The widest spacing, as a multiple of the initial one. */
 export const RATE_MAX_WIDEN = 1.2
 
+/** What the provider answered one of our calls, as far as the rate limit is concerned. */
+export interface ProviderAnswer {
+  /** A rate-limit 429 (`rate_limit_exceeded`); false for an accepted call. */
+  readonly refused: boolean
+  /** The answer's headers (`ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset`, `retry-after`). */
+  readonly headers: Record<string, string> | null
+}
+
 /** A shared limiter: `take` waits for the caller's turn; `pauseFor` holds every caller back (after a 429). */
 export interface RateLimiter {
   readonly take: Effect.Effect<void>
@@ -81,6 +89,12 @@ export interface RateLimiter {
   readonly pauseFor: (duration: Duration.Duration) => Effect.Effect<void>
   /** A rate-limit 429 got through: space later calls a little wider. */
   readonly widen: Effect.Effect<void>
+  /**
+   * What the provider answered a call that had its turn (a 429's `retry-after` is already paused for). The
+   * limiter decides what it says about the pace: the in-process one widens after a 429 and pauses when an
+   * accepted answer shows someone else filling the window; the shared one also yields to another sender.
+   */
+  readonly answered: (answer: ProviderAnswer) => Effect.Effect<void>
 }
 
 /**
@@ -112,7 +126,12 @@ export const makeRateLimiter = Effect.fnUntraced(function*(rps: number) {
   const pauseFor = (duration: Duration.Duration) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => pauseUntil(now + Duration.toMillis(duration)))
   const widen = Ref.update(spacing, (s) => Math.min(s * RATE_WIDEN, base * RATE_MAX_WIDEN))
-  return { take, pauseUntil, pauseFor, widen } satisfies RateLimiter & { readonly pauseUntil: unknown }
+  const answered = (answer: ProviderAnswer) =>
+    answer.refused ? widen : Effect.gen(function*() {
+      const pause = pauseFromHeaders(answer.headers, yield* Ref.get(spacing))
+      if (pause !== undefined) yield* pauseFor(pause)
+    })
+  return { take, pauseUntil, pauseFor, widen, answered } satisfies RateLimiter & { readonly pauseUntil: unknown }
 })
 
 /** The body of a successful batch call; `errors` is present in permissive mode only. */
@@ -163,7 +182,7 @@ const retryAfterOf = (headers: Record<string, string> | null): Duration.Duration
 }
 
 /** Resend's rate-limit window: its limit is a number of requests per second. */
-const PROVIDER_WINDOW_MS = 1000
+export const PROVIDER_WINDOW_MS = 1000
 
 /**
  * The pause an ACCEPTED call's headers ask for, if any. `ratelimit-remaining: 0` says the provider's window is
@@ -222,7 +241,6 @@ const toResendEmail = (email: OutgoingEmail): CreateBatchEmailOptions => ({
 export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
   const timeout = Duration.fromInputUnsafe(options.timeout)
   const limiter = options.limiter ?? (yield* makeRateLimiter(options.rps))
-  const spacingMs = (1000 / options.rps) * RATE_HEADROOM
   const client = yield* Effect.sync(() => {
     const key = Redacted.value(options.apiKey)
     // An empty key would make the SDK fall back to process.env.RESEND_API_KEY.
@@ -256,8 +274,12 @@ export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
     )
     if (response.error !== null) {
       const failure = classify(response.error, response.headers)
+      // What the 429 says about the pace first (the shared limiter may yield to another sender), then the pause,
+      // which voids every turn reserved before it: they are taken again at the new pace.
+      if (failure.error.kind === "transient" && response.error.statusCode === 429) {
+        yield* limiter.answered({ refused: true, headers: response.headers })
+      }
       if (failure.retryAfter !== undefined) yield* limiter.pauseFor(failure.retryAfter)
-      if (failure.error.kind === "transient" && response.error.statusCode === 429) yield* limiter.widen
       if (failure.error.kind === "idempotency") {
         yield* Effect.logError(
           "IDEMPOTENCY CONFLICT: Resend refused a batch whose key was already used with a different payload. " +
@@ -266,8 +288,7 @@ export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
       }
       return yield* failure
     }
-    const pause = pauseFromHeaders(response.headers, spacingMs)
-    if (pause !== undefined) yield* limiter.pauseFor(pause)
+    yield* limiter.answered({ refused: false, headers: response.headers })
     const body = yield* decodeBatchResponse(response.data).pipe(Effect.orDie)
     const results = deliveryResults(payload.length, body)
     if (typeof results === "string") {

@@ -30,6 +30,19 @@
  * therefore also widens the shared spacing a little (`widen`, a factor in the row, like the in-process
  * limiter's), and every departure narrows it back slowly (`RELAX`).
  *
+ * Another sender on the same account (the web app's sign-up and password-reset emails) is invisible until it
+ * collides with us, and two senders that do not coordinate cannot share an exactly full window: at 1.5/s beside
+ * a sender at 0.5/s against a limit of 2, both got a 429 on about a third of their calls. So the library yields
+ * (AIMD, as TCP does with a link it shares): `share` in the row is the part of `rps` it uses now. A rate-limit
+ * 429 that our own pace cannot explain (fewer of our calls fit in the provider's window, give or take
+ * `FOREIGN_MARGIN_MS`, than its limit) means someone else took a place: every worker drops at once to the pace
+ * that leaves one place per window free, `(limit - 1)` calls per window, or by `YIELD` if it already was there
+ * (multiplicative decrease). An accepted answer whose `ratelimit-remaining` shows more calls in the window than
+ * our pace puts there is evidence of the other sender too (`foreign_at`), without a cut. Once no other sender has
+ * been seen for `quiet` (10 s by default), every departure raises the share by `PROBE_STEP` (additive increase)
+ * back to the whole `rps`. A 429 our own pace does explain (arrival jitter at close to the limit) only widens the
+ * spacing a little, as before: with nobody else sending, nothing changes.
+ *
  * Failure behaviour: the limiter never lets a call go without a turn the database confirmed. When the database
  * cannot be reached while taking a turn or checking it, the caller waits (backoff up to 2 s) and tries again,
  * so an outage makes sending slower, never faster. A worker killed while holding a reservation only wastes that
@@ -37,7 +50,15 @@
  */
 import { Duration, Effect, Schedule, Schema } from "effect"
 import type { SqlClient } from "effect/sql"
-import { RATE_HEADROOM, RATE_MAX_WIDEN, RATE_WIDEN, type RateLimiter } from "./ResendMailer.ts"
+import {
+  type ProviderAnswer,
+  PROVIDER_WINDOW_MS,
+  RATE_HEADROOM,
+  RATE_MAX_WIDEN,
+  RATE_WIDEN,
+  pauseFromHeaders,
+  type RateLimiter
+} from "./ResendMailer.ts"
 
 /** The row every process of the library shares for Resend's account-wide limit. */
 export const DEFAULT_KEY = "resend"
@@ -56,10 +77,35 @@ export const CONFIRM_AHEAD_MS = 50
  */
 export const RELAX = 0.9998
 
+/**
+ * A rate-limit 429 is our own doing when our pace can put `ratelimit-limit` of our calls before it in the
+ * provider's window stretched by this margin (arrivals jitter by tens of milliseconds on a busy machine, never
+ * by this much in steady state); otherwise another sender took a place, and the library yields.
+ */
+export const FOREIGN_MARGIN_MS = 100
+
+/** The cut of the share when another sender collides with us and we already leave one place per window free. */
+export const YIELD = 0.75
+
+/** The share never drops below this part of `rps`, however often another sender collides with us. */
+export const MIN_SHARE = 0.1
+
+/** Once no other sender has been seen for `quiet`, each departure raises the share by this much (up to 1). */
+export const PROBE_STEP = 0.02
+
+/** How long without any sign of another sender before the share grows back (default of `quiet`). */
+export const DEFAULT_QUIET = Duration.seconds(10)
+
 /** Waiting between attempts while the database cannot be reached: 50 ms doubling, capped at 2 s. */
 export const unreachableBackoff = Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("2 seconds")])
 
-const Turn = Schema.Struct({ epoch: Schema.String, slot_ms: Schema.Number, wait_ms: Schema.Number })
+const Turn = Schema.Struct({
+  epoch: Schema.String,
+  slot_ms: Schema.Number,
+  wait_ms: Schema.Number,
+  interval_ms: Schema.Number,
+  share: Schema.Number
+})
 type Turn = typeof Turn.Type
 const decodeTurn = Schema.decodeUnknownEffect(Schema.Array(Turn))
 const Confirm = Schema.Struct({ epoch: Schema.String, departure_ms: Schema.Number, wait_ms: Schema.Number })
@@ -76,6 +122,35 @@ export interface SharedRateLimiterOptions {
   readonly rps: number
   /** The row; every process sharing one provider account must use the same key (default `resend`). */
   readonly key?: string | undefined
+  /** How long without a sign of another sender before the library's share of `rps` grows back (10 s). */
+  readonly quiet?: Duration.Input | undefined
+}
+
+/**
+ * The share of `rps` that leaves one place per provider window free (`limit - 1` calls per window), and the
+ * cut below the current share: straight down to it, or by `YIELD` when the share is already there.
+ */
+export const yieldedShare = (share: number, rps: number, limit: number): number => {
+  const onePlaceFree = (limit - 1) * 1000 / (PROVIDER_WINDOW_MS * rps)
+  return Math.max(MIN_SHARE, Math.min(share * YIELD, onePlaceFree))
+}
+
+/**
+ * Whether a rate-limit 429 with this `ratelimit-limit` is explained by our own calls alone at `intervalMs`
+ * between departures: the window (stretched by `FOREIGN_MARGIN_MS`) holds `limit` of them before this one.
+ */
+export const ownPaceExplains429 = (intervalMs: number, limit: number): boolean =>
+  Math.ceil((PROVIDER_WINDOW_MS + FOREIGN_MARGIN_MS) / intervalMs) - 1 >= limit
+
+/**
+ * Whether an accepted answer shows more calls in the provider's window than ours at `intervalMs`: the window
+ * holds `limit - remaining` calls with this one, our pace at most `ceil(window / interval)`.
+ */
+export const othersInWindow = (intervalMs: number, headers: Record<string, string> | null): boolean => {
+  const limit = Number(headers?.["ratelimit-limit"])
+  const remaining = Number(headers?.["ratelimit-remaining"])
+  if (!Number.isFinite(limit) || !Number.isFinite(remaining)) return false
+  return limit - remaining > Math.ceil(PROVIDER_WINDOW_MS / intervalMs)
 }
 
 /** A limiter over `sql` whose budget is shared by every process using the same key and database. */
@@ -84,6 +159,10 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
   const key = options.key ?? DEFAULT_KEY
   // The same headroom as the in-process limiter: Resend counts arrivals and we space departures.
   const intervalMs = (1000 / options.rps) * RATE_HEADROOM
+  const quietMs = Duration.toMillis(Duration.fromInputUnsafe(options.quiet ?? DEFAULT_QUIET))
+  // The pace of this process's latest turn (the row's share and widening at that moment): what the provider's
+  // answers are read against.
+  let current = { intervalMs, share: 1 }
 
   const bounded = <A, E>(effect: Effect.Effect<A, E>) =>
     effect.pipe(
@@ -97,10 +176,11 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
     sql`INSERT INTO kaiwa_jobs.rate_limits AS r (key, next_at)
         VALUES (${key}, clock_timestamp() + ${intervalMs} * interval '1 millisecond')
         ON CONFLICT (key) DO UPDATE
-          SET next_at = greatest(r.next_at, r.paused_until, clock_timestamp()) + ${intervalMs} * r.widen * interval '1 millisecond'
-        RETURNING epoch::text AS epoch,
-          (extract(epoch FROM next_at) * 1000 - ${intervalMs} * widen)::float8 AS slot_ms,
-          (extract(epoch FROM (next_at - clock_timestamp())) * 1000 - ${intervalMs} * widen)::float8 AS wait_ms`
+          SET next_at = greatest(r.next_at, r.paused_until, clock_timestamp()) + ${intervalMs} * r.widen / r.share * interval '1 millisecond'
+        RETURNING epoch::text AS epoch, share::float8 AS share,
+          (${intervalMs} * widen / share)::float8 AS interval_ms,
+          (extract(epoch FROM next_at) * 1000 - ${intervalMs} * widen / share)::float8 AS slot_ms,
+          (extract(epoch FROM (next_at - clock_timestamp())) * 1000 - ${intervalMs} * widen / share)::float8 AS wait_ms`
       .pipe(Effect.flatMap(decodeTurn))
   )
 
@@ -115,9 +195,11 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
       sql`WITH now AS (SELECT clock_timestamp() AS t)
           UPDATE kaiwa_jobs.rate_limits AS r
           SET last_at = CASE WHEN r.epoch::text = ${turn.epoch}
-            THEN greatest(to_timestamp(${turn.slot_ms} / 1000.0), r.last_at + ${intervalMs} * r.widen * interval '1 millisecond', now.t)
+            THEN greatest(to_timestamp(${turn.slot_ms} / 1000.0), r.last_at + ${intervalMs} * r.widen / r.share * interval '1 millisecond', now.t)
             ELSE r.last_at END,
-            widen = greatest(1, r.widen * ${RELAX})
+            widen = greatest(1, r.widen * ${RELAX}),
+            share = CASE WHEN r.share < 1 AND (r.foreign_at IS NULL OR r.foreign_at < now.t - ${quietMs} * interval '1 millisecond')
+              THEN least(1, r.share + ${PROBE_STEP}) ELSE r.share END
           FROM now
           WHERE r.key = ${key}
           RETURNING r.epoch::text AS epoch, (extract(epoch FROM r.last_at) * 1000)::float8 AS departure_ms,
@@ -138,6 +220,7 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
     while (true) {
       const [turn] = yield* reserve
       if (turn === undefined) return yield* new Unreachable({ cause: "no row returned" })
+      current = { intervalMs: turn.interval_ms, share: turn.share }
       if (turn.wait_ms > CONFIRM_AHEAD_MS) yield* Effect.sleep(Duration.millis(turn.wait_ms - CONFIRM_AHEAD_MS))
       const sent = performance.now()
       const [state] = yield* confirm(turn)
@@ -184,5 +267,37 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
     sql`UPDATE kaiwa_jobs.rate_limits SET widen = least(widen * ${RATE_WIDEN}, ${RATE_MAX_WIDEN}) WHERE key = ${key}`
   ).pipe(Effect.ignore)
 
-  return { take, pauseFor, widen }
+  // Another sender took a place in the provider's window: cut the share (unless a worker already cut it below the
+  // share this process's turn was taken at: one collision, one cut, however many workers it refused).
+  const yieldTo = (limit: number, turnShare: number) => {
+    const to = yieldedShare(turnShare, options.rps, limit)
+    return bounded(sql`UPDATE kaiwa_jobs.rate_limits
+      SET share = CASE WHEN share >= ${turnShare} THEN ${to} ELSE share END, foreign_at = clock_timestamp()
+      WHERE key = ${key}`).pipe(
+      Effect.tap(() => Effect.logInfo("another sender is using the provider's rate limit; the library yields").pipe(
+        Effect.annotateLogs({ share: to, rps: options.rps })
+      )),
+      Effect.ignore
+    )
+  }
+
+  // An accepted answer showed someone else in the window: no cut, but no growing back for a while either.
+  const seenOther = bounded(sql`UPDATE kaiwa_jobs.rate_limits SET foreign_at = clock_timestamp() WHERE key = ${key}`)
+    .pipe(Effect.ignore)
+
+  const answered = (answer: ProviderAnswer): Effect.Effect<void> => {
+    const { intervalMs: pace, share } = current
+    const limit = Number(answer.headers?.["ratelimit-limit"])
+    if (answer.refused) {
+      return Number.isFinite(limit) && limit >= 1 && !ownPaceExplains429(pace, limit) ? yieldTo(limit, share) : widen
+    }
+    // A window used up by someone else as well: every worker waits for its reset (CONTRACT 8b).
+    const pause = pauseFromHeaders(answer.headers, pace)
+    return Effect.andThen(
+      othersInWindow(pace, answer.headers) ? Effect.forkDetach(seenOther) : Effect.void,
+      pause === undefined ? Effect.void : pauseFor(pause)
+    )
+  }
+
+  return { take, pauseFor, widen, answered }
 }

@@ -1,4 +1,6 @@
 /** dist/cli.js: the compile cache first, then the kaiwa-jobs CLI (src/bin.ts), loaded as a separate chunk. */
-import "./compileCache.ts"
+import { enableCompileCache } from "./compileCache.ts"
+
+enableCompileCache(import.meta.url)
 
 await import("../bin.ts")

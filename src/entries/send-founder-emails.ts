@@ -1,4 +1,6 @@
 /** dist/send-founder-emails.js: the compile cache first, then the Fly main scripts/send-founder-emails.ts, loaded as a separate chunk. */
-import "./compileCache.ts"
+import { enableCompileCache } from "./compileCache.ts"
+
+enableCompileCache(import.meta.url)
 
 await import("../../scripts/send-founder-emails.ts")

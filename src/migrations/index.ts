@@ -192,6 +192,44 @@ export const kaiwaJobs = Migrator.fromRecord({
       last_at timestamptz NULL,
       widen double precision NOT NULL DEFAULT 1
     )`
+  ),
+  // Yielding to another sender on the same provider account (issue 13, src/SharedRateLimiter.ts): `share` is the
+  // part of RESEND_RPS the library uses now (1 = all of it; cut when a 429 shows another sender in the window,
+  // raised back a little per departure once `foreign_at`, the last sight of another sender, is a while ago).
+  "0006_rate_limit_share": statements(
+    `ALTER TABLE kaiwa_jobs.rate_limits
+      ADD COLUMN share double precision NOT NULL DEFAULT 1 CHECK (share > 0 AND share <= 1),
+      ADD COLUMN foreign_at timestamptz NULL`
+  ),
+  // The same row for a sender outside the library (the web app), so that it takes turns instead of colliding
+  // (issue 13; README "Shared rate limit"): `take_rate_limit_turn(key, rps, margin_ms)` reserves the next departure
+  // as the library does (spaced by `1000 / rps` ms with the library's 3% headroom, its widening and its share),
+  // `margin_ms` (default 100) later than the library would, and returns how many milliseconds to wait before sending.
+  // The margin stands in for the library's second step: a worker confirms its departure shortly before its slot,
+  // never less than an interval after the last real departure, so a late call pushes the next worker's call back;
+  // a caller of this function cannot be pushed back, so it keeps that much room before its call instead.
+  // `pause_rate_limit(key, seconds)` writes a 429's `retry-after` into the row, holding every sender back and
+  // voiding the turns reserved before it.
+  "0007_rate_limit_functions": statements(
+    `CREATE FUNCTION kaiwa_jobs.take_rate_limit_turn(p_key text, p_rps double precision, p_margin_ms double precision DEFAULT 100)
+      RETURNS double precision LANGUAGE sql VOLATILE AS $$
+      INSERT INTO kaiwa_jobs.rate_limits AS r (key, next_at)
+      VALUES (p_key, clock_timestamp() + (1000 / nullif(greatest(p_rps, 0), 0) * 1.03) * interval '1 millisecond')
+      ON CONFLICT (key) DO UPDATE
+        SET next_at = greatest(r.next_at, r.paused_until, clock_timestamp()) + greatest(p_margin_ms, 0) * interval '1 millisecond'
+          + (1000 / nullif(greatest(p_rps, 0), 0) * 1.03) * r.widen / r.share * interval '1 millisecond'
+      RETURNING greatest(0, extract(epoch FROM (next_at - clock_timestamp())) * 1000
+        - (1000 / nullif(greatest(p_rps, 0), 0) * 1.03) * widen / share)::float8
+    $$`,
+    `CREATE FUNCTION kaiwa_jobs.pause_rate_limit(p_key text, p_seconds double precision)
+      RETURNS void LANGUAGE sql VOLATILE AS $$
+      INSERT INTO kaiwa_jobs.rate_limits AS r (key, next_at, paused_until, epoch)
+      VALUES (p_key, clock_timestamp() + p_seconds * interval '1 second', clock_timestamp() + p_seconds * interval '1 second', 1)
+      ON CONFLICT (key) DO UPDATE
+        SET paused_until = greatest(r.paused_until, clock_timestamp() + p_seconds * interval '1 second'),
+            next_at = greatest(r.paused_until, clock_timestamp() + p_seconds * interval '1 second'),
+            epoch = r.epoch + 1
+    $$`
   )
 })
 

@@ -89,19 +89,63 @@ describe("start-up of the built CLI", () => {
     })
   }
 
-  it("the built entries turn on Node's compile cache in <tmpdir>/node-compile-cache, except on Fly; one that cannot be written is ignored", () => {
+  /** A copy of dist/ and package.json in a temporary directory, with its shipped compile cache replaced by `cache`. */
+  const copyOfDist = (cache: "none" | "unusable") => {
+    const dir = fs.mkdtempSync(path.join(tmp, "dist-copy-"))
+    fs.cpSync(path.join(root, "dist"), path.join(dir, "dist"), {
+      recursive: true,
+      filter: (f) => !f.endsWith(".map") && !f.includes(`${path.sep}compile-cache`)
+    })
+    fs.copyFileSync(path.join(root, "package.json"), path.join(dir, "package.json"))
+    fs.symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"), "dir")
+    // A file where the directory should be: the shipped cache can neither be read nor created.
+    if (cache === "unusable") fs.writeFileSync(path.join(dir, "dist", "compile-cache"), "")
+    return dir
+  }
+  const filesUnder = (dir: string) =>
+    fs.existsSync(dir)
+      ? fs.readdirSync(dir, { recursive: true }).map(String).filter((f) => fs.statSync(path.join(dir, f)).isFile())
+      : []
+
+  it("npm run build ships a warm compile cache in dist/compile-cache that the first `list` reads without writing", () => {
+    // globalSetup has just run `node build.mjs`, which warmed it for this Node and user.
+    const shipped = path.join(root, "dist", "compile-cache")
+    const tag = fs.readdirSync(shipped).find((d) => d.startsWith(`v${process.versions.node}-${process.arch}-`) && d.endsWith(`-${process.getuid!()}`))
+    assert.isDefined(tag, `no cache for this Node and user in ${fs.readdirSync(shipped).join(", ")}`)
+    const files = filesUnder(path.join(shipped, tag!))
+    assert.isAtLeast(files.length, 3, "the chunks of `list` and `--help` are cached")
+    for (const f of files) assert.strictEqual(fs.statSync(path.join(shipped, tag!, f)).mode & 0o044, 0o044, "readable by the image's user")
+    const before = files.map((f) => fs.statSync(path.join(shipped, tag!, f)).mtimeMs)
+
+    const tmpdir = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
+    const first = spawnSync(process.execPath, ["dist/cli.js", "list"], {
+      cwd: root,
+      encoding: "utf8",
+      env: { PATH: process.env["PATH"] ?? "", HOME: tmp, NODE_ENV: "production", TMPDIR: tmpdir, NODE_DEBUG_NATIVE: "COMPILE_CACHE" }
+    })
+    assert.strictEqual(first.status, 0, first.stderr)
+    assert.include(first.stdout, "practice-reminders")
+    // Node's own account of it: every chunk `list` loads came from the shipped cache, none was compiled afresh.
+    const chunkLines = first.stderr.split("\n").filter((l) => /V8 code cache for ESM .*\/dist\/chunks\//.test(l))
+    assert.isAtLeast(chunkLines.length, 3, first.stderr.slice(0, 2000))
+    for (const l of chunkLines) assert.include(l, "was accepted")
+    assert.deepStrictEqual(fs.readdirSync(tmpdir), [], "nothing in the default cache directory")
+    assert.deepStrictEqual(files.map((f) => fs.statSync(path.join(shipped, tag!, f)).mtimeMs), before, "nothing rewritten")
+  })
+
+  it("without a usable shipped cache the entries use <tmpdir>/node-compile-cache, except on Fly; one that cannot be written is ignored", () => {
+    const dir = copyOfDist("unusable")
     const env = { PATH: process.env["PATH"] ?? "", HOME: tmp, NODE_ENV: "production" }
     const tmpdir = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
     const cache = path.join(tmpdir, "node-compile-cache")
     // No NODE_COMPILE_CACHE: only the entry's module.enableCompileCache() can create the directory.
-    const first = spawnSync(process.execPath, ["dist/cli.js", "list"], { cwd: root, encoding: "utf8", env: { ...env, TMPDIR: tmpdir } })
+    const first = spawnSync(process.execPath, ["dist/cli.js", "list"], { cwd: dir, encoding: "utf8", env: { ...env, TMPDIR: tmpdir } })
     assert.strictEqual(first.status, 0, first.stderr)
     assert.isTrue(fs.existsSync(cache), "no compile cache directory")
-    const entries = fs.readdirSync(cache, { recursive: true }).filter((f) => fs.statSync(path.join(cache, String(f))).isFile())
-    assert.isAtLeast(entries.length, 3, "the chunks of `list` are cached")
+    assert.isAtLeast(filesUnder(cache).length, 3, "the chunks of `list` are cached")
     const off = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
     const disabled = spawnSync(process.execPath, ["dist/cli.js", "list"], {
-      cwd: root,
+      cwd: dir,
       encoding: "utf8",
       env: { ...env, TMPDIR: off, NODE_DISABLE_COMPILE_CACHE: "1" }
     })
@@ -109,20 +153,44 @@ describe("start-up of the built CLI", () => {
     assert.isFalse(fs.existsSync(path.join(off, "node-compile-cache")), "NODE_DISABLE_COMPILE_CACHE=1 turns it off")
     const fly = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
     const onFly = spawnSync(process.execPath, ["dist/cli.js", "list"], {
-      cwd: root,
+      cwd: dir,
       encoding: "utf8",
       env: { ...env, TMPDIR: fly, FLY_MACHINE_ID: "e784079b449483" }
     })
     assert.strictEqual(onFly.status, 0, onFly.stderr)
     assert.isFalse(fs.existsSync(path.join(fly, "node-compile-cache")), "not on a Fly Machine, whose disk is reset after each run")
     const unwritable = spawnSync(process.execPath, ["dist/cli.js", "list"], {
-      cwd: root,
+      cwd: dir,
       encoding: "utf8",
       env: { ...env, NODE_COMPILE_CACHE: "/dev/null/compile-cache" }
     })
     assert.strictEqual(unwritable.status, 0, unwritable.stderr)
     assert.strictEqual(unwritable.stderr, "")
     assert.include(unwritable.stdout, "practice-reminders")
+  })
+
+  it("a copy of dist/ without its shipped cache creates one beside it when it can (portable: keyed by relative paths)", () => {
+    const dir = copyOfDist("none")
+    const tmpdir = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
+    const env = { PATH: process.env["PATH"] ?? "", HOME: tmp, NODE_ENV: "production", TMPDIR: tmpdir }
+    const first = spawnSync(process.execPath, ["dist/cli.js", "list"], { cwd: dir, encoding: "utf8", env })
+    assert.strictEqual(first.status, 0, first.stderr)
+    assert.isAtLeast(filesUnder(path.join(dir, "dist", "compile-cache")).length, 3)
+    // Moved elsewhere, dist/ keeps reading it.
+    const moved = fs.mkdtempSync(path.join(tmp, "moved-"))
+    fs.renameSync(path.join(dir, "dist"), path.join(moved, "dist"))
+    fs.copyFileSync(path.join(root, "package.json"), path.join(moved, "package.json"))
+    fs.symlinkSync(path.join(root, "node_modules"), path.join(moved, "node_modules"), "dir")
+    const again = spawnSync(process.execPath, ["dist/cli.js", "list"], {
+      cwd: moved,
+      encoding: "utf8",
+      env: { ...env, NODE_DEBUG_NATIVE: "COMPILE_CACHE" }
+    })
+    assert.strictEqual(again.status, 0, again.stderr)
+    const chunkLines = again.stderr.split("\n").filter((l) => /V8 code cache for ESM .*\/dist\/chunks\//.test(l))
+    assert.isAtLeast(chunkLines.length, 3)
+    for (const l of chunkLines) assert.include(l, "was accepted")
+    assert.deepStrictEqual(fs.readdirSync(tmpdir), [])
   })
 
   it("the recorder does see the driver when a command needs the database (control)", () => {

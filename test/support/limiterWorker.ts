@@ -1,7 +1,8 @@
 /**
  * A worker process for the shared rate limit's tests: it takes turns from the limiter in PostgreSQL and sends
  * one-email batches to the fake Resend as fast as the limiter lets it, honouring a 429 the way the mailer does
- * (a pause written into the shared row), until `SECONDS` have passed. Unlike a compiled main it keeps going
+ * (a pause written into the shared row, and what the answer says about the pace: `limiter.answered`), until
+ * `SECONDS` have passed. `QUIET_MS` (optional) sets the limiter's `quiet`. Unlike a compiled main it keeps going
  * while the database is away, so a test can restart PostgreSQL under it.
  * Run: `node --import tsx test/support/limiterWorker.ts` with DATABASE_URL, FAKE_URL, FAKE_KEY, RPS, SECONDS, NAME.
  * Prints one line per request: `sent <epoch ms> <status>`.
@@ -24,7 +25,8 @@ const name = env("NAME")
 
 const program = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const limiter = SharedRateLimiter.make(sql, { rps })
+  const quiet = process.env["QUIET_MS"]
+  const limiter = SharedRateLimiter.make(sql, { rps, quiet: quiet === undefined ? undefined : Duration.millis(Number(quiet)) })
   // Node's fetch opens its first connection lazily, tens of milliseconds slower than the next requests on a busy
   // machine: a departure that goes on time would arrive late and the next worker's would catch up with it.
   // One HEAD request (which the fake answers and does not record), as the mailer does, warms the client up first.
@@ -38,11 +40,14 @@ const program = Effect.gen(function*() {
         method: "POST",
         headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json", "x-batch-validation": "permissive" },
         body: JSON.stringify([{ from: "Kaiwa <hello@example.com>", to: `${name}-${n++}@example.com`, subject: "Hi", text: "Hi" }])
-      }).then(async (r) => ({ status: r.status, retryAfter: r.headers.get("retry-after"), body: await r.text() }))
+      }).then(async (r) => ({ status: r.status, headers: Object.fromEntries(r.headers), body: await r.text() }))
     )
     console.log(`sent ${Date.now()} ${response.status}`)
-    if (response.status === 429 && response.retryAfter !== null) {
-      yield* limiter.pauseFor(Duration.seconds(Number(response.retryAfter)))
+    // As the mailer does: what the answer says about the pace first, then a 429's pause.
+    yield* limiter.answered({ refused: response.status === 429, headers: response.headers })
+    const retryAfter = response.headers["retry-after"]
+    if (response.status === 429 && retryAfter !== undefined) {
+      yield* limiter.pauseFor(Duration.seconds(Number(retryAfter)))
     }
   }
 })
