@@ -5,7 +5,7 @@
  * and PostgreSQL can be restarted under them. The rate is 10/s rather than Resend's 2/s to keep each test to a
  * few seconds; the property (never more than RESEND_RPS calls in any 1 s window) is the same.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -16,10 +16,10 @@ import { start as startPostgres } from "../../src/EmbeddedPostgres.ts"
 import { dueLearners, liveEnv, query, seed, startMain, verifyExactlyOnce } from "../faults/harness.ts"
 import { compiledMain } from "../faults/hooks.ts"
 import { type FakeResend, startFakeResend } from "../support/FakeResend.ts"
+import { startLimiterWorker } from "../support/limiterWorkerProcess.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
 
 const RPS = 10
-const WORKER = path.resolve("test/support/limiterWorker.ts")
 
 const main = compiledMain()
 const workers = new Set<ChildProcess>()
@@ -53,32 +53,9 @@ const busiestWindow = (times: ReadonlyArray<number>) => {
 }
 const busiestSecond = (times: ReadonlyArray<number>) => busiestWindow(times).most
 
-/** Starts a limiter worker process sending for `seconds`; resolves with its exit code when it ends. */
-const startWorker = (url: Redacted.Redacted<string>, fake: FakeResend, name: string, seconds: number) => {
-  const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
-    env: {
-      PATH: process.env["PATH"] ?? "",
-      DATABASE_URL: Redacted.value(url),
-      FAKE_URL: fake.url,
-      FAKE_KEY: fake.apiKey,
-      RPS: String(RPS),
-      SECONDS: String(seconds),
-      NAME: name
-    },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  workers.add(child)
-  let output = ""
-  child.stdout!.on("data", (d: Buffer) => (output += d.toString()))
-  child.stderr!.on("data", (d: Buffer) => (output += d.toString()))
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("close", (code, signal) => {
-      workers.delete(child)
-      resolve({ code, signal })
-    })
-  )
-  return { child, done, output: () => output }
-}
+/** Starts a limiter worker process sending for `seconds` at RESEND_RPS. */
+const startWorker = (url: Redacted.Redacted<string>, fake: FakeResend, name: string, seconds: number) =>
+  startLimiterWorker(workers, url, fake, { name, rps: RPS, seconds })
 
 /** Arrival times at the fake of the requests sent by the worker `name` (its recipients are `name-<n>@...`). */
 const arrivalsOf = (fake: FakeResend, name: string) =>

@@ -4,8 +4,7 @@
  * way the mailer drives the limiter (`answered` with the provider's headers); then real worker processes at 1.5/s
  * beside a second sender at 0.5/s against the fake Resend's sliding 1 s window of 2.
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import * as path from "node:path"
+import type { ChildProcess } from "node:child_process"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, ManagedRuntime, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
@@ -14,6 +13,7 @@ import { RATE_HEADROOM, RATE_WIDEN } from "../../src/ResendMailer.ts"
 import * as SharedRateLimiter from "../../src/SharedRateLimiter.ts"
 import { query, seed } from "../faults/harness.ts"
 import { type FakeResend, startFakeResend } from "../support/FakeResend.ts"
+import { startLimiterWorker } from "../support/limiterWorkerProcess.ts"
 import { freshDatabaseUrl, testLayer } from "../support/TestDb.ts"
 
 const headers = (limit: number, remaining: number) => ({
@@ -140,7 +140,6 @@ describe("the shared rate limit against another sender (row state)", () => {
     }).pipe(Effect.provide(testLayer)))
 })
 
-const WORKER = path.resolve("test/support/limiterWorker.ts")
 const workers = new Set<ChildProcess>()
 const cleanups: Array<() => Promise<void>> = []
 afterAll(async () => {
@@ -149,29 +148,8 @@ afterAll(async () => {
 })
 
 const startWorker = (url: Redacted.Redacted<string>, fake: FakeResend, name: string, rps: number, seconds: number) => {
-  const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
-    env: {
-      PATH: process.env["PATH"] ?? "",
-      DATABASE_URL: Redacted.value(url),
-      FAKE_URL: fake.url,
-      FAKE_KEY: fake.apiKey,
-      RPS: String(rps),
-      SECONDS: String(seconds),
-      NAME: name
-    },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  workers.add(child)
-  let output = ""
-  child.stdout!.on("data", (d: Buffer) => (output += d.toString()))
-  child.stderr!.on("data", (d: Buffer) => (output += d.toString()))
-  const done = new Promise<number | null>((resolve) =>
-    child.on("close", (code) => {
-      workers.delete(child)
-      resolve(code)
-    })
-  )
-  return { done, output: () => output }
+  const worker = startLimiterWorker(workers, url, fake, { name, rps, seconds })
+  return { done: worker.done.then((ended) => ended.code), output: worker.output }
 }
 
 describe("the shared rate limit against another sender (processes)", () => {
