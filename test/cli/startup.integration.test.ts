@@ -75,6 +75,9 @@ const loadedBy = (script: string, args: ReadonlyArray<string>, env: Readonly<Rec
 const heavyIn = (modules: ReadonlyArray<string>) =>
   heavy.filter(([, pattern]) => modules.some((m) => pattern.test(m))).map(([name]) => name)
 
+/** `node dist/cli.js list` in `cwd`, with exactly `env`. */
+const runList = (cwd: string, env: NodeJS.ProcessEnv) => spawnSync(process.execPath, ["dist/cli.js", "list"], { cwd, encoding: "utf8", env })
+
 describe("start-up of the built CLI", () => {
   for (const args of [["list"], ["list", "--json"], ["--help"]]) {
     it(`kaiwa-jobs ${args.join(" ")} loads none of the heavy optional parts`, () => {
@@ -118,11 +121,7 @@ describe("start-up of the built CLI", () => {
     const before = files.map((f) => fs.statSync(path.join(shipped, tag!, f)).mtimeMs)
 
     const tmpdir = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
-    const first = spawnSync(process.execPath, ["dist/cli.js", "list"], {
-      cwd: root,
-      encoding: "utf8",
-      env: { PATH: process.env["PATH"] ?? "", HOME: tmp, NODE_ENV: "production", TMPDIR: tmpdir, NODE_DEBUG_NATIVE: "COMPILE_CACHE" }
-    })
+    const first = runList(root, { PATH: process.env["PATH"] ?? "", HOME: tmp, NODE_ENV: "production", TMPDIR: tmpdir, NODE_DEBUG_NATIVE: "COMPILE_CACHE" })
     assert.strictEqual(first.status, 0, first.stderr)
     assert.include(first.stdout, "practice-reminders")
     // Node's own account of it: every chunk `list` loads came from the shipped cache, none was compiled afresh.
@@ -139,31 +138,19 @@ describe("start-up of the built CLI", () => {
     const tmpdir = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
     const cache = path.join(tmpdir, "node-compile-cache")
     // No NODE_COMPILE_CACHE: only the entry's module.enableCompileCache() can create the directory.
-    const first = spawnSync(process.execPath, ["dist/cli.js", "list"], { cwd: dir, encoding: "utf8", env: { ...env, TMPDIR: tmpdir } })
+    const first = runList(dir, { ...env, TMPDIR: tmpdir })
     assert.strictEqual(first.status, 0, first.stderr)
     assert.isTrue(fs.existsSync(cache), "no compile cache directory")
     assert.isAtLeast(filesUnder(cache).length, 3, "the chunks of `list` are cached")
     const off = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
-    const disabled = spawnSync(process.execPath, ["dist/cli.js", "list"], {
-      cwd: dir,
-      encoding: "utf8",
-      env: { ...env, TMPDIR: off, NODE_DISABLE_COMPILE_CACHE: "1" }
-    })
+    const disabled = runList(dir, { ...env, TMPDIR: off, NODE_DISABLE_COMPILE_CACHE: "1" })
     assert.strictEqual(disabled.status, 0, disabled.stderr)
     assert.isFalse(fs.existsSync(path.join(off, "node-compile-cache")), "NODE_DISABLE_COMPILE_CACHE=1 turns it off")
     const fly = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
-    const onFly = spawnSync(process.execPath, ["dist/cli.js", "list"], {
-      cwd: dir,
-      encoding: "utf8",
-      env: { ...env, TMPDIR: fly, FLY_MACHINE_ID: "e784079b449483" }
-    })
+    const onFly = runList(dir, { ...env, TMPDIR: fly, FLY_MACHINE_ID: "e784079b449483" })
     assert.strictEqual(onFly.status, 0, onFly.stderr)
     assert.isFalse(fs.existsSync(path.join(fly, "node-compile-cache")), "not on a Fly Machine, whose disk is reset after each run")
-    const unwritable = spawnSync(process.execPath, ["dist/cli.js", "list"], {
-      cwd: dir,
-      encoding: "utf8",
-      env: { ...env, NODE_COMPILE_CACHE: "/dev/null/compile-cache" }
-    })
+    const unwritable = runList(dir, { ...env, NODE_COMPILE_CACHE: "/dev/null/compile-cache" })
     assert.strictEqual(unwritable.status, 0, unwritable.stderr)
     assert.strictEqual(unwritable.stderr, "")
     assert.include(unwritable.stdout, "practice-reminders")
@@ -173,7 +160,7 @@ describe("start-up of the built CLI", () => {
     const dir = copyOfDist("none")
     const tmpdir = fs.mkdtempSync(path.join(tmp, "tmpdir-"))
     const env = { PATH: process.env["PATH"] ?? "", HOME: tmp, NODE_ENV: "production", TMPDIR: tmpdir }
-    const first = spawnSync(process.execPath, ["dist/cli.js", "list"], { cwd: dir, encoding: "utf8", env })
+    const first = runList(dir, env)
     assert.strictEqual(first.status, 0, first.stderr)
     assert.isAtLeast(filesUnder(path.join(dir, "dist", "compile-cache")).length, 3)
     // Moved elsewhere, dist/ keeps reading it.
@@ -181,11 +168,7 @@ describe("start-up of the built CLI", () => {
     fs.renameSync(path.join(dir, "dist"), path.join(moved, "dist"))
     fs.copyFileSync(path.join(root, "package.json"), path.join(moved, "package.json"))
     fs.symlinkSync(path.join(root, "node_modules"), path.join(moved, "node_modules"), "dir")
-    const again = spawnSync(process.execPath, ["dist/cli.js", "list"], {
-      cwd: moved,
-      encoding: "utf8",
-      env: { ...env, NODE_DEBUG_NATIVE: "COMPILE_CACHE" }
-    })
+    const again = runList(moved, { ...env, NODE_DEBUG_NATIVE: "COMPILE_CACHE" })
     assert.strictEqual(again.status, 0, again.stderr)
     const chunkLines = again.stderr.split("\n").filter((l) => /V8 code cache for ESM .*\/dist\/chunks\//.test(l))
     assert.isAtLeast(chunkLines.length, 3)
