@@ -209,16 +209,21 @@ describe("live delivery: the runner and the Resend mailer against the fake Resen
 
   it.live("a run interrupted mid-batch after the provider accepted it: the re-run resends that batch under its key, nobody gets two", () =>
     Effect.gen(function*() {
-      const w = yield* world({ faults: { latencyMs: 1500 } })
+      let release = () => {}
+      const gate = new Promise<void>((resolve) => (release = resolve))
+      const w = yield* world({ faults: { hold: gate } })
+      yield* Effect.addFinalizer(() => Effect.sync(release))
       yield* inWorld(w, Effect.gen(function*() {
         yield* dueUsers(250)
         const first = yield* Effect.forkChild(w.run())
-        // The fake holds the first batch for 1.5 s; kill the run while it does.
+        // The fake holds the first batch until released; kill the run while it does.
         yield* waitFor("the first batch to reach the provider", () => w.fake.requests >= 1)
+        w.fake.faults.hold = null
         yield* Effect.sleep("200 millis")
         yield* Fiber.interrupt(first)
         const exit = yield* Fiber.await(first)
         assert.isTrue(Exit.hasInterrupts(exit))
+        release()
         // The provider finishes the request the client walked away from: 100 emails accepted, nobody told.
         yield* waitFor("the provider to accept the abandoned batch", () => w.fake.accepted.length === 100)
         const [b1] = yield* batches
@@ -273,13 +278,19 @@ describe("live delivery: the runner and the Resend mailer against the fake Resen
 
   it.live("a run killed hard mid-batch (lease left behind, request still at the provider): the re-run waits out the lease, then the same key gets the first response", () =>
     Effect.gen(function*() {
-      const w = yield* world({ faults: { latencyMs: 4000 } })
+      // The first request is held at the provider until the re-run has met it there (a gate, not a fixed latency,
+      // so a slow machine cannot let it finish before the re-run arrives).
+      let release = () => {}
+      const gate = new Promise<void>((resolve) => (release = resolve))
+      const w = yield* world({ faults: { hold: gate } })
+      // Released on the way out too, so a failing assertion cannot leave the fake waiting on a request at close.
+      yield* Effect.addFinalizer(() => Effect.sync(release))
       yield* inWorld(w, Effect.gen(function*() {
         yield* dueUsers(250)
         const first = yield* Effect.forkChild(w.run())
         yield* waitFor("the first batch to reach the provider", () => w.fake.requests >= 1)
-        // Only the first request is slow: it stays in flight at the provider while the re-run starts.
-        w.fake.faults.latencyMs = 0
+        // Only the first request is held: it stays in flight at the provider while the re-run starts.
+        w.fake.faults.hold = null
         yield* Fiber.interrupt(first)
         // A SIGKILL runs no finalizer: put back what the dead worker would have left, its claim and a live lease.
         const sql = yield* SqlClient.SqlClient
@@ -289,7 +300,10 @@ describe("live delivery: the runner and the Resend mailer against the fake Resen
                    WHERE status = 'pending'`
         const [b1] = yield* batches
 
-        const second = yield* w.run()
+        const rerun = yield* Effect.forkChild(w.run())
+        yield* waitFor("the re-run to meet the first request still in progress", () => w.fake.stats.concurrentConflicts >= 1)
+        release()
+        const second = yield* Fiber.join(rerun)
         assert.strictEqual(second.exitCode, 0, second.error ?? "")
         yield* assertExactlyOnce(w.fake, 250)
         const after = yield* batches
@@ -300,7 +314,7 @@ describe("live delivery: the runner and the Resend mailer against the fake Resen
         // Taken over only once the lease ran out, while the first request was still being processed (409
         // concurrent_idempotent_requests, retried), and finally answered from the stored first response.
         assert.isAtLeast(resent[1]!.at - killedAt, 1900, "the lease was not respected")
-        assert.isAtLeast(w.fake.stats.concurrentConflicts, 1)
+        assert.strictEqual(resent[1]!.status, 409)
         assert.isAtLeast(w.fake.stats.idempotentReplays, 1)
         assert.strictEqual(resent[resent.length - 1]!.status, 200)
       }))

@@ -14,6 +14,12 @@ import type { AddressInfo } from "node:net"
 export interface FakeResendFaults {
   /** Processing time of a request that reaches the send step (auth, rate-limit and 409 answers are immediate). */
   latencyMs: number
+  /**
+   * A gate: a request that reaches the send step (after `latencyMs`) waits until this promise settles. It is read
+   * when the request gets there, so setting it back to `null` afterwards holds only the requests already waiting.
+   * Tests use it to keep a request in flight for exactly as long as they need, whatever the machine's speed.
+   */
+  hold: Promise<void> | null
   /** Requests per second per API key (sliding 1 s window); `null` means unlimited. */
   rateLimitPerSecond: number | null
   /** Probability (0..1) that a request is answered 500 before anything is accepted. */
@@ -234,6 +240,7 @@ export const startFakeResend = async (options: FakeResendOptions = {}): Promise<
   const random = prng(options.seed ?? 42)
   const faults: FakeResendFaults = {
     latencyMs: 0,
+    hold: null,
     rateLimitPerSecond: null,
     fail5xxRate: 0,
     dropAfterAcceptRate: 0,
@@ -469,6 +476,7 @@ export const startFakeResend = async (options: FakeResendOptions = {}): Promise<
     }
 
     if (faults.latencyMs > 0) await sleep(faults.latencyMs)
+    if (faults.hold !== null) await faults.hold
 
     if (faults.fail5xxRate > 0 && random() < faults.fail5xxRate) {
       stats.server5xx++
