@@ -6,7 +6,7 @@
  */
 import type { ChildProcess } from "node:child_process"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, ManagedRuntime, Redacted } from "effect"
+import { Duration, Effect, Fiber, ManagedRuntime, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { pgLayer } from "../../src/Database.ts"
 import { RATE_HEADROOM, RATE_WIDEN } from "../../src/ResendMailer.ts"
@@ -137,6 +137,53 @@ describe("the shared rate limit against another sender (row state)", () => {
       yield* sql`UPDATE kaiwa_jobs.rate_limits SET foreign_at = NULL, share = 0.99 WHERE key = 'probe'`
       for (let i = 0; i < 3; i++) yield* limiter.take
       assert.strictEqual((yield* rowOf("probe")).share, 1)
+    }).pipe(Effect.provide(testLayer)))
+})
+
+describe("the shared schedule (row state)", () => {
+  it.live("a call a little late (under LATE_TOLERANCE) leaves the next one on its slot; a later one pushes it, and the push fades", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const limiter = SharedRateLimiter.make(sql, { rps: 2, key: "late" })
+      const interval = 500 * RATE_HEADROOM
+      const tolerance = interval * SharedRateLimiter.LATE_TOLERANCE
+      const times = sql<{ next_ms: number; last_ms: number | null }>`
+        SELECT (extract(epoch FROM next_at) * 1000)::float8 AS next_ms, (extract(epoch FROM last_at) * 1000)::float8 AS last_ms
+        FROM kaiwa_jobs.rate_limits WHERE key = 'late'`.pipe(Effect.map((rows) => rows[0]!))
+      // The previous call left `lateBy` ms after the departure fixed for it (as its lateness report would say).
+      const previousLeftLate = (departure: number, lateBy: number) =>
+        sql`UPDATE kaiwa_jobs.rate_limits SET last_at = to_timestamp(${departure + lateBy} / 1000.0) WHERE key = 'late'`
+      // Takes a turn and returns its slot and the departure the database fixed for it, read between the
+      // confirmation and the call (before this call's own lateness report can move it).
+      const turn = Effect.gen(function*() {
+        const before = yield* times
+        const taking = yield* Effect.forkChild(limiter.take)
+        let now = before
+        while (now.last_ms === before.last_ms) now = yield* Effect.andThen(Effect.sleep("2 millis"), times)
+        yield* Fiber.join(taking)
+        // Let a lateness report of this call land before the test writes the row again.
+        yield* Effect.sleep("50 millis")
+        return { slot: before.next_ms, departure: now.last_ms! }
+      })
+      // The first turn creates the row (its slot is now); say it departed on its slot but left 2 ms late, less
+      // than the tolerance (5 ms at 2/s): the next call keeps its slot, an interval after the first one (with a
+      // whole interval from the late departure, it would have been pushed 2 ms).
+      yield* limiter.take
+      yield* Effect.sleep("50 millis")
+      const first = { slot: (yield* times).next_ms - interval }
+      yield* previousLeftLate(first.slot, 2)
+      const second = yield* turn
+      assert.closeTo(second.departure - second.slot, 0, 0.5)
+      assert.closeTo(second.slot - first.slot, interval, 0.5)
+      // Late by 20 ms: the next call is pushed, to the tolerance short of an interval after the real departure.
+      yield* previousLeftLate(second.departure, 20)
+      const third = yield* turn
+      assert.closeTo(third.departure - (second.departure + 20), interval - tolerance, 0.5)
+      // On time from then on: the push fades by the tolerance per call, back to the slots.
+      yield* previousLeftLate(third.departure, 0)
+      const fourth = yield* turn
+      assert.closeTo(fourth.departure - fourth.slot, 20 - 2 * tolerance, 0.5)
+      assert.isAtLeast(fourth.departure - third.departure, interval - tolerance - 0.5)
     }).pipe(Effect.provide(testLayer)))
 })
 
