@@ -165,15 +165,15 @@ describe("the shared schedule (row state)", () => {
         yield* Effect.sleep("50 millis")
         return { slot: before.next_ms, departure: now.last_ms! }
       })
-      // The first turn creates the row (its slot is now); say it departed on its slot but left 2 ms late, less
-      // than the tolerance (5 ms at 2/s): the next call keeps its slot, an interval after the first one (with a
-      // whole interval from the late departure, it would have been pushed 2 ms).
+      // The first turn creates the row (its slot is now); say it departed on its slot but left late by half the
+      // tolerance: the next call keeps its slot, an interval after the first one (with a whole interval from the
+      // late departure, it would have been pushed by that much).
       yield* limiter.take
       yield* Effect.sleep("50 millis")
       const first = { slot: (yield* times).next_ms - interval }
-      yield* previousLeftLate(first.slot, 2)
+      yield* previousLeftLate(first.slot, tolerance / 2)
       const second = yield* turn
-      assert.closeTo(second.departure - second.slot, 0, 0.5)
+      assert.closeTo(second.departure - second.slot, 0, tolerance / 4)
       assert.closeTo(second.slot - first.slot, interval, 0.5)
       // Late by 20 ms: the next call is pushed, to the tolerance short of an interval after the real departure.
       yield* previousLeftLate(second.departure, 20)
