@@ -194,9 +194,14 @@ export const describeSqlCause = (cause: unknown): string => {
   const underlying = reason?.cause ?? (cause as { cause?: unknown } | undefined)?.cause
   const message = (e: unknown) => String((e as { message?: unknown } | undefined)?.message ?? e ?? "")
   const detail = underlying === undefined ? message(cause) : message(underlying)
+  // SQLSTATE class 57P: the server is shutting down, crashed or not accepting connections yet (a restart in
+  // progress): for the operator that is the database being unreachable, like a refused connection a moment later.
+  const code = String((underlying as { code?: unknown } | undefined)?.code ?? "")
   if (
     reason?._tag === "ConnectionError" ||
-    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminating connection|connection (?:refused|reset|closed|ended|terminated)|socket|closed/i.test(detail)
+    code.startsWith("57P") ||
+    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminating connection|connection (?:refused|reset|closed|ended|terminated)|socket|closed|the database system is (?:shutting down|starting up|not yet accepting connections|in recovery mode)/i
+      .test(detail)
   ) {
     return "the database is unreachable"
   }

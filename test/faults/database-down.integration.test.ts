@@ -10,7 +10,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import { Effect, Exit, Layer, Scope } from "effect"
+import { SqlClient } from "effect/sql"
+import { describeSqlCause, pgLayer } from "../../src/Database.ts"
 import { start } from "../../src/EmbeddedPostgres.ts"
 import { startFakeResend } from "../support/FakeResend.ts"
 import {
@@ -23,7 +25,6 @@ import {
   runMain,
   secretsOf,
   seed,
-  
   startMain,
   verifyExactlyOnce,
   waitFor
@@ -35,10 +36,11 @@ const LEARNERS = 250
 const main = compiledMain()
 const scopes: Array<Scope.Closeable> = []
 let base: string | undefined
+const dirs: Array<string> = []
 afterAll(async () => {
   killAll()
   for (const scope of scopes) await Effect.runPromise(Scope.close(scope, Exit.void))
-  if (base !== undefined) fs.rmSync(base, { recursive: true, force: true })
+  for (const dir of base === undefined ? dirs : [base, ...dirs]) fs.rmSync(dir, { recursive: true, force: true })
 })
 
 /** Starts (or restarts) the embedded server on the data folder `dir`; `stop` shuts it down (a fast shutdown). */
@@ -63,13 +65,19 @@ describe("the database stops in the middle of a run", () => {
     const url = first.server.url("faults")
     const due = dueLearners(LEARNERS)
     await seed(url, due)
-    const fake = await startFakeResend({ apiKey: "re_faults_SECRET_api_key", faults: { latencyMs: 1_500 } })
+    // The provider holds the first batch until the database is down (a gate, so a slow stop cannot let the
+    // answer and its ledger write land before it).
+    let release = () => {}
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const fake = await startFakeResend({ apiKey: "re_faults_SECRET_api_key", faults: { hold: gate } })
     try {
       const run = startMain(main.script, liveEnv(url, fake))
       await printed(run, "▶")
       await waitFor("a batch at the provider", () => inFlight(fake), 20_000, 2)
+      fake.faults.hold = null
       const stoppedAt = performance.now()
       await first.stop()
+      release()
       const ended = await run.done
       const exitMs = performance.now() - stoppedAt
       const output = ended.stdout + ended.stderr
@@ -99,7 +107,41 @@ describe("the database stops in the middle of a run", () => {
       assert.sameMembers(runs.map((r) => r.outcome), ["running", "succeeded"])
       await second.stop()
     } finally {
+      release()
       await fake.close()
+    }
+  })
+})
+
+describe("a server on its way down", () => {
+  it("refusing new connections while it shuts down (SQLSTATE 57P03) reads as the database being unreachable", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kaiwa-faults-pg-"))
+    dirs.push(dir)
+    const { server, stop } = await serverOn(dir)
+    await Effect.runPromise(server.createDatabase("down"))
+    const url = server.url("down")
+    // An open session keeps a smart shutdown (SIGTERM) waiting, and meanwhile the server refuses every new
+    // connection with "the database system is shutting down": the state a run met when its provider answered
+    // during a stop.
+    const held = Effect.runSync(Scope.make())
+    try {
+      const context = await Effect.runPromise(Scope.provide(Layer.build(pgLayer(url)), held))
+      await Effect.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`).pipe(Effect.provide(context)))
+      process.kill(server.pid!, "SIGTERM")
+      let refused: unknown
+      for (let i = 0; i < 100 && refused === undefined; i++) {
+        const attempt = await Effect.runPromise(
+          Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`).pipe(Effect.provide(pgLayer(url)), Effect.result)
+        )
+        if (attempt._tag === "Failure") refused = attempt.failure
+        else await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      assert.isDefined(refused, "the server kept accepting connections after SIGTERM")
+      assert.match(String((refused as { cause?: unknown }).cause ?? "") + JSON.stringify(refused) + String(refused), /shutting down|57P03/)
+      assert.strictEqual(describeSqlCause(refused), "the database is unreachable")
+    } finally {
+      await Effect.runPromise(Scope.close(held, Exit.void))
+      await stop()
     }
   })
 })
