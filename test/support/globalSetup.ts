@@ -3,6 +3,8 @@
  * server named by DATABASE_URL when set. Stopped when the run ends.
  */
 import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { Effect, Exit, Redacted, Scope } from "effect"
 import type { TestProject } from "vitest/node"
 import { start } from "../../src/EmbeddedPostgres.ts"
@@ -10,12 +12,25 @@ import { start } from "../../src/EmbeddedPostgres.ts"
 declare module "vitest" {
   export interface ProvidedContext {
     pgAdminUrl: string
+    /**
+     * The files of dist/compile-cache as the build left them (paths relative to it). Test files run in parallel,
+     * and as root the built programs other files run may add entries of their own, so the shipped cache's checks
+     * look at these only.
+     */
+    shippedCompileCache: Array<string>
   }
 }
 
 export default async function setup(project: TestProject) {
   // Tests that run the compiled mains need dist/: build once, with the same `npm run build` the Dockerfile runs.
   execFileSync(process.execPath, ["build.mjs"], { stdio: "inherit" })
+  const cache = path.join("dist", "compile-cache")
+  project.provide(
+    "shippedCompileCache",
+    fs.existsSync(cache)
+      ? fs.readdirSync(cache, { recursive: true }).map(String).filter((f) => fs.statSync(path.join(cache, f)).isFile())
+      : []
+  )
   const external = process.env["DATABASE_URL"]
   if (external) {
     project.provide("pgAdminUrl", external)
