@@ -78,16 +78,29 @@ describe("compiled mains", () => {
 
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     it(`${signal} during a run stops the embedded PostgreSQL: no server outlives the process`, async () => {
+      // The embedded server is a child of the main: watched for from the start (the run itself, on an empty
+      // database, can be over a few milliseconds after its first line, sooner than a `ps` on a loaded machine).
+      const postgresChildOf = (pid: number | undefined) => {
+        try {
+          const pids = execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(pid)]).toString()
+          const found = Number(pids.split("\n").find((l) => l.includes("postgres"))?.trim().split(/\s+/)[0])
+          return Number.isInteger(found) && found > 0 ? found : undefined
+        } catch {
+          return undefined // `ps` exits 1 when the process has no children (any more)
+        }
+      }
       let postmaster: number | undefined
+      let signalled = false
       const { child, done } = start("dist/send-reminders.js", ["--dry-run"], {}, (out, proc) => {
-        if (postmaster === undefined && out.includes("▶")) {
-          // The embedded server is a child of the main; find it before interrupting.
-          const pids = execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(proc.pid)]).toString()
-          postmaster = Number(pids.split("\n").find((l) => l.includes("postgres"))?.trim().split(/\s+/)[0])
+        if (!signalled && out.includes("▶")) {
+          signalled = true
+          // The server's pid as the run starts, else the one watched during start-up.
+          postmaster = postgresChildOf(proc.pid) ?? postmaster
           proc.kill(signal)
         }
       })
-      const r = await done
+      const watch = setInterval(() => (postmaster ??= postgresChildOf(child.pid)), 20)
+      const r = await done.finally(() => clearInterval(watch))
       assert.isDefined(postmaster, `no embedded server seen; stdout: ${r.stdout} stderr: ${r.stderr}`)
       assert.isTrue(Number.isInteger(postmaster) && postmaster! > 0)
       assert.isTrue(r.code === 130 || r.code === 0, `exit code ${r.code}`)
@@ -98,7 +111,6 @@ describe("compiled mains", () => {
         alive = false
       }
       assert.isFalse(alive, `postgres ${postmaster} outlived the run`)
-      void child
     })
   }
 })
