@@ -146,6 +146,23 @@ describe("weekly progress selection against the oracle", () => {
         }
       }))
 
+    it.effect("a tick with no window open anywhere reads no table, and the oracle agrees that nobody is due", () =>
+      Effect.gen(function*() {
+        // The users the first test of this layer inserted.
+        const sql = yield* SqlClient.SqlClient
+        const config = yield* JobsConfig
+        let closed = 0
+        for (let at = Date.parse("2026-03-09T00:00:00Z"); at < Date.parse("2026-03-16T00:00:00Z"); at += 30 * MINUTE) {
+          if (WeeklyProgress.openReportDays(new Date(at), config).length > 0) continue
+          closed++
+          const [text] = WeeklyProgress.selection(sql, new Date(at), config).compile()
+          assert.notMatch(text, /\busers\b|conversation_sessions|deliveries|pg_timezone_names/, new Date(at).toISOString())
+          assert.strictEqual((yield* check(at)).size, 0)
+        }
+        // Monday to Saturday and the Sunday evening: most of the week's ticks.
+        assert.isAtLeast(closed, 250)
+      }))
+
     it.effect("the window's edges in the zones that change clocks that day: 07:59 no, 08:00 yes, 17:59 yes, 18:00 no", () =>
       Effect.gen(function*() {
         const cases = [["ny", "2026-03-08"], ["berlin", "2026-03-29"], ["berlin", "2026-10-25"], ["ny", "2026-11-01"], ["auckland", "2026-04-05"]] as const
