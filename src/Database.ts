@@ -200,8 +200,7 @@ export const describeSqlCause = (cause: unknown): string => {
   if (
     reason?._tag === "ConnectionError" ||
     code.startsWith("57P") ||
-    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminating connection|connection (?:refused|reset|closed|ended|terminated)|socket|closed|the database system is (?:shutting down|starting up|not yet accepting connections|in recovery mode)/i
-      .test(detail)
+    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminating connection|connection (?:refused|reset|closed|ended|terminated)|socket|closed/i.test(detail)
   ) {
     return "the database is unreachable"
   }

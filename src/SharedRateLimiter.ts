@@ -21,8 +21,8 @@
  * Shortly before its slot (50 ms) a caller confirms its turn in a second single-row statement, which takes a new
  * turn if the pause voided it (so workers that reserved before the 429 arrived do not run into the same window)
  * and fixes the departure at its slot, or later when the last real departure (`last_at`) was late enough that the
- * slot would squeeze this call closer behind it than an interval less `LATE_TOLERANCE`. The caller then sleeps to the departure on its own
- * timer; a call that leaves late (its timer fired late, or the answer reached a busy process late) moves
+ * slot would squeeze this call closer behind it than an interval less `LATE_TOLERANCE`. The caller then sleeps to
+ * the departure on its own timer; a call that leaves late (its timer fired late, or the answer reached a busy process late) moves
  * `last_at` to when it really left, without waiting for that statement's answer.
  *
  * Arrivals at the provider jitter (a process descheduled between its turn and the call reaching the wire), and

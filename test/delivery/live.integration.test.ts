@@ -209,16 +209,13 @@ describe("live delivery: the runner and the Resend mailer against the fake Resen
 
   it.live("a run interrupted mid-batch after the provider accepted it: the re-run resends that batch under its key, nobody gets two", () =>
     Effect.gen(function*() {
-      let release = () => {}
-      const gate = new Promise<void>((resolve) => (release = resolve))
-      const w = yield* world({ faults: { hold: gate } })
-      yield* Effect.addFinalizer(() => Effect.sync(release))
+      const w = yield* world()
       yield* inWorld(w, Effect.gen(function*() {
         yield* dueUsers(250)
-        const first = yield* Effect.forkChild(w.run())
         // The fake holds the first batch until released; kill the run while it does.
+        const release = w.fake.holdNext()
+        const first = yield* Effect.forkChild(w.run())
         yield* waitFor("the first batch to reach the provider", () => w.fake.requests >= 1)
-        w.fake.faults.hold = null
         yield* Effect.sleep("200 millis")
         yield* Fiber.interrupt(first)
         const exit = yield* Fiber.await(first)
@@ -278,19 +275,14 @@ describe("live delivery: the runner and the Resend mailer against the fake Resen
 
   it.live("a run killed hard mid-batch (lease left behind, request still at the provider): the re-run waits out the lease, then the same key gets the first response", () =>
     Effect.gen(function*() {
-      // The first request is held at the provider until the re-run has met it there (a gate, not a fixed latency,
-      // so a slow machine cannot let it finish before the re-run arrives).
-      let release = () => {}
-      const gate = new Promise<void>((resolve) => (release = resolve))
-      const w = yield* world({ faults: { hold: gate } })
-      // Released on the way out too, so a failing assertion cannot leave the fake waiting on a request at close.
-      yield* Effect.addFinalizer(() => Effect.sync(release))
+      const w = yield* world()
       yield* inWorld(w, Effect.gen(function*() {
         yield* dueUsers(250)
+        // Only the first request is held, until the re-run has met it at the provider (a gate, not a fixed
+        // latency, so a slow machine cannot let it finish before the re-run arrives).
+        const release = w.fake.holdNext()
         const first = yield* Effect.forkChild(w.run())
         yield* waitFor("the first batch to reach the provider", () => w.fake.requests >= 1)
-        // Only the first request is held: it stays in flight at the provider while the re-run starts.
-        w.fake.faults.hold = null
         yield* Fiber.interrupt(first)
         // A SIGKILL runs no finalizer: put back what the dead worker would have left, its claim and a live lease.
         const sql = yield* SqlClient.SqlClient

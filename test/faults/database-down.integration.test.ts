@@ -65,16 +65,14 @@ describe("the database stops in the middle of a run", () => {
     const url = first.server.url("faults")
     const due = dueLearners(LEARNERS)
     await seed(url, due)
+    const fake = await startFakeResend({ apiKey: "re_faults_SECRET_api_key" })
     // The provider holds the first batch until the database is down (a gate, so a slow stop cannot let the
     // answer and its ledger write land before it).
-    let release = () => {}
-    const gate = new Promise<void>((resolve) => (release = resolve))
-    const fake = await startFakeResend({ apiKey: "re_faults_SECRET_api_key", faults: { hold: gate } })
+    const release = fake.holdNext()
     try {
       const run = startMain(main.script, liveEnv(url, fake))
       await printed(run, "▶")
       await waitFor("a batch at the provider", () => inFlight(fake), 20_000, 2)
-      fake.faults.hold = null
       const stoppedAt = performance.now()
       await first.stop()
       release()
@@ -107,7 +105,6 @@ describe("the database stops in the middle of a run", () => {
       assert.sameMembers(runs.map((r) => r.outcome), ["running", "succeeded"])
       await second.stop()
     } finally {
-      release()
       await fake.close()
     }
   })

@@ -20,17 +20,15 @@ describe("signals during a live run", () => {
       const url = await Effect.runPromise(freshDatabaseUrl)
       const due = dueLearners(LEARNERS, signal === "SIGINT" ? "i" : "t")
       await seed(url, due)
+      const fake = await startFakeResend()
       // The provider holds the first batch until the process has exited, so the signal lands while it is at the
       // provider however slow the machine (a gate, not a fixed latency).
-      let release = () => {}
-      const gate = new Promise<void>((resolve) => (release = resolve))
-      const fake = await startFakeResend({ faults: { hold: gate } })
+      const release = fake.holdNext()
       try {
         const env = liveEnv(url, fake)
         const run = startMain(main.script, env)
         await printed(run, "▶")
         await waitFor("a batch at the provider", () => inFlight(fake), 20_000, 2)
-        fake.faults.hold = null
         const signalledAt = performance.now()
         run.child.kill(signal)
         const ended = await run.done
@@ -68,7 +66,6 @@ describe("signals during a live run", () => {
           sql<{ outcome: string }>`SELECT outcome FROM kaiwa_jobs.runs ORDER BY started_at, outcome`)
         assert.sameMembers(outcomes.map((o) => o.outcome), ["interrupted", "succeeded"])
       } finally {
-        release()
         await fake.close()
       }
     })

@@ -14,12 +14,6 @@ import type { AddressInfo } from "node:net"
 export interface FakeResendFaults {
   /** Processing time of a request that reaches the send step (auth, rate-limit and 409 answers are immediate). */
   latencyMs: number
-  /**
-   * A gate: a request that reaches the send step (after `latencyMs`) waits until this promise settles. It is read
-   * when the request gets there, so setting it back to `null` afterwards holds only the requests already waiting.
-   * Tests use it to keep a request in flight for exactly as long as they need, whatever the machine's speed.
-   */
-  hold: Promise<void> | null
   /** Requests per second per API key (sliding 1 s window); `null` means unlimited. */
   rateLimitPerSecond: number | null
   /** Probability (0..1) that a request is answered 500 before anything is accepted. */
@@ -120,6 +114,12 @@ export interface FakeResend {
   readonly stats: FakeResendStats
   /** How many times each recipient address was accepted. */
   readonly acceptedCountByRecipient: () => ReadonlyMap<string, number>
+  /**
+   * Holds the next request that reaches the send step (after `latencyMs`) until the returned function is called,
+   * or the fake closes. Tests use it to keep a request in flight for exactly as long as they need, whatever the
+   * machine's speed (a fixed latency once let a request finish before the step it was meant to overlap).
+   */
+  readonly holdNext: () => () => void
   readonly close: () => Promise<void>
 }
 
@@ -238,9 +238,10 @@ const validateEmail = (
 export const startFakeResend = async (options: FakeResendOptions = {}): Promise<FakeResend> => {
   const apiKey = options.apiKey ?? "re_test_fake_key"
   const random = prng(options.seed ?? 42)
+  let nextHold: Promise<void> | null = null
+  const releases: Array<() => void> = []
   const faults: FakeResendFaults = {
     latencyMs: 0,
-    hold: null,
     rateLimitPerSecond: null,
     fail5xxRate: 0,
     dropAfterAcceptRate: 0,
@@ -476,7 +477,9 @@ export const startFakeResend = async (options: FakeResendOptions = {}): Promise<
     }
 
     if (faults.latencyMs > 0) await sleep(faults.latencyMs)
-    if (faults.hold !== null) await faults.hold
+    const gate = nextHold
+    nextHold = null
+    if (gate !== null) await gate
 
     if (faults.fail5xxRate > 0 && random() < faults.fail5xxRate) {
       stats.server5xx++
@@ -542,8 +545,16 @@ export const startFakeResend = async (options: FakeResendOptions = {}): Promise<
       }
       return counts
     },
+    holdNext: () => {
+      let release = () => {}
+      const held = new Promise<void>((resolve) => (release = resolve))
+      nextHold = held
+      releases.push(release)
+      return release
+    },
     close: () =>
       new Promise<void>((resolve, reject) => {
+        for (const release of releases) release()
         server.close((err) => (err ? reject(err) : resolve()))
         server.closeAllConnections()
       })
