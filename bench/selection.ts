@@ -8,7 +8,8 @@
  * 60% already got today's reminder (ledger rows), 38% practised in the last 24 hours, 2% are due.
  *
  * In the same run, the weekly progress report (issue 11): planning the tick of Sunday 22 March 2026 07:30 UTC
- * (08:30 in UTC+1), with the same target. See `weeklyPlanning` below.
+ * (08:30 in UTC+1), with the same target, and the floor any plan of that tick has. See `weeklyPlanning` and
+ * `weeklyFloor` below.
  */
 import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
@@ -277,7 +278,7 @@ const weeklyPlanning = async (url: Parameters<typeof sqlOn>[0], config: Settings
  *   counting), from rows already selected into a temporary table (not timed), rolled back.
  * If their sum is over 1 s, no reshaping of the selection plans the tick in 1 s on this machine.
  */
-export const weeklyFloor = async (url: Parameters<typeof sqlOn>[0], config: Settings, at: Date) => {
+const weeklyFloor = async (url: Parameters<typeof sqlOn>[0], config: Settings, at: Date) => {
   const open = WeeklyProgress.openReportDays(at, config)
   const day = open[0]!.day
   const utcMidnight = (date: string) => Date.parse(`${date}T00:00:00Z`)
