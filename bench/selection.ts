@@ -280,11 +280,9 @@ const weeklyPlanning = async (url: Parameters<typeof sqlOn>[0], config: Settings
  */
 const weeklyFloor = async (url: Parameters<typeof sqlOn>[0], config: Settings, at: Date) => {
   const open = WeeklyProgress.openReportDays(at, config)
-  const day = open[0]!.day
-  const utcMidnight = (date: string) => Date.parse(`${date}T00:00:00Z`)
-  const weekFrom = new Date(utcMidnight(WeeklyProgress.addDays(day, -7)) - 15 * 3_600_000)
-  const weekTo = new Date(utcMidnight(day) + 13 * 3_600_000)
+  const { weekFrom, weekTo } = WeeklyProgress.sessionBounds(open[0]!.day)
   const isoDay = WEEKDAYS.indexOf(config.progressDay) + 1
+  // The zones whose window is open at `at` (the selection's own rule for its zones), looked up untimed.
   const [{ names }] = await sqlOn(url, (sql) => sql<{ names: string }>`
     SELECT string_agg(name, ',') AS names FROM pg_timezone_names z,
       LATERAL (SELECT (${at}::timestamptz AT TIME ZONE z.name) - make_interval(mins => ${config.progressLocalTime}) AS shifted) s

@@ -72,6 +72,19 @@ export const openReportDays = (
   return [...days].map((day) => ({ day, week: weekKey(day) }))
 }
 
+/**
+ * Instants that bound the report week of report day `day` (and the week before it) in every zone: local midnight
+ * is at most 14 h before and 12 h after UTC midnight (15 and 13 here, for margin).
+ */
+export const sessionBounds = (day: string) => {
+  const utcMidnight = (date: string) => Date.parse(`${date}T00:00:00Z`)
+  return {
+    previousFrom: new Date(utcMidnight(addDays(day, -14)) - 15 * HOUR_MS),
+    weekFrom: new Date(utcMidnight(addDays(day, -7)) - 15 * HOUR_MS),
+    weekTo: new Date(utcMidnight(day) + 13 * HOUR_MS)
+  }
+}
+
 // The per-zone values the users' rows need: taken from the user's zone, or from DEFAULT_TIMEZONE's when
 // PostgreSQL does not know the user's zone (the scalar subquery is an InitPlan, computed once).
 const ZONE_FIELDS = ["open", "day", "week", "prev_start", "week_start", "week_end", "expires"] as const
@@ -114,14 +127,9 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
   }
   // Passed as values so the planner reads only this week's ledger rows (deliveries_once leads with job and key).
   const weeks = open.map((o) => o.week)
-  // Instants that bound the report week (and the week before) in every zone: local midnight is at most 14 h before
-  // and 12 h after UTC midnight (15 and 13 here, for margin). Redundant with each user's own bounds, they tell the
-  // planner how few sessions can match, so it reads just those through conversation_sessions_start_idx.
-  const day = open[0]?.day ?? asOf.toISOString().slice(0, 10)
-  const utcMidnight = (date: string) => Date.parse(`${date}T00:00:00Z`)
-  const previousFrom = new Date(utcMidnight(addDays(day, -14)) - 15 * HOUR_MS)
-  const weekFrom = new Date(utcMidnight(addDays(day, -7)) - 15 * HOUR_MS)
-  const weekTo = new Date(utcMidnight(day) + 13 * HOUR_MS)
+  // Redundant with each user's own bounds, these tell the planner how few sessions can match, so it reads just
+  // those through conversation_sessions_start_idx.
+  const { previousFrom, weekFrom, weekTo } = sessionBounds(open[0]?.day ?? asOf.toISOString().slice(0, 10))
   const zoneField = (f: (typeof ZONE_FIELDS)[number]) => sql`coalesce(z.${sql(f)}, (SELECT ${sql(f)} FROM fallback))`
   return sql<Candidate>`
   WITH zones_json AS MATERIALIZED (
