@@ -9,9 +9,10 @@
  */
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
+import { AppTables } from "./App.ts"
 import { JobsConfig } from "./Config.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
-import { migrate, migrateAppFixture } from "./migrations/index.ts"
+import { type AppFixture, migrate, migrateAppFixture } from "./migrations/index.ts"
 
 /** The database could not be reached or refused a statement the runner cannot do without. */
 export class DatabaseError extends Schema.TaggedError<DatabaseError>()("DatabaseError", {
@@ -28,6 +29,40 @@ export interface Candidate {
   readonly skip_reason: string | null
   /** The user's `timezone` is set but unknown, so DEFAULT_TIMEZONE was used: served, but reported as bad data. */
   readonly unknown_timezone: boolean
+}
+
+/**
+ * A job's rule, as `Job.Definition.selection` returns it. The job says who may be due and what to store; the
+ * library adds, around it, the check that no ledger row exists yet for the candidate's key, the rules every job
+ * shares (a verified, usable, unsuppressed address, the job's opt-in) and the cross-job cap, and reports each
+ * skip's reason (`Database.selectionOf`).
+ */
+export interface Selection {
+  /** Common table expressions the job's statements share (time zones, say), placed first in the WITH list. */
+  readonly with?: Statement.Fragment | undefined
+  /**
+   * The job's cheap rules: a SELECT of one row per user and key that may be due, with `user_id` (text, as
+   * `AppTables.users` gives it) and `dedupe_key`, plus whatever `rows` reads.
+   */
+  readonly candidates: Statement.Fragment
+  /** The dedupe keys this tick can plan, when the job knows them: the ledger check then reads only those keys. */
+  readonly keys?: ReadonlyArray<string> | undefined
+  /**
+   * From the candidates that have no ledger row yet for their key (the relation `fresh` names), one row each
+   * with `user_id`, `email`, `dedupe_key`, `data` (jsonb), `expires_at` (when the window closes),
+   * `email_verified` (null when unverified), `opt_in` (the job's opt-in, boolean) and `unknown_timezone`.
+   */
+  readonly rows: (fresh: Statement.Fragment) => Statement.Fragment
+}
+
+/** A job's selection at one instant, as `selectionOf` composes it. */
+export interface SelectionArgs {
+  readonly job: string
+  /** The list whose suppressions apply (the job's name). */
+  readonly list: string
+  readonly asOf: Date
+  readonly minHoursBetweenEmails: number
+  readonly selection: Selection
 }
 
 /** What planning a tick did. */
@@ -225,9 +260,14 @@ export class Database extends Context.Service<Database, {
   readonly finishRun: (run: RunEnd) => Effect.Effect<void, DatabaseError>
   readonly lastRuns: Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
   readonly suppress: (s: Suppression) => Effect.Effect<boolean, DatabaseError>
+  /** A job's whole selection: its rule inside the ledger check, the shared rules and the cap. */
+  readonly selectionOf: (args: SelectionArgs) => Statement.Statement<Candidate>
 }>()("kaiwa-jobs/Database") {
-  /** The service over whatever SqlClient is provided. */
-  static readonly layerFromSql = Layer.effect(Database, Effect.map(SqlClient.SqlClient, makeDatabase))
+  /** The service over whatever SqlClient is provided, with the app adapter (the app's shape read from the catalog). */
+  static readonly layerFromSql = Layer.mergeAll(
+    Layer.effect(Database, Effect.map(SqlClient.SqlClient, makeDatabase)),
+    AppTables.layer
+  )
 
   /** Production: `DATABASE_URL`, migrations applied by `kaiwa-jobs migrate` (release_command), not here. */
   static readonly layer = Layer.unwrap(
@@ -240,22 +280,27 @@ export class Database extends Context.Service<Database, {
   )
 
   /** An embedded server (from `EmbeddedPostgres`), migrated, with the app fixture; `database` defaults to postgres. */
-  static readonly layerEmbedded = (database = "postgres") =>
+  static readonly layerEmbedded = (database = "postgres", fixture: AppFixture = "kaiwa") =>
     Layer.unwrap(
       Effect.gen(function*() {
         const server = yield* EmbeddedPostgres
-        return Database.layerMigrated({ appFixture: true }).pipe(Layer.provideMerge(pgLayer(server.url(database))))
+        return Database.layerMigrated({ appFixture: fixture }).pipe(Layer.provideMerge(pgLayer(server.url(database))))
       })
     )
 
-  /** Applies the library's migrations (and the app fixture when asked) before offering the service. */
-  static readonly layerMigrated = (options: { readonly appFixture: boolean }) =>
-    Layer.effectDiscard(
-      Effect.gen(function*() {
-        yield* migrate
-        if (options.appFixture) yield* migrateAppFixture
-      }).pipe(Effect.mapError(toDatabaseError("migrations failed")))
-    ).pipe(Layer.provideMerge(Database.layerFromSql))
+  /**
+   * Applies the library's migrations (and an app fixture when asked: `true` is Kaiwa's real shape) before
+   * offering the service; the app adapter reads the shape after them.
+   */
+  static readonly layerMigrated = (options: { readonly appFixture: boolean | AppFixture }) =>
+    Database.layerFromSql.pipe(
+      Layer.provideMerge(Layer.effectDiscard(
+        Effect.gen(function*() {
+          yield* migrate
+          if (options.appFixture !== false) yield* migrateAppFixture(options.appFixture === true ? "kaiwa" : options.appFixture)
+        }).pipe(Effect.mapError(toDatabaseError("migrations failed")))
+      ))
+    )
 }
 
 /**
@@ -540,6 +585,7 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
 
   return Database.of({
     sql,
+    selectionOf: selectionOf(sql),
     enqueue,
     sweep,
     claimBatch,
@@ -553,4 +599,55 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     lastRuns,
     suppress
   })
+}
+
+// Deliberately loose: one @, no spaces or angle brackets, a dot in the domain. The provider does the real check;
+// this only keeps rows that cannot be an address (empty, "n/a", "bob@") out of a batch.
+const validEmail = (sql: SqlClient.SqlClient, column: Statement.Fragment) =>
+  sql`(length(${column}) BETWEEN 3 AND 254 AND ${column} ~ '^[^@[:space:]<>(),;:"]+@[^@[:space:]<>(),;:"]+\\.[^@[:space:]<>(),;:".]+$')`
+
+/**
+ * A job's rule composed with what the library applies to every job (CONTRACT 5): the candidates that already
+ * have a ledger row for their key are left out before the job computes their rows (so no job repeats that
+ * check, and the ledger's once-per-key constraint catches a bug in this composition loudly); then each row gets
+ * the first reason it is not due, in the order a person would check them: unverified, opted out, an unusable
+ * address, suppressed (for this list or every list, by user or by address), the cross-job cap.
+ *
+ * The cap is one range of deliveries_cap_idx per candidate, bounded on both sides: an email sent or planned
+ * less than MIN_HOURS_BETWEEN_EMAILS before `asOf`, and not after it. A row dated in the future (a run with a
+ * mistaken `--now`) never blocks anyone; `status` names such rows.
+ */
+const selectionOf = (sql: SqlClient.SqlClient) => (args: SelectionArgs): Statement.Statement<Candidate> => {
+  const { selection } = args
+  const keys = selection.keys
+  return sql<Candidate>`
+  WITH ${selection.with === undefined ? sql.literal("") : sql`${selection.with},`}
+  job_candidates AS (${selection.candidates}),
+  fresh AS (
+    SELECT x.* FROM job_candidates x
+    WHERE NOT EXISTS (
+      SELECT 1 FROM kaiwa_jobs.deliveries d
+      WHERE d.job = ${args.job} AND d.user_id = x.user_id AND d.dedupe_key = x.dedupe_key
+        ${keys === undefined ? sql.literal("") : keys.length === 0 ? sql`AND false` : sql`AND d.dedupe_key IN ${sql.in(keys)}`})
+  ),
+  job_rows AS (${selection.rows(sql`fresh`)})
+  SELECT r.user_id, r.email, r.dedupe_key, r.data, r.expires_at,
+    CASE
+      WHEN r.email_verified IS NULL THEN 'unverified'
+      WHEN NOT r.opt_in THEN 'opted_out'
+      WHEN NOT ${validEmail(sql, sql`r.email`)} THEN 'invalid_email'
+      WHEN EXISTS (SELECT 1 FROM kaiwa_jobs.suppressions s WHERE s.user_id = r.user_id AND s.list IN ('*', ${args.list}))
+        OR EXISTS (SELECT 1 FROM kaiwa_jobs.suppressions s WHERE lower(s.email) = lower(r.email) AND s.list IN ('*', ${args.list}))
+        THEN 'suppressed'
+      WHEN cap.hit THEN 'cap'
+    END AS skip_reason,
+    r.unknown_timezone
+  FROM job_rows r
+  LEFT JOIN LATERAL (
+    SELECT true AS hit FROM kaiwa_jobs.deliveries d
+    WHERE d.user_id = r.user_id AND d.status IN ('pending', 'sent')
+      AND coalesce(d.sent_at, d.planned_at) > ${args.asOf}::timestamptz - make_interval(secs => ${args.minHoursBetweenEmails * 3600})
+      AND coalesce(d.sent_at, d.planned_at) <= ${args.asOf}::timestamptz
+    LIMIT 1
+  ) cap ON true`
 }

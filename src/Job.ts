@@ -3,7 +3,7 @@
  * rules (one selection statement that says who is due, with each candidate's dedupe key and the instant its
  * window closes), the schema of the data the selection stores on the ledger row, its template and its stats
  * groups. `make` turns that into a `Job` that inherits everything else: exactly-once delivery through the
- * ledger, the cross-job cap and suppressions (in the selection, through `jobs/shared.ts`), the unsubscribe link
+ * ledger, the cross-job cap and suppressions (composed around the job's rule by `Database.selectionOf`), the unsubscribe link
  * and RFC 8058 headers signed for the job's own list, the template check that no placeholder or `undefined`
  * ever leaves, dry runs, previews, and typed stats. The registry (`jobs/index.ts`) lists the jobs that ship;
  * the CLI, the HTTP server, status, the demo and the deploy script all read it.
@@ -14,9 +14,10 @@
  */
 import { randomUUID } from "node:crypto"
 import { Cause, Clock, Config, Duration, Effect, Exit, Schema } from "effect"
-import type { SqlClient, Statement } from "effect/sql"
+import type { Statement } from "effect/sql"
+import { AppShapeError, AppTables } from "./App.ts"
 import { JobsConfig, type Settings } from "./Config.ts"
-import { type Candidate, Database } from "./Database.ts"
+import { type Candidate, Database, type Selection } from "./Database.ts"
 import { type DeliveryReport, deliver, type Recipient, RenderError, type RunContext } from "./Delivery.ts"
 import { findProblems } from "./emails/problems.ts"
 import type { Mailer, OutgoingEmail } from "./Mailer.ts"
@@ -36,7 +37,7 @@ export interface CommonStats {
 export type Stats<G extends string> = CommonStats & { readonly [K in G]: number }
 
 /** The services a job program needs. */
-export type JobServices = Database | Mailer | JobsConfig | Telemetry
+export type JobServices = Database | AppTables | Mailer | JobsConfig | Telemetry
 
 /** What a job program hands the runner. */
 export interface JobResult<G extends string> {
@@ -76,6 +77,13 @@ export interface Job<Name extends string = string, G extends string = never> {
   /** Reads the job's own settings (`Definition.settings`), so a trigger can refuse bad ones before a run (exit 2). */
   readonly checkSettings: Effect.Effect<void, Config.ConfigError>
   readonly program: (ctx: RunContext) => Effect.Effect<JobResult<G>, unknown, JobServices>
+  /**
+   * The job's whole selection at an instant, exactly as a run plans it (the job's rule inside the library's
+   * ledger check, shared rules and cap): one row per candidate, `skip_reason` null when due.
+   */
+  readonly statement: (
+    asOf: Date
+  ) => Effect.Effect<Statement.Statement<Candidate>, AppShapeError | Config.ConfigError, Database | AppTables | JobsConfig>
   /** Renders every sample the job declares, with the given settings, through the job's real render path. */
   readonly preview: (config: Settings) => Effect.Effect<ReadonlyArray<Preview>, RenderError | Config.ConfigError>
 }
@@ -83,9 +91,13 @@ export interface Job<Name extends string = string, G extends string = never> {
 /** Any job, as a registry holds it. */
 export type Any = Job<string, never>
 
-/** What a selection is given: the connection, the run's instant (never now() in SQL), and the settings. */
+/**
+ * What a selection is given: a statement builder (fragments only; the library runs them), the app's tables
+ * through the adapter (never by name), the run's instant (never now() in SQL), and the settings.
+ */
 export interface SelectionContext<C = undefined> {
-  readonly sql: SqlClient.SqlClient
+  readonly sql: Statement.Constructor
+  readonly app: AppTables["Service"]
   readonly asOf: Date
   readonly config: Settings
   /** The job's own settings (`Definition.settings`). */
@@ -138,11 +150,11 @@ export interface Definition<Name extends string, G extends string, D, C = undefi
   /** The schema of the data the selection stores on each ledger row (the `data` jsonb column). */
   readonly data: Schema.Codec<D, unknown>
   /**
-   * One set-based statement over every user: a row per candidate with its dedupe key, its data, the instant its
-   * window closes (`expires_at`), and why it is not due (`skip_reason`, null when due). Use `jobs/shared.ts` for
-   * the rules every job shares (suppressions, a usable address, the cross-job cap).
+   * The job's rule, set-based over every user (see `Selection`): who may be due with their dedupe key, then,
+   * for those with no ledger row for it yet, their data and the instant the window closes. The library adds the
+   * rules every job shares (verified, opted in, a usable and unsuppressed address, the cross-job cap).
    */
-  readonly selection: (ctx: SelectionContext<C>) => Statement.Statement<Candidate>
+  readonly selection: (ctx: SelectionContext<C>) => Selection
   /**
    * Skip reasons that settle the dedupe key for good: such candidates get a `skipped` ledger row, so later ticks
    * leave them out (the weekly report blocked by the cap is skipped for that week). Others are retried each tick.
@@ -219,13 +231,27 @@ export const make = <const Name extends string, const G extends string, D, C = u
     ((stats: Stats<G>) =>
       `📊 Stats: ${[...definition.groups.map((g) => `${g}=${stats[g]}`), `failed=${stats.failed}`].join(", ")}`)
 
-  const program = Effect.fnUntraced(function*(ctx: RunContext) {
+  const statement = Effect.fnUntraced(function*(asOf: Date) {
     const config = yield* JobsConfig
     const settings = yield* readSettings
     const db = yield* Database
+    const app = yield* AppTables
+    yield* app.ensureUsable
+    return db.selectionOf({
+      job: definition.name,
+      list: definition.name,
+      asOf,
+      minHoursBetweenEmails: config.minHoursBetweenEmails,
+      selection: definition.selection({ sql: db.sql, app, asOf, config, settings })
+    })
+  })
+
+  const program = Effect.fnUntraced(function*(ctx: RunContext) {
+    const config = yield* JobsConfig
+    const settings = yield* readSettings
     const report = yield* deliver(ctx, {
       list: definition.name,
-      selection: definition.selection({ sql: db.sql, asOf: ctx.asOf, config, settings }),
+      selection: yield* statement(ctx.asOf),
       finalSkips: definition.finalSkips ?? [],
       prepare: prepare(config, settings)
     })
@@ -254,6 +280,7 @@ export const make = <const Name extends string, const G extends string, D, C = u
     completedLine: definition.completedLine ?? `🎉 ${definition.title} completed!`,
     checkSettings: Effect.asVoid(readSettings),
     program,
+    statement,
     preview: (config) =>
       Effect.flatMap(readSettings, (settings) =>
         Effect.forEach(definition.samples, (sample) =>

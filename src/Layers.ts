@@ -14,6 +14,7 @@ import { InvalidConfig, JobsConfig } from "./Config.ts"
 import { Database, pgLayer } from "./Database.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { Mailer } from "./Mailer.ts"
+import type { AppFixture } from "./migrations/index.ts"
 import * as Observability from "./Observability.ts"
 import { Telemetry } from "./Telemetry.ts"
 
@@ -86,10 +87,13 @@ export const local = (dataDir: string) =>
     Telemetry.layerLog
   ).pipe(Layer.provideMerge(JobsConfig.layer))
 
-/** Tests: a given (embedded) database, migrated with the app fixture; in-memory mailer and telemetry. */
-export const test = (url: Redacted.Redacted<string>) =>
+/**
+ * Tests: a given (embedded) database, migrated with an app fixture (Kaiwa's real shape unless told otherwise);
+ * in-memory mailer and telemetry.
+ */
+export const test = (url: Redacted.Redacted<string>, fixture: AppFixture = "kaiwa") =>
   Layer.mergeAll(
-    Database.layerMigrated({ appFixture: true }).pipe(Layer.provideMerge(pgLayer(url))),
+    Database.layerMigrated({ appFixture: fixture }).pipe(Layer.provideMerge(pgLayer(url))),
     Mailer.layerTest,
     Telemetry.layerTest
   ).pipe(Layer.provideMerge(JobsConfig.layer))

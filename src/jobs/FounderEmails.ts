@@ -5,12 +5,9 @@
  * cap allows it. Sent from FOUNDER_FROM with Reply-To the same address.
  */
 import { Schema } from "effect"
-import type { SqlClient } from "effect/sql"
-import type { Settings } from "../Config.ts"
-import type { Candidate } from "../Database.ts"
+import type { Selection } from "../Database.ts"
 import { renderFounder } from "../emails/index.ts"
 import * as Job from "../Job.ts"
-import { capJoin, skipReason, usersAt } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "founder-emails"
@@ -18,34 +15,39 @@ export const NAME = "founder-emails"
 /** Length of the sending window after FOUNDER_LOCAL_TIME. */
 export const WINDOW_MINUTES = 4 * 60
 
-/** The set of candidates at `asOf`: due ones have a null skip_reason. */
-export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => sql<Candidate>`
-  WITH c0 AS (
-    SELECT u.*,
-      floor(extract(epoch FROM ${asOf}::timestamptz - u.created_at) / 86400)::int AS step,
-      (${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${config.founderLocalTime}) AS shifted
-    FROM (${usersAt(sql, config)}) u
-    WHERE u.created_at <= ${asOf}::timestamptz - interval '24 hours'
-      AND u.created_at > ${asOf}::timestamptz - interval '96 hours'
-  ),
-  c AS (
-    SELECT c0.* FROM c0
+const HOUR_MS = 3_600_000
+
+/**
+ * The founder sequence's rule at `asOf` (the library adds the ledger check, the shared rules and the cap). The
+ * sign-up range is on the app's own column (`app.at`), so its index serves it on either shape; a user with no
+ * sign-up instant is never in the sequence (null is outside every range).
+ */
+export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext, "sql" | "app" | "asOf" | "config">): Selection => ({
+  candidates: sql`
+    SELECT c0.*, 'day' || c0.step AS dedupe_key FROM (
+      SELECT u.user_id, u.app_id, u.email, u.display_name, u.email_verified, u.created_at,
+        coalesce(z.name, ${config.defaultTimezone}) AS tz,
+        (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
+        u.${app.optIn(NAME)} AS opt_in,
+        floor(extract(epoch FROM ${asOf}::timestamptz - u.created_at) / 86400)::int AS step,
+        (${asOf}::timestamptz AT TIME ZONE coalesce(z.name, ${config.defaultTimezone})) - make_interval(mins => ${config.founderLocalTime}) AS shifted
+      FROM ${app.users} u
+      LEFT JOIN pg_timezone_names z ON z.name = u.timezone
+      WHERE u.created_raw <= ${app.at.created(new Date(asOf.getTime() - 24 * HOUR_MS))}
+        AND u.created_raw > ${app.at.created(new Date(asOf.getTime() - 96 * HOUR_MS))}
+    ) c0
     WHERE c0.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0)
-      AND NOT EXISTS (SELECT 1 FROM conversation_sessions s WHERE s.user_id = c0.user_id AND s.start_time <= ${asOf})
       AND NOT EXISTS (
-        SELECT 1 FROM kaiwa_jobs.deliveries d
-        WHERE d.job = ${NAME} AND d.user_id = c0.user_id AND d.dedupe_key = 'day' || c0.step)
-  )
-  SELECT c.user_id, c.email, 'day' || c.step AS dedupe_key,
-    jsonb_build_object('displayName', c.display_name, 'step', c.step) AS data,
-    least(
-      c.created_at + make_interval(days => c.step + 1),
-      (c.shifted::date + make_interval(mins => ${config.founderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz
-    ) AS expires_at,
-    ${skipReason(sql, NAME, { optIn: "c.founder_opt_in" })} AS skip_reason,
-    c.unknown_timezone
-  FROM c
-  ${capJoin(sql, asOf, config)}`
+        SELECT 1 FROM ${app.sessions} s WHERE s.app_user_id = c0.app_id AND s.start_raw <= ${app.at.start(asOf)})`,
+  rows: (fresh) => sql`
+    SELECT c.user_id, c.email, c.dedupe_key, c.email_verified, c.opt_in, c.unknown_timezone,
+      jsonb_build_object('displayName', c.display_name, 'step', c.step) AS data,
+      least(
+        c.created_at + make_interval(days => c.step + 1),
+        (c.shifted::date + make_interval(mins => ${config.founderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz
+      ) AS expires_at
+    FROM ${fresh} c`
+})
 
 /** The template inputs stored on the ledger row. */
 export const FounderData = Schema.Struct({
@@ -61,7 +63,7 @@ export const founderEmails = Job.make({
   list: "emails from the Kaiwa founder",
   main: "dist/send-founder-emails.js",
   data: FounderData,
-  selection: ({ asOf, config, sql }) => selection(sql, asOf, config),
+  selection,
   groups: ["Day1", "Day2", "Day3"],
   group: (data) => `Day${data.step}` as const,
   render: (data, { config, unsubscribeUrl }) => ({

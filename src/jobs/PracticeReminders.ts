@@ -5,12 +5,9 @@
  * got no reminder for this local date, and the cross-job cap allows it. One SQL statement decides it for everyone.
  */
 import { Schema } from "effect"
-import type { SqlClient } from "effect/sql"
-import type { Settings } from "../Config.ts"
-import type { Candidate } from "../Database.ts"
+import type { Selection } from "../Database.ts"
 import { reminderSegments, renderReminder } from "../emails/index.ts"
 import * as Job from "../Job.ts"
-import { capJoin, skipReason } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "practice-reminders"
@@ -38,26 +35,26 @@ export const openWindowDays = (asOf: Date, reminderLocalTime: number): ReadonlyA
   return [...days]
 }
 
+/** What the reminder's rule reads: the adapter's fragments, the run's instant and the settings. */
+export type ReminderContext = Pick<Job.SelectionContext, "sql" | "app" | "asOf" | "config">
+
 /**
- * The set of candidates at `asOf`: due ones have a null skip_reason.
+ * The reminder's rule at `asOf` (the library adds the ledger check, the shared rules and the cap).
  *
  * Shaped for a large population (bench/selection.ts: 1,000,000 users): every user is read once (by parallel
  * workers when PostgreSQL can use them), and the rules that exclude most users (outside the window, practised in
  * the last 24 hours, already reminded today) are hash anti-joins against the last day's sessions and the ledger;
  * only the few users left get per-user index lookups (last session, cross-job cap). The instants the rules
  * compare with are computed here, once, instead of per row in SQL (`timestamptz - interval` is not
- * constant-folded); they are whole hours, so nothing depends on the session's time zone.
+ * constant-folded), and typed like the app's columns (`app.at`) so its indexes serve them on either shape.
  */
-export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => {
+export const selection = ({ app, asOf, config, sql }: ReminderContext): Selection => {
   const at = asOf.getTime()
   const dayAgo = new Date(at - 24 * HOUR_MS) // rules 2 and 3: sessions in (t - 24 h, t], signed up by t - 24 h
   const founderSince = new Date(at - 96 * HOUR_MS) // rule 3: the founder sequence covers sign-ups after t - 96 h
-  // Bounds the ledger lookup to the dates a window can be open on. Passed as values rather than derived from the
-  // zones in SQL, so the planner knows them and reads only those dates' ledger rows (deliveries_once leads with
-  // job and dedupe_key, and holds every column the lookup needs), not the ledger's history.
-  const windowDays = openWindowDays(asOf, config.reminderLocalTime)
-  return sql<Candidate>`
-  WITH zones_json AS MATERIALIZED (
+  return {
+    with: sql`
+  zones_json AS MATERIALIZED (
     -- Every time zone PostgreSQL knows, computed once per statement (not per user, nor per parallel worker):
     -- whether its window is open at t and the local date it opened on (the dedupe key). One jsonb value, so it
     -- reaches parallel workers as a parameter; a materialized table of zones would keep the join with users out
@@ -71,56 +68,49 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
     SELECT * FROM jsonb_to_recordset((SELECT zones FROM zones_json)) AS z(name text, open boolean, day text)
   ),
   -- Users whose time zone PostgreSQL does not know (or who have none) are served in DEFAULT_TIMEZONE.
-  fallback AS NOT MATERIALIZED (SELECT * FROM zones WHERE name = ${config.defaultTimezone}),
-  c1 AS (
-    SELECT u.id AS user_id, u.email, u.display_name, u.created_at, u.email_verified,
+  fallback AS NOT MATERIALIZED (SELECT * FROM zones WHERE name = ${config.defaultTimezone})`,
+    candidates: sql`
+    SELECT u.user_id, u.app_id, u.email, u.display_name, u.created_at, u.email_verified,
       coalesce(z.name, ${config.defaultTimezone}) AS tz,
       (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
-      coalesce(z.day, (SELECT day FROM fallback)) AS local_day,
-      coalesce(us.receive_practice_reminders, true) AS reminders_opt_in,
-      coalesce(us.receive_founder_emails, true) AS founder_opt_in
-    FROM users u
+      coalesce(z.day, (SELECT day FROM fallback)) AS dedupe_key,
+      u.${app.optIn(NAME)} AS opt_in,
+      u.${app.optIn("founder-emails")} AS founder_opt_in
+    FROM ${app.users} u
     LEFT JOIN zones z ON z.name = u.timezone
-    LEFT JOIN user_settings us ON us.user_id = u.id
     WHERE coalesce(z.open, (SELECT open FROM fallback))
-      AND u.created_at <= ${dayAgo}
+      -- signed up at least 24 h ago; no sign-up instant means long ago
+      AND (u.created_raw IS NULL OR u.created_raw <= ${app.at.created(dayAgo)})
       AND NOT EXISTS (
         -- z.open IS NOT FALSE changes nothing (closed zones are filtered out above); it makes the cheap window
         -- filter run before this anti-join, so only users whose window is open are looked up in the sessions
-        SELECT 1 FROM conversation_sessions s
-        WHERE s.user_id = u.id AND z.open IS NOT FALSE AND s.start_time > ${dayAgo} AND s.start_time <= ${asOf})
-      AND NOT EXISTS (
-        SELECT 1 FROM kaiwa_jobs.deliveries d
-        WHERE d.job = ${NAME} AND d.user_id = u.id AND d.dedupe_key = coalesce(z.day, (SELECT day FROM fallback))
-          -- only the local dates a window can be open on can match: older reminders are never read
-          AND d.dedupe_key IN ${sql.in(windowDays)})
-  ),
-  c AS (
-    SELECT c1.*, last.start_time AS last_start, last.language AS last_language
-    FROM c1
+        SELECT 1 FROM ${app.sessions} s
+        WHERE s.app_user_id = u.app_id AND z.open IS NOT FALSE
+          AND s.start_raw > ${app.at.start(dayAgo)} AND s.start_raw <= ${app.at.start(asOf)})`,
+    // Only the local dates a window can be open on can match: older reminders are never read.
+    keys: openWindowDays(asOf, config.reminderLocalTime),
+    rows: (fresh) => sql`
+    SELECT c.user_id, c.email, c.dedupe_key, c.email_verified, c.opt_in, c.unknown_timezone,
+      jsonb_build_object(
+        'displayName', c.display_name,
+        'language', last.language,
+        -- date_part (float8) rather than extract (numeric): the same whole days, cheaper per row
+        'daysSince', CASE WHEN last.start_time IS NULL THEN NULL
+          ELSE floor(date_part('epoch', ${asOf}::timestamptz - last.start_time) / 86400)::int END,
+        'localDate', c.dedupe_key
+      ) AS data,
+      -- the instant the window closes: the local date it opened on, at REMINDER_LOCAL_TIME + 12 h, in the user's zone
+      (c.dedupe_key::date + make_interval(mins => ${config.reminderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz AS expires_at
+    FROM ${fresh} c
     LEFT JOIN LATERAL (
-      SELECT s.start_time, s.language FROM conversation_sessions s
-      WHERE s.user_id = c1.user_id AND s.start_time <= ${asOf}
-      ORDER BY s.start_time DESC LIMIT 1
+      SELECT s.start_time, s.language FROM ${app.sessions} s
+      WHERE s.app_user_id = c.app_id AND s.start_raw <= ${app.at.start(asOf)}
+      ORDER BY s.start_raw DESC LIMIT 1
     ) last ON true
     -- still in the founder sequence: never practised, signed up less than 96 h ago, founder emails not refused
-    WHERE NOT (last.start_time IS NULL AND c1.created_at > ${founderSince} AND c1.founder_opt_in)
-  )
-  SELECT c.user_id, c.email, c.local_day AS dedupe_key,
-    jsonb_build_object(
-      'displayName', c.display_name,
-      'language', c.last_language,
-      -- date_part (float8) rather than extract (numeric): the same whole days, cheaper per row
-      'daysSince', CASE WHEN c.last_start IS NULL THEN NULL
-        ELSE floor(date_part('epoch', ${asOf}::timestamptz - c.last_start) / 86400)::int END,
-      'localDate', c.local_day
-    ) AS data,
-    -- the instant the window closes: the local date it opened on, at REMINDER_LOCAL_TIME + 12 h, in the user's zone
-    (c.local_day::date + make_interval(mins => ${config.reminderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz AS expires_at,
-    ${skipReason(sql, NAME, { optIn: "c.reminders_opt_in" })} AS skip_reason,
-    c.unknown_timezone
-  FROM c
-  ${capJoin(sql, asOf, config)}`
+    -- (no sign-up instant means long ago: never in the sequence)
+    WHERE NOT (last.start_time IS NULL AND coalesce(c.created_at > ${founderSince}::timestamptz, false) AND c.founder_opt_in)`
+  }
 }
 
 /** The template inputs stored on the ledger row, so a resumed batch renders the same email. */
@@ -143,7 +133,7 @@ export const practiceReminders = Job.make({
   aliases: ["send-reminders"],
   main: "dist/send-reminders.js",
   data: ReminderData,
-  selection: ({ asOf, config, sql }) => selection(sql, asOf, config),
+  selection,
   groups: ["sent"],
   group: () => "sent",
   render: (data, { config, unsubscribeUrl }) =>

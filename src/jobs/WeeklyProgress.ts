@@ -6,12 +6,10 @@
  * The one selection statement also computes the week's figures the email shows.
  */
 import { Schema } from "effect"
-import type { SqlClient } from "effect/sql"
 import { type Settings, WEEKDAYS } from "../Config.ts"
-import type { Candidate } from "../Database.ts"
+import type { Selection } from "../Database.ts"
 import { type ProgressData, progressTrend, renderProgress } from "../emails/progress.ts"
 import * as Job from "../Job.ts"
-import { capJoin, skipReason } from "./shared.ts"
 
 /** The job's name, as used in the ledger, the CLI, the HTTP path and the unsubscribe list. */
 export const NAME = "weekly-progress"
@@ -113,26 +111,28 @@ const ZONE_FIELDS = ["open", "day", "week", "prev_start", "week_start", "week_en
  *   whole minutes the email shows (so the figures it prints agree with each other); null ("new this week")
  *   when the week before had no minutes.
  */
-export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings) => {
+export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext, "sql" | "app" | "asOf" | "config">): Selection => {
   const isoDay = WEEKDAYS.indexOf(config.progressDay) + 1
   const T = config.progressLocalTime
   const open = openReportDays(asOf, config)
   // No UTC offset has its window open (six days of the week, and the hours around them): nobody can be due, so the
   // tick reads nothing. `openReportDays` covers every offset a zone can have (quarter hours from -13 to +15 h),
-  // and the statement below already depends on it for the week keys. At 1,000,000 users the full statement takes
-  // ~0.7 s to find nobody at such a tick (bench/selection.ts), 144 times a week.
+  // and the statement below already depends on it for the week keys.
   if (open.length === 0) {
-    return sql<Candidate>`SELECT NULL::text AS user_id, NULL::text AS email, NULL::text AS dedupe_key, NULL::jsonb AS data,
-      NULL::timestamptz AS expires_at, NULL::text AS skip_reason, false AS unknown_timezone WHERE false`
+    return {
+      candidates: sql`SELECT NULL::text AS user_id, NULL::text AS dedupe_key WHERE false`,
+      keys: [],
+      rows: (fresh) => sql`SELECT f.user_id, NULL::text AS email, f.dedupe_key, NULL::timestamptz AS email_verified,
+        false AS opt_in, false AS unknown_timezone, NULL::jsonb AS data, NULL::timestamptz AS expires_at FROM ${fresh} f`
+    }
   }
-  // Passed as values so the planner reads only this week's ledger rows (deliveries_once leads with job and key).
-  const weeks = open.map((o) => o.week)
   // Redundant with each user's own bounds, these tell the planner how few sessions can match, so it reads just
   // those through conversation_sessions_start_idx.
   const { previousFrom, weekFrom, weekTo } = sessionBounds(open[0]?.day ?? asOf.toISOString().slice(0, 10))
   const zoneField = (f: (typeof ZONE_FIELDS)[number]) => sql`coalesce(z.${sql(f)}, (SELECT ${sql(f)} FROM fallback))`
-  return sql<Candidate>`
-  WITH zones_json AS MATERIALIZED (
+  return {
+    with: sql`
+  zones_json AS MATERIALIZED (
     -- One jsonb value (it reaches parallel workers as a parameter): every zone PostgreSQL knows, and for the zones
     -- whose window is open, the report day, its week key and the instants of the local midnights that bound the
     -- report week and the week before it.
@@ -156,46 +156,43 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
   -- Users whose time zone PostgreSQL does not know (or who have none) are served in DEFAULT_TIMEZONE.
   fallback AS NOT MATERIALIZED (SELECT * FROM zones WHERE name = ${config.defaultTimezone}),
   c0 AS NOT MATERIALIZED (
-    SELECT u.id AS user_id, u.email, u.display_name, u.email_verified,
+    SELECT u.user_id, u.app_id, u.email, u.display_name, u.email_verified,
       coalesce(z.name, ${config.defaultTimezone}) AS tz,
       (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
-      coalesce(us.receive_progress_reports, true) AS opt_in,
+      u.${app.optIn(NAME)} AS opt_in,
       ${sql.csv(ZONE_FIELDS.map((f) => sql`${zoneField(f)} AS ${sql(f)}`))}
-    FROM users u
+    FROM ${app.users} u
     LEFT JOIN zones z ON z.name = u.timezone
-    LEFT JOIN user_settings us ON us.user_id = u.id
-  ),
-  -- Materialized: a fence, so the cheap rules run first and the sessions of only the users left are aggregated
-  -- (the planner cannot tell how many users the anti-join and the semi-join remove); read twice below.
-  c1 AS MATERIALIZED (
-    SELECT c0.* FROM c0
+  )`,
+    // Every open zone has the same report day (report days are 7 days apart), so the week's key is a constant:
+    // only this week's reports are read from the ledger, hashed once.
+    keys: open.map((o) => o.week),
+    candidates: sql`
+    SELECT c0.*, c0.week AS dedupe_key FROM c0
     WHERE c0.open
-      AND NOT EXISTS (
-        -- Every open zone has the same report day (report days are 7 days apart), so the week's key is a constant:
-        -- only this week's reports are read, hashed once.
-        SELECT 1 FROM kaiwa_jobs.deliveries d
-        WHERE d.job = ${NAME} AND d.user_id = c0.user_id AND d.dedupe_key IN ${sql.in(weeks)})
       AND EXISTS (
         -- practised in the report's week: the 7 local days before the report day, between local midnights
-        SELECT 1 FROM conversation_sessions s
-        WHERE s.user_id = c0.user_id AND s.start_time >= ${weekFrom} AND s.start_time < ${weekTo}
-          AND s.start_time >= c0.week_start AND s.start_time < c0.week_end)
-  ),
-  per_language AS (
+        SELECT 1 FROM ${app.sessions} s
+        WHERE s.app_user_id = c0.app_id AND s.start_raw >= ${app.at.start(weekFrom)} AND s.start_raw < ${app.at.start(weekTo)}
+          AND s.start_raw >= ${app.rawStart(sql`c0.week_start`)} AND s.start_raw < ${app.rawStart(sql`c0.week_end`)})`,
+    // The candidates left (read twice, so PostgreSQL materializes them: a fence, so the sessions of only these
+    // users are aggregated).
+    rows: (fresh) => sql`
+  WITH per_language AS (
     SELECT c1.user_id, s.language,
       count(*) FILTER (WHERE s.start_time >= c1.week_start) AS n,
       coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time >= c1.week_start), 0) AS seconds,
       coalesce(bit_or(1 << ((s.start_time AT TIME ZONE c1.tz)::date - (c1.day::date - 7)))
         FILTER (WHERE s.start_time >= c1.week_start), 0) AS days,
       coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time < c1.week_start), 0) AS previous_seconds
-    FROM c1
+    FROM ${fresh} c1
     -- The fortnight's sessions of every zone (the constant bounds: one range of
     -- conversation_sessions_start_idx), hashed against the few
     -- candidates left; then each candidate's own two weeks. A per-candidate index lookup would cost a random read
     -- each (~16,000 to 33,000 of them at 1,000,000 users); the range is one sequential read.
-    JOIN conversation_sessions s ON s.user_id = c1.user_id
-      AND s.start_time >= ${previousFrom} AND s.start_time < ${weekTo}
-      AND s.start_time >= c1.prev_start AND s.start_time < c1.week_end
+    JOIN ${app.sessions} s ON s.app_user_id = c1.app_id
+      AND s.start_raw >= ${app.at.start(previousFrom)} AND s.start_raw < ${app.at.start(weekTo)}
+      AND s.start_raw >= ${app.rawStart(sql`c1.prev_start`)} AND s.start_raw < ${app.rawStart(sql`c1.week_end`)}
     GROUP BY c1.user_id, s.language
   ),
   figures AS (
@@ -207,28 +204,25 @@ export const selection = (sql: SqlClient.SqlClient, asOf: Date, config: Settings
         AS top_language
     FROM per_language p
     GROUP BY p.user_id
-  ),
-  c AS (SELECT c1.*, f.sessions, f.minutes, f.active_days, f.previous_minutes, f.top_language FROM c1 JOIN figures f USING (user_id))
-  SELECT c.user_id, c.email, c.week AS dedupe_key,
+  )
+  SELECT c.user_id, c.email, c.dedupe_key, c.email_verified, c.opt_in, c.unknown_timezone,
     jsonb_build_object(
       'displayName', c.display_name,
       'week', c.week,
       'weekStart', (c.day::date - 7)::text,
       'weekEnd', (c.day::date - 1)::text,
-      'minutes', c.minutes,
-      'sessions', c.sessions,
-      'activeDays', c.active_days,
-      'topLanguage', c.top_language,
-      'previousMinutes', c.previous_minutes,
-      'changePercent', CASE WHEN c.previous_minutes = 0 THEN NULL
-        ELSE round((c.minutes - c.previous_minutes) * 100.0 / c.previous_minutes)::int END
+      'minutes', f.minutes,
+      'sessions', f.sessions,
+      'activeDays', f.active_days,
+      'topLanguage', f.top_language,
+      'previousMinutes', f.previous_minutes,
+      'changePercent', CASE WHEN f.previous_minutes = 0 THEN NULL
+        ELSE round((f.minutes - f.previous_minutes) * 100.0 / f.previous_minutes)::int END
     ) AS data,
     -- the instant the window closes: the report day at PROGRESS_LOCAL_TIME + 10 h, in the user's zone
-    c.expires AS expires_at,
-    ${skipReason(sql, NAME, { optIn: "c.opt_in" })} AS skip_reason,
-    c.unknown_timezone
-  FROM c
-  ${capJoin(sql, asOf, config)}`
+    c.expires AS expires_at
+  FROM ${fresh} c JOIN figures f USING (user_id)`
+  }
 }
 
 /** The template inputs the selection stores on the ledger row (so a resumed batch renders the same email). */
@@ -286,7 +280,7 @@ export const weeklyProgress = Job.make({
   description: "A summary of the learner's week (minutes, sessions, active days, top language, change), on PROGRESS_DAY from 08:00 their time.",
   list: "weekly progress reports",
   data: WeeklyProgressData,
-  selection: ({ asOf, config, sql }) => selection(sql, asOf, config),
+  selection,
   // CONTRACT 5.4: a report the cross-job cap blocks is skipped for that week, not sent on a later tick.
   finalSkips: ["cap"],
   groups: ["sent"],

@@ -3,11 +3,9 @@
  * conversation was 14 days ago gets one "pick up where you left off" email, between 10:00 and 20:00 their time.
  */
 import { Schema } from "effect"
-import type { Candidate } from "../Database.ts"
 import { firstName, languageName } from "../emails/fields.ts"
 import { link, renderEmail } from "../emails/html.ts"
 import * as Job from "../Job.ts"
-import { capJoin, skipReason, usersAt } from "./shared.ts"
 
 export const winBack = Job.make({
   name: "win-back",
@@ -15,29 +13,28 @@ export const winBack = Job.make({
   description: "One email to learners whose last conversation was two weeks ago, from 10:00 their time.",
   list: "win-back emails",
   data: Schema.Struct({ displayName: Schema.NullOr(Schema.String), language: Schema.String }),
-  // Who is due, in one statement: due rows have a null skip_reason; the dedupe key is the lapse's first day.
-  selection: ({ asOf, config, sql }) => sql<Candidate>`
-    WITH c AS (
-      SELECT u.*, last.language, to_char(last.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS lapse,
+  // Who is due: learners whose last conversation began 14 to 15 days ago, between 10:00 and 20:00 their time.
+  // The library adds the rest: one email per key (the lapse's first day), verified, opted in, not suppressed, the cap.
+  selection: ({ app, asOf, config, sql }) => ({
+    candidates: sql`
+      SELECT u.user_id, u.email, u.display_name, u.email_verified, u.unknown_timezone, u.tz, last.language,
+        true AS opt_in, to_char(last.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS dedupe_key,
         (${asOf}::timestamptz AT TIME ZONE u.tz) AS local_now
-      FROM (${usersAt(sql, config)}) u
+      FROM (SELECT a.*, coalesce(z.name, ${config.defaultTimezone}) AS tz, (a.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone
+            FROM ${app.users} a LEFT JOIN pg_timezone_names z ON z.name = a.timezone) u
       JOIN LATERAL (
-        SELECT s.start_time, s.language FROM conversation_sessions s
-        WHERE s.user_id = u.user_id AND s.start_time <= ${asOf} ORDER BY s.start_time DESC LIMIT 1
+        SELECT s.start_time, s.language FROM ${app.sessions} s
+        WHERE s.app_user_id = u.app_id AND s.start_raw <= ${app.at.start(asOf)} ORDER BY s.start_raw DESC LIMIT 1
       ) last ON true
       WHERE last.start_time <= ${asOf}::timestamptz - interval '14 days'
-        AND last.start_time > ${asOf}::timestamptz - interval '15 days'
-    )
-    SELECT c.user_id, c.email, c.lapse AS dedupe_key,
-      jsonb_build_object('displayName', c.display_name, 'language', c.language) AS data,
-      (c.local_now::date + time '20:00') AT TIME ZONE c.tz AS expires_at,
-      ${skipReason(sql, "win-back")} AS skip_reason,
-      c.unknown_timezone
-    FROM c
-    ${capJoin(sql, asOf, config)}
-    WHERE c.local_now::time >= time '10:00' AND c.local_now::time < time '20:00'
-      AND NOT EXISTS (SELECT 1 FROM kaiwa_jobs.deliveries d
-        WHERE d.job = 'win-back' AND d.user_id = c.user_id AND d.dedupe_key = c.lapse)`,
+        AND last.start_time > ${asOf}::timestamptz - interval '15 days'`,
+    rows: (fresh) => sql`
+      SELECT c.user_id, c.email, c.dedupe_key, c.email_verified, c.opt_in, c.unknown_timezone,
+        jsonb_build_object('displayName', c.display_name, 'language', c.language) AS data,
+        (c.local_now::date + time '20:00') AT TIME ZONE c.tz AS expires_at
+      FROM ${fresh} c
+      WHERE c.local_now::time >= time '10:00' AND c.local_now::time < time '20:00'`
+  }),
   groups: ["sent"],
   group: () => "sent",
   // The template: data in, subject/HTML/text out; renderEmail escapes every string it is given.

@@ -1,8 +1,8 @@
 /**
  * Versioned SQL. `kaiwaJobs` owns the `kaiwa_jobs` schema (run history, the delivery ledger, batches and
- * suppressions) and runs everywhere, including production through Fly's `release_command`. `appFixture`
- * creates the Kaiwa web app's tables (CONTRACT section 3) and runs only on embedded databases: in production
- * the web app owns those tables and this library never migrates them.
+ * suppressions, time zones) and runs everywhere, including production through Fly's `release_command`. The app
+ * fixtures create the Kaiwa web app's tables (CONTRACT section 3, in either supported shape) and run only on
+ * embedded databases: in production the web app owns those tables and this library never migrates them.
  */
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
@@ -230,6 +230,34 @@ export const kaiwaJobs = Migrator.fromRecord({
             next_at = greatest(r.paused_until, clock_timestamp() + p_seconds * interval '1 second'),
             epoch = r.epoch + 1
     $$`
+  ),
+  // Where local time comes from when the app has no time-zone column (CONTRACT 3; src/App.ts reads it): the web
+  // app calls `SELECT kaiwa_jobs.set_user_timezone($1, $2)` with the browser's Intl zone, say at sign-in. An unknown
+  // zone raises SQLSTATE 22023 (invalid_parameter_value) and stores nothing, so a typo never reaches a schedule.
+  // Ids are text, as in the ledger; the uuid overload spares a Kaiwa caller the cast.
+  "0008_user_timezones": statements(
+    `CREATE TABLE kaiwa_jobs.user_timezones (
+      user_id text PRIMARY KEY,
+      timezone text NOT NULL,
+      updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    )`,
+    `CREATE FUNCTION kaiwa_jobs.set_user_timezone(user_id text, timezone text) RETURNS void
+      LANGUAGE plpgsql VOLATILE AS $$
+    #variable_conflict use_column
+    BEGIN
+      IF $1 IS NULL THEN
+        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: user_id is null' USING ERRCODE = '22023';
+      END IF;
+      IF $2 IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = $2) THEN
+        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: unknown time zone %', coalesce(quote_literal($2), 'NULL')
+          USING ERRCODE = '22023', HINT = 'Pass an IANA zone name such as Europe/Paris (Intl.DateTimeFormat().resolvedOptions().timeZone).';
+      END IF;
+      INSERT INTO kaiwa_jobs.user_timezones AS t (user_id, timezone, updated_at) VALUES ($1, $2, clock_timestamp())
+      ON CONFLICT (user_id) DO UPDATE SET timezone = EXCLUDED.timezone, updated_at = EXCLUDED.updated_at;
+    END
+    $$`,
+    `CREATE FUNCTION kaiwa_jobs.set_user_timezone(user_id uuid, timezone text) RETURNS void
+      LANGUAGE sql VOLATILE AS $$ SELECT kaiwa_jobs.set_user_timezone($1::text, $2) $$`
   )
 })
 
@@ -244,8 +272,11 @@ export const recommendedAppIndexes: ReadonlyArray<string> = [
   // faster with it (2,752 / 2,559 ms against 2,626 / 2,189 ms): the plain start_time index serves both.
 ]
 
-/** The Kaiwa web app's tables, for embedded databases only (CONTRACT section 3), with the recommended indexes. */
-export const appFixture = Migrator.fromRecord({
+/**
+ * CONTRACT 3's simple shape (the first release's fixture): text ids, timestamptz, a `users.timezone` column. Kept as
+ * the second supported shape; tests run the rule set on it too.
+ */
+export const simpleAppFixture = Migrator.fromRecord({
   "0001_app_tables": statements(
     `CREATE TABLE IF NOT EXISTS users (
       id text PRIMARY KEY,
@@ -275,6 +306,67 @@ export const appFixture = Migrator.fromRecord({
   )
 })
 
+/**
+ * Kaiwa's production tables as they are (the web app's Drizzle schema, December 2025): uuid ids, `timestamp`
+ * columns holding UTC, a nullable `created_at`, no time-zone column, `user_settings` rows for few users, and the
+ * columns the jobs ignore, so the fixture behaves like the real thing (a write-back must leave them to their
+ * defaults). The embedded database, the demo and the default test fixture use it.
+ */
+export const kaiwaAppFixture = Migrator.fromRecord({
+  "0001_app_tables": statements(
+    `DO $$ BEGIN
+      CREATE TYPE theme AS ENUM ('light', 'dark', 'system');
+    EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
+    `CREATE TABLE IF NOT EXISTS users (
+      id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+      google_id text NULL UNIQUE,
+      username text NULL,
+      email text NOT NULL UNIQUE,
+      display_name text NULL,
+      avatar_url text NULL,
+      hashed_password text NULL,
+      email_verified timestamp NULL,
+      email_verification_required boolean NOT NULL DEFAULT false,
+      stripe_customer_id text NULL,
+      last_usage timestamp NULL,
+      native_language_id text NULL,
+      preferred_ui_language_id text NULL,
+      created_at timestamp NULL DEFAULT now()
+    )`,
+    `CREATE TABLE IF NOT EXISTS user_settings (
+      user_id uuid PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+      receive_practice_reminders boolean NOT NULL DEFAULT true,
+      receive_founder_emails boolean NOT NULL DEFAULT true,
+      receive_progress_reports boolean NOT NULL DEFAULT true,
+      receive_product_updates boolean NOT NULL DEFAULT true,
+      receive_security_alerts boolean NOT NULL DEFAULT true,
+      notifications_enabled boolean NOT NULL DEFAULT true,
+      received_founder_email boolean NOT NULL DEFAULT false,
+      daily_reminder_sent_count integer NOT NULL DEFAULT 0,
+      last_reminder_sent_at timestamp NULL,
+      audio_settings jsonb NULL,
+      theme theme NOT NULL DEFAULT 'system',
+      created_at timestamp NOT NULL DEFAULT now(),
+      updated_at timestamp NOT NULL DEFAULT now()
+    )`,
+    `CREATE TABLE IF NOT EXISTS conversation_sessions (
+      id text PRIMARY KEY,
+      user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+      language text NOT NULL,
+      start_time timestamp NOT NULL,
+      end_time timestamp NULL,
+      duration_seconds integer NOT NULL,
+      seconds_consumed integer NOT NULL DEFAULT 0,
+      scenario_id text NULL,
+      transcript jsonb NULL
+    )`,
+    ...recommendedAppIndexes
+  )
+})
+
+/** Which app fixture an embedded database gets: Kaiwa's real shape (the default) or CONTRACT 3's simple one. */
+export type AppFixture = "kaiwa" | "simple"
+
 /** Applies the library's migrations (creating the schema first); returns the ids that ran. */
 export const migrate = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -282,5 +374,8 @@ export const migrate = Effect.gen(function*() {
   return yield* Migrator.make({})({ loader: kaiwaJobs, table: "kaiwa_jobs.migrations" })
 })
 
-/** Applies the app fixture; embedded databases only. */
-export const migrateAppFixture = Migrator.make({})({ loader: appFixture, table: "kaiwa_jobs.app_fixture_migrations" })
+/** Applies an app fixture; embedded databases only. Each shape keeps its own migrations table. */
+export const migrateAppFixture = (fixture: AppFixture = "kaiwa") =>
+  fixture === "kaiwa"
+    ? Migrator.make({})({ loader: kaiwaAppFixture, table: "kaiwa_jobs.app_fixture_kaiwa_migrations" })
+    : Migrator.make({})({ loader: simpleAppFixture, table: "kaiwa_jobs.app_fixture_migrations" })

@@ -16,12 +16,10 @@ import { SqlClient } from "effect/sql"
 import { TestConsole } from "effect/testing"
 import * as Cli from "../../src/Cli.ts"
 import { JobsConfig } from "../../src/Config.ts"
-import type { Candidate } from "../../src/Database.ts"
 import { link, renderEmail } from "../../src/emails/html.ts"
 import { firstName } from "../../src/emails/fields.ts"
 import * as Http from "../../src/Http.ts"
 import * as Job from "../../src/Job.ts"
-import { capJoin, skipReason } from "../../src/jobs/shared.ts"
 import { Jobs, practiceReminders, registry } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
 import { Mailer, type OutgoingEmail } from "../../src/Mailer.ts"
@@ -55,28 +53,25 @@ const streakSaver = Job.make({
     minSessions: Config.Int("STREAK_MIN_SESSIONS").pipe(Config.withDefault(1))
   }),
   data: StreakData,
-  selection: ({ asOf, config, settings, sql }) => sql<Candidate>`
-    WITH c AS (
-      SELECT u.id AS user_id, u.email, u.display_name, u.email_verified, count(s.id)::int AS sessions
-      FROM users u
-      JOIN conversation_sessions s ON s.user_id = u.id
+  // Who may be due and with which key; the library adds the ledger check, the shared rules and the cap.
+  selection: ({ app, asOf, settings, sql }) => ({
+    candidates: sql`
+      SELECT u.user_id, u.email, u.display_name, u.email_verified, count(*)::int AS sessions,
+        to_char(${asOf}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS dedupe_key
+      FROM ${app.users} u
+      JOIN ${app.sessions} s ON s.app_user_id = u.app_id
         AND s.start_time > ${asOf}::timestamptz - interval '48 hours' AND s.start_time <= ${asOf}::timestamptz - interval '24 hours'
       WHERE NOT EXISTS (
-          SELECT 1 FROM conversation_sessions t
-          WHERE t.user_id = u.id AND t.start_time > ${asOf}::timestamptz - interval '24 hours' AND t.start_time <= ${asOf})
-        AND NOT EXISTS (
-          SELECT 1 FROM kaiwa_jobs.deliveries d
-          WHERE d.job = 'streak-saver' AND d.user_id = u.id AND d.dedupe_key = to_char(${asOf}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD'))
-      GROUP BY u.id
-      HAVING count(s.id) >= ${settings.minSessions}
-    )
-    SELECT c.user_id, c.email, to_char(${asOf}::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS dedupe_key,
-      jsonb_build_object('displayName', c.display_name, 'sessions', c.sessions) AS data,
-      ${asOf}::timestamptz + interval '6 hours' AS expires_at,
-      ${skipReason(sql, "streak-saver")} AS skip_reason,
-      false AS unknown_timezone
-    FROM c
-    ${capJoin(sql, asOf, config)}`,
+          SELECT 1 FROM ${app.sessions} t
+          WHERE t.app_user_id = u.app_id AND t.start_time > ${asOf}::timestamptz - interval '24 hours' AND t.start_time <= ${asOf})
+      GROUP BY u.user_id, u.email, u.display_name, u.email_verified
+      HAVING count(*) >= ${settings.minSessions}`,
+    rows: (fresh) => sql`
+      SELECT c.user_id, c.email, c.dedupe_key, c.email_verified, true AS opt_in, false AS unknown_timezone,
+        jsonb_build_object('displayName', c.display_name, 'sessions', c.sessions) AS data,
+        ${asOf}::timestamptz + interval '6 hours' AS expires_at
+      FROM ${fresh} c`
+  }),
   groups: ["nudged"],
   group: () => "nudged",
   render: (data, { config, settings, unsubscribeUrl }) =>

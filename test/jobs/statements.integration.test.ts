@@ -197,7 +197,6 @@ describe("the reminder selection against a long ledger", () => {
     it.effect("reads the ledger through deliveries_once, not a scan of its history", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        const config = yield* JobsConfig
         yield* sql`
           INSERT INTO users (id, email, display_name, email_verified, created_at, timezone)
           SELECT 'hist-' || g, 'hist-' || g || '@example.com', 'Learner ' || g, ${new Date(AT - 90 * DAY)},
@@ -210,7 +209,7 @@ describe("the reminder selection against a long ledger", () => {
             ${new Date(AT)}::timestamptz - make_interval(days => k) + interval '8 hours', ${new Date(AT)}::timestamptz - make_interval(days => k)
           FROM generate_series(1, 2000) g, generate_series(0, 59) k`
         yield* sql`ANALYZE`
-        const [text, params] = PracticeReminders.selection(sql, new Date(AT), config).compile()
+        const [text, params] = (yield* PracticeReminders.practiceReminders.statement(new Date(AT))).compile()
         const plan = (yield* sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${text}`, params)).map((r) => r["QUERY PLAN"]).join("\n")
         assert.notMatch(plan, /Seq Scan on deliveries/, plan)
         assert.match(plan, /deliveries_once/, plan)

@@ -19,7 +19,7 @@ import { practiceReminders } from "../../src/jobs/index.ts"
 import * as WeeklyProgress from "../../src/jobs/WeeklyProgress.ts"
 import { weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
 import { verifyToken } from "../../src/Unsubscribe.ts"
-import { insertUsers, type Session, testLayer, type UserFixture } from "../support/TestDb.ts"
+import { insertUsers, nameOf, type Session, testLayer, type UserFixture } from "../support/TestDb.ts"
 import { DAY, effectiveZone, HOUR, localTime, MINUTE, runAt, type Sent } from "./localTime.ts"
 import { expectedReport, type OracleSession, zonedInstant } from "./weeklyOracle.ts"
 
@@ -101,10 +101,8 @@ const figuresOf = (data: unknown) => {
 /** The selection at `at`, keyed by user. */
 const select = (at: number) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const config = yield* JobsConfig
-    const rows = yield* WeeklyProgress.selection(sql, new Date(at), config)
-    return new Map(rows.map((r) => [r.user_id, r] as const))
+    const rows = yield* (yield* WeeklyProgress.weeklyProgress.statement(new Date(at)))
+    return new Map(rows.map((r) => [nameOf(r.user_id), r] as const))
   })
 
 /** Compares the selection at `at` with the oracle for every user; returns the candidates. */
@@ -149,13 +147,12 @@ describe("weekly progress selection against the oracle", () => {
     it.effect("a tick with no window open anywhere reads no table, and the oracle agrees that nobody is due", () =>
       Effect.gen(function*() {
         // The users the first test of this layer inserted.
-        const sql = yield* SqlClient.SqlClient
         const config = yield* JobsConfig
         let closed = 0
         for (let at = Date.parse("2026-03-09T00:00:00Z"); at < Date.parse("2026-03-16T00:00:00Z"); at += 30 * MINUTE) {
           if (WeeklyProgress.openReportDays(new Date(at), config).length > 0) continue
           closed++
-          const [text] = WeeklyProgress.selection(sql, new Date(at), config).compile()
+          const [text] = (yield* WeeklyProgress.weeklyProgress.statement(new Date(at))).compile()
           assert.notMatch(text, /\busers\b|conversation_sessions|deliveries|pg_timezone_names/, new Date(at).toISOString())
           assert.strictEqual((yield* check(at)).size, 0)
         }

@@ -1,0 +1,301 @@
+/**
+ * The app adapter: the only module that names the Kaiwa web app's tables and columns (`users`, `user_settings`,
+ * `conversation_sessions`) and the library's own `kaiwa_jobs.user_timezones`, which stands in for the time-zone
+ * column the app does not have. It learns the database's shape from the catalog when its layer is built (no
+ * setting): the id type (`text` or `uuid`), whether timestamps are `timestamptz` or `timestamp` holding UTC,
+ * which opt-in columns exist, whether `users.timezone` exists. Jobs read the app only through the fragments it
+ * hands out, which present both shapes the same way:
+ *
+ * - `users`: one row per user with `user_id` (text, as the library's tables store it), `app_id` (the app's own
+ *   id, for joining the app's sessions), `email`, `display_name`, `email_verified` (null when unverified),
+ *   `created_raw` (the app's column, for range predicates the app's index serves; null means "signed up long
+ *   ago"), `created_at` (the same as timestamptz), `timezone` (app column, else `user_timezones`, else null) and
+ *   one non-null opt-in per list (`optIn(list)`; true when the app has no row or no column for it);
+ * - `sessions`: `app_user_id`, `start_raw` (the app's column, for its index), `start_time` (timestamptz),
+ *   `language`, `duration_seconds`;
+ * - `at.created(d)` / `at.start(d)`: an instant typed like the app's column, and `rawStart(expr)` to compare a
+ *   timestamptz expression with `start_raw`, so the app's indexes stay usable on both shapes.
+ *
+ * It also owns the write-back of preferences (CONTRACT 3): where the app has a list's opt-in column, an
+ * unsubscribe is an upsert of that column in `user_settings`; otherwise the caller records a suppression.
+ */
+import { Context, Effect, Layer, Schema } from "effect"
+import { SqlClient, type Statement } from "effect/sql"
+
+/** The app's tables. Named here only. */
+const USERS = "users"
+const SETTINGS = "user_settings"
+const SESSIONS = "conversation_sessions"
+
+/**
+ * The app's opt-in column for each list (a job's name). A list missing here, or whose column the database
+ * lacks, is opted in for everyone and its unsubscribes are kept by the library as suppressions.
+ */
+export const OPT_IN_COLUMNS: Readonly<Record<string, string>> = {
+  "practice-reminders": "receive_practice_reminders",
+  "founder-emails": "receive_founder_emails",
+  "weekly-progress": "receive_progress_reports"
+}
+
+/** How a timestamp column stores its instants. */
+export type TimestampKind = "timestamptz" | "timestamp"
+
+/** What the catalog said about the app's tables. */
+export interface AppShape {
+  /** Kaiwa's production shape (uuid ids, `timestamp` columns) or CONTRACT 3's (text ids, `timestamptz`). */
+  readonly name: "kaiwa" | "simple" | "mixed"
+  readonly idType: "text" | "uuid"
+  readonly createdAt: TimestampKind
+  readonly startTime: TimestampKind
+  readonly timezoneColumn: boolean
+  readonly displayName: boolean
+  readonly settingsTable: boolean
+  /** Opt-in columns present in `user_settings`. */
+  readonly optInColumns: ReadonlyArray<string>
+  /** Every column seen, `table.column` -> data type, for `doctor`. */
+  readonly columns: Readonly<Record<string, string>>
+}
+
+/** A problem with the app's tables that stops the jobs: the table or column and what to do. */
+export interface ShapeProblem {
+  readonly table: string
+  readonly column: string | null
+  readonly message: string
+}
+
+/** The app's tables cannot be read as the jobs need (`problems` name each table or column). */
+export class AppShapeError extends Schema.TaggedError<AppShapeError>()("AppShapeError", {
+  message: Schema.String
+}) {}
+
+/** What became of a preference change. */
+export type WriteBack =
+  | { readonly _tag: "App"; readonly column: string }
+  | { readonly _tag: "NoColumn" }
+  | { readonly _tag: "Failed"; readonly reason: string }
+
+/** The result of trying the write-back inside a rolled-back transaction. */
+export interface WriteBackProbe {
+  readonly list: string
+  readonly column: string | null
+  readonly works: boolean
+  readonly detail: string
+}
+
+const ColumnRow = Schema.Struct({
+  table_name: Schema.String,
+  column_name: Schema.String,
+  data_type: Schema.String,
+  is_nullable: Schema.String,
+  has_default: Schema.Boolean
+})
+type ColumnRow = typeof ColumnRow.Type
+
+const kindOf = (type: string | undefined): TimestampKind | undefined =>
+  type === "timestamp with time zone" ? "timestamptz" : type === "timestamp without time zone" ? "timestamp" : undefined
+
+/** Reads the shape from catalog rows; `problems` lists whatever blocks the jobs. */
+export const shapeOf = (rows: ReadonlyArray<ColumnRow>): { readonly shape: AppShape; readonly problems: ReadonlyArray<ShapeProblem> } => {
+  const columns: Record<string, string> = {}
+  for (const r of rows) columns[`${r.table_name}.${r.column_name}`] = r.data_type
+  const problems: Array<ShapeProblem> = []
+  const need = (table: string, column: string, accepted: ReadonlyArray<string>, what: string) => {
+    const type = columns[`${table}.${column}`]
+    if (type === undefined) {
+      problems.push({ table, column, message: `${table}.${column} is missing: the jobs read it (${what})` })
+    } else if (!accepted.includes(type)) {
+      problems.push({
+        table,
+        column,
+        message: `${table}.${column} is ${type}; kaiwa-jobs reads it as ${accepted.join(" or ")} (${what})`
+      })
+    }
+  }
+  const hasTable = (table: string) => rows.some((r) => r.table_name === table)
+  for (const table of [USERS, SESSIONS]) {
+    if (!hasTable(table)) problems.push({ table, column: null, message: `table ${table} is missing (is DATABASE_URL the app's database?)` })
+  }
+  const timestamps = ["timestamp with time zone", "timestamp without time zone"]
+  if (hasTable(USERS)) {
+    need(USERS, "id", ["uuid", "text", "character varying"], "the user's id")
+    need(USERS, "email", ["text", "character varying", "citext"], "the address")
+    need(USERS, "email_verified", timestamps, "verified when not null")
+    need(USERS, "created_at", timestamps, "the sign-up instant")
+  }
+  if (hasTable(SESSIONS)) {
+    need(SESSIONS, "user_id", [columns[`${USERS}.id`] ?? "uuid"], "the learner, as users.id")
+    need(SESSIONS, "start_time", timestamps, "when the learner practised")
+    need(SESSIONS, "language", ["text", "character varying"], "the language practised")
+    need(SESSIONS, "duration_seconds", ["integer", "bigint", "smallint"], "minutes practised")
+  }
+  const optInColumns = Object.values(OPT_IN_COLUMNS).filter((c) => columns[`${SETTINGS}.${c}`] === "boolean")
+  const idType = columns[`${USERS}.id`] === "uuid" ? "uuid" : "text"
+  const createdAt = kindOf(columns[`${USERS}.created_at`]) ?? "timestamptz"
+  const startTime = kindOf(columns[`${SESSIONS}.start_time`]) ?? "timestamptz"
+  const name = idType === "uuid" && createdAt === "timestamp" && startTime === "timestamp"
+    ? "kaiwa"
+    : idType === "text" && createdAt === "timestamptz" && startTime === "timestamptz"
+    ? "simple"
+    : "mixed"
+  return {
+    shape: {
+      name,
+      idType,
+      createdAt,
+      startTime,
+      timezoneColumn: columns[`${USERS}.timezone`] !== undefined,
+      displayName: columns[`${USERS}.display_name`] !== undefined,
+      settingsTable: hasTable(SETTINGS),
+      optInColumns,
+      columns
+    },
+    problems
+  }
+}
+
+/** Reads the app tables' columns from the catalog (the schemas on the search path, first match wins). */
+export const readCatalog = (sql: SqlClient.SqlClient) =>
+  sql`
+    SELECT c.table_name, c.column_name, c.data_type, c.is_nullable, (c.column_default IS NOT NULL) AS has_default
+    FROM information_schema.columns c
+    WHERE c.table_schema = current_schema() AND c.table_name IN (${USERS}, ${SETTINGS}, ${SESSIONS})
+    ORDER BY c.table_name, c.ordinal_position`.pipe(
+    Effect.flatMap(Schema.decodeUnknownEffect(Schema.Array(ColumnRow))),
+    Effect.orDie
+  )
+
+/** The UTC wall clock of an instant, as a `timestamp without time zone` literal holding UTC. */
+const utcWall = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "")
+
+/** Reads the app's tables, whatever their shape. */
+export class AppTables extends Context.Service<AppTables, {
+  readonly shape: AppShape
+  /** Problems that stop the jobs (empty on a usable database); runs fail naming them. */
+  readonly problems: ReadonlyArray<ShapeProblem>
+  /** Fails with the problems, if any: the runner checks it before planning. */
+  readonly ensureUsable: Effect.Effect<void, AppShapeError>
+  /** The users, as a FROM item (see the module comment for its columns). */
+  readonly users: Statement.Fragment
+  /** The conversation sessions, as a FROM item. */
+  readonly sessions: Statement.Fragment
+  /** The column of `users` that holds a list's opt-in (always a non-null boolean). */
+  readonly optIn: (list: string) => Statement.Fragment
+  /** Instants typed like the app's columns, for range predicates its indexes serve. */
+  readonly at: { readonly created: (d: Date) => Statement.Fragment; readonly start: (d: Date) => Statement.Fragment }
+  /** A timestamptz expression typed like `sessions.start_raw`. */
+  readonly rawStart: (expr: Statement.Fragment) => Statement.Fragment
+  /** Writes a list's opt-in in the app's `user_settings` when the app has the column. */
+  readonly setSubscribed: (userId: string, list: string, subscribed: boolean) => Effect.Effect<WriteBack>
+  /** Whether each list's write-back would work, tried inside a transaction that is rolled back. */
+  readonly probeWriteBack: Effect.Effect<ReadonlyArray<WriteBackProbe>>
+  /** A user's id (as the library stores it) by address or id, or undefined. */
+  readonly findUser: (emailOrId: string) => Effect.Effect<{ readonly userId: string; readonly email: string } | undefined>
+}>()("kaiwa-jobs/AppTables") {
+  /** Learns the shape of the database the SqlClient points at. */
+  static readonly layer = Layer.effect(AppTables, Effect.flatMap(SqlClient.SqlClient, (sql) => make(sql)))
+}
+
+/** The adapter over one connection; exported for `doctor`, which reads the shape without a layer. */
+export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
+  const rows = yield* readCatalog(sql)
+  const { shape, problems } = shapeOf(rows)
+  const optInName = (list: string) => `opt_in_${list.replace(/[^a-z0-9]+/gi, "_")}`
+  const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr
+  const instant = (kind: TimestampKind) => (d: Date) =>
+    kind === "timestamp" ? sql`${utcWall(d)}::timestamp` : sql`${d}::timestamptz`
+  const col = (table: string, column: string) => shape.columns[`${table}.${column}`] !== undefined
+
+  const timezone = shape.timezoneColumn ? sql`coalesce(u.timezone, ut.timezone)` : sql`ut.timezone`
+  const optIns = Object.entries(OPT_IN_COLUMNS).map(([list, column]) =>
+    shape.optInColumns.includes(column)
+      ? sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`
+      : sql`true AS ${sql(optInName(list))}`
+  )
+  const users = sql`(
+    SELECT u.id::text AS user_id, u.id AS app_id, u.email,
+      ${shape.displayName ? sql`u.display_name` : sql`NULL::text`} AS display_name,
+      u.email_verified, u.created_at AS created_raw, ${utc(sql`u.created_at`, shape.createdAt)} AS created_at,
+      ${timezone} AS timezone, ${sql.csv(optIns)}
+    FROM ${sql(USERS)} u
+    ${shape.settingsTable ? sql`LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = u.id` : sql.literal("")}
+    LEFT JOIN kaiwa_jobs.user_timezones ut ON ut.user_id = u.id::text)`
+  const sessions = sql`(
+    SELECT s.user_id AS app_user_id, s.start_time AS start_raw, ${utc(sql`s.start_time`, shape.startTime)} AS start_time,
+      s.language, s.duration_seconds
+    FROM ${sql(SESSIONS)} s)`
+
+  const idParam = (userId: string) => shape.idType === "uuid" ? sql`${userId}::uuid` : sql`${userId}`
+
+  const upsert = (userId: string, column: string, subscribed: boolean) =>
+    sql`
+      INSERT INTO ${sql(SETTINGS)} (user_id, ${sql(column)}) VALUES (${idParam(userId)}, ${subscribed})
+      ON CONFLICT (user_id) DO UPDATE SET ${sql(column)} = EXCLUDED.${sql(column)}
+      ${col(SETTINGS, "updated_at") ? sql`, updated_at = DEFAULT` : sql.literal("")}`
+
+  const setSubscribed = (userId: string, list: string, subscribed: boolean): Effect.Effect<WriteBack> => {
+    const column = OPT_IN_COLUMNS[list]
+    if (column === undefined || !shape.optInColumns.includes(column)) return Effect.succeed({ _tag: "NoColumn" })
+    return upsert(userId, column, subscribed).pipe(
+      Effect.as<WriteBack>({ _tag: "App", column }),
+      Effect.catch((e) => Effect.succeed<WriteBack>({ _tag: "Failed", reason: sqlReason(e) }))
+    )
+  }
+
+  class Rollback extends Error {}
+  const probeWriteBack = Effect.gen(function*() {
+    const someone = yield* sql<{ id: string }>`SELECT u.id::text AS id FROM ${sql(USERS)} u LIMIT 1`.pipe(Effect.orDie)
+    return yield* Effect.forEach(Object.entries(OPT_IN_COLUMNS), ([list, column]): Effect.Effect<WriteBackProbe> => {
+      if (!shape.optInColumns.includes(column)) {
+        return Effect.succeed({ list, column: null, works: false, detail: `${SETTINGS}.${column} is missing: unsubscribes are kept by kaiwa-jobs, and the app's profile page does not show them` })
+      }
+      if (someone.length === 0) {
+        return Effect.succeed({ list, column, works: true, detail: "not tried: no user to try it on; the column exists" })
+      }
+      return sql.withTransaction(
+        upsert(someone[0]!.id, column, false).pipe(Effect.andThen(Effect.fail(new Rollback())))
+      ).pipe(
+        Effect.as<WriteBackProbe>({ list, column, works: true, detail: "works" }),
+        Effect.catch((e) =>
+          Effect.succeed<WriteBackProbe>(
+            e instanceof Rollback
+              ? { list, column, works: true, detail: "works (tried and rolled back)" }
+              : { list, column, works: false, detail: `${sqlReason(e)}: unsubscribes fall back to kaiwa-jobs' own suppressions` }
+          )
+        )
+      )
+    })
+  })
+
+  const findUser = (emailOrId: string) =>
+    sql<{ user_id: string; email: string }>`
+      SELECT u.id::text AS user_id, u.email FROM ${sql(USERS)} u
+      WHERE u.id::text = ${emailOrId} OR lower(u.email) = lower(${emailOrId})
+      ORDER BY (u.id::text = ${emailOrId}) DESC LIMIT 1`.pipe(
+      Effect.map((r) => r[0] === undefined ? undefined : { userId: r[0].user_id, email: r[0].email }),
+      Effect.orDie
+    )
+
+  return AppTables.of({
+    shape,
+    problems,
+    ensureUsable: problems.length === 0
+      ? Effect.void
+      : Effect.fail(new AppShapeError({ message: `the app's tables cannot be read: ${problems.map((p) => p.message).join("; ")} (run kaiwa-jobs doctor)` })),
+    users,
+    sessions,
+    optIn: (list) => sql`${sql(optInName(list))}`,
+    at: { created: instant(shape.createdAt), start: instant(shape.startTime) },
+    rawStart: (expr) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr,
+    setSubscribed,
+    probeWriteBack,
+    findUser
+  })
+})
+
+/** The SQLSTATE and first line of a failed statement, never a connection string. */
+const sqlReason = (e: unknown): string => {
+  const cause = (e as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause
+  const inner = (cause as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause ?? cause
+  const code = inner?.code === undefined ? "" : `SQLSTATE ${String(inner.code)}: `
+  return `${code}${String(inner?.message ?? e).split("\n")[0]}`.replace(/postgres(ql)?:\/\/\S+/gi, "<database-url>").slice(0, 300)
+}
