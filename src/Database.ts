@@ -620,6 +620,11 @@ const validEmail = (sql: SqlClient.SqlClient, column: Statement.Fragment) =>
 const selectionOf = (sql: SqlClient.SqlClient) => (args: SelectionArgs): Statement.Statement<Candidate> => {
   const { selection } = args
   const keys = selection.keys
+  // The job knows no key can be planned at this instant (no report window open anywhere): nothing is read.
+  if (keys !== undefined && keys.length === 0) {
+    return sql<Candidate>`SELECT NULL::text AS user_id, NULL::text AS email, NULL::text AS dedupe_key, NULL::jsonb AS data,
+      NULL::timestamptz AS expires_at, NULL::text AS skip_reason, false AS unknown_timezone WHERE false`
+  }
   return sql<Candidate>`
   WITH ${selection.with === undefined ? sql.literal("") : sql`${selection.with},`}
   job_candidates AS (${selection.candidates}),
@@ -628,7 +633,7 @@ const selectionOf = (sql: SqlClient.SqlClient) => (args: SelectionArgs): Stateme
     WHERE NOT EXISTS (
       SELECT 1 FROM kaiwa_jobs.deliveries d
       WHERE d.job = ${args.job} AND d.user_id = x.user_id AND d.dedupe_key = x.dedupe_key
-        ${keys === undefined ? sql.literal("") : keys.length === 0 ? sql`AND false` : sql`AND d.dedupe_key IN ${sql.in(keys)}`})
+        ${keys === undefined ? sql.literal("") : sql`AND d.dedupe_key IN ${sql.in(keys)}`})
   ),
   job_rows AS (${selection.rows(sql`fresh`)})
   SELECT r.user_id, r.email, r.dedupe_key, r.data, r.expires_at,

@@ -118,14 +118,8 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
   // No UTC offset has its window open (six days of the week, and the hours around them): nobody can be due, so the
   // tick reads nothing. `openReportDays` covers every offset a zone can have (quarter hours from -13 to +15 h),
   // and the statement below already depends on it for the week keys.
-  if (open.length === 0) {
-    return {
-      candidates: sql`SELECT NULL::text AS user_id, NULL::text AS dedupe_key WHERE false`,
-      keys: [],
-      rows: (fresh) => sql`SELECT f.user_id, NULL::text AS email, f.dedupe_key, NULL::timestamptz AS email_verified,
-        false AS opt_in, false AS unknown_timezone, NULL::jsonb AS data, NULL::timestamptz AS expires_at FROM ${fresh} f`
-    }
-  }
+  // No key at all: the library reads nothing.
+  if (open.length === 0) return { candidates: sql`SELECT NULL::text AS user_id, NULL::text AS dedupe_key`, keys: [], rows: () => sql`` }
   // Redundant with each user's own bounds, these tell the planner how few sessions can match, so it reads just
   // those through conversation_sessions_start_idx.
   const { previousFrom, weekFrom, weekTo } = sessionBounds(open[0]?.day ?? asOf.toISOString().slice(0, 10))
