@@ -9,10 +9,12 @@ import * as path from "node:path"
 // Deep imports (issue 13): the package root also loads the Redis client, `ws` and undici.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Clock, type Config, Console, Context, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, type Config, Console, Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { InvalidConfig, JobsConfig } from "./Config.ts"
-import { Database, DatabaseError, describeSqlCause } from "./Database.ts"
+import { InvalidConfig, JobsConfig, load as loadConfig } from "./Config.ts"
+import { Database, DatabaseError, describeSqlCause, pgLayer } from "./Database.ts"
+import { leave } from "./Unsubscribe.ts"
+import * as Doctor from "./Doctor.ts"
 import type { EmbeddedPostgresError } from "./EmbeddedPostgres.ts"
 import type { Mailer } from "./Mailer.ts"
 import type { Telemetry } from "./Telemetry.ts"
@@ -231,14 +233,10 @@ const unsubscribe = Command.make(
         return yield* new UsageError({ message: "unsubscribe needs --user ID or --email ADDRESS" })
       }
       if (list !== "all") yield* findJobOrFail(list)
-      const db = yield* Database
-      const now = new Date(yield* Clock.currentTimeMillis)
-      const added = yield* db.suppress({
+      const added = yield* leave({
         userId: Option.getOrNull(user),
         email: Option.getOrNull(email),
-        list: list === "all" ? "*" : list,
-        reason: "unsubscribed",
-        now
+        list: list === "all" ? "*" : list
       })
       yield* Console.log(added ? `suppressed (${list})` : `already suppressed (${list})`)
     }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
@@ -256,8 +254,25 @@ export const jobMain = (name: string) =>
   Command.make(name, { dryRun: dryRunFlag, now: nowFlag, local: localFlag }, ({ dryRun, local, now }) =>
     runCommand(name, { dryRun, local, now })).pipe(Command.withDescription(`Run ${name} once (live unless --dry-run or --local)`))
 
+const doctor = Command.make("doctor", { json: jsonFlag, local: localFlag }, ({ json, local }) =>
+  Effect.gen(function*() {
+    const settings = yield* Doctor.settingsChecks
+    const lenient = yield* Effect.result(loadConfig("lenient"))
+    const database = local
+      ? yield* Doctor.databaseChecks.pipe(Effect.provide(Layers.local(LOCAL_DIR)), Effect.catch((e) => Effect.succeed(Doctor.unreachable(e))))
+      : lenient._tag === "Failure"
+      ? Doctor.notChecked("the settings above must be fixed first")
+      : Option.isNone(lenient.success.databaseUrl)
+      ? Doctor.notChecked("DATABASE_URL is not set (or pass --local for the local demo database)")
+      : yield* Doctor.databaseChecks.pipe(Effect.provide(pgLayer(lenient.success.databaseUrl.value)), Effect.catch((e) => Effect.succeed(Doctor.unreachable(e))))
+    const checks = [...settings, ...database.checks]
+    const report: Doctor.Report = { ok: checks.every((c) => c.status !== "fail"), shape: database.shape, checks }
+    yield* Console.log(json ? JSON.stringify(report, null, 2) : Doctor.format(report))
+    if (!report.ok) return yield* new ExitWith({ code: 1, message: "doctor found problems that block the jobs" })
+  })).pipe(Command.withDescription("Check the database and the settings before a deploy; exits 1 when anything blocks a job"))
+
 /** Every subcommand of `kaiwa-jobs`. */
-export const commands = [list, run, status, migrate, preview, unsubscribe, serve] as const
+export const commands = [list, run, status, migrate, preview, unsubscribe, doctor, serve] as const
 
 /** The `kaiwa-jobs` command with every subcommand. */
 export const root = Command.make("kaiwa-jobs").pipe(

@@ -11,6 +11,7 @@
  */
 import { createHmac, timingSafeEqual } from "node:crypto"
 import { Clock, Effect, Option, Redacted, Schema } from "effect"
+import { AppTables, OPT_IN_COLUMNS } from "./App.ts"
 import { JobsConfig } from "./Config.ts"
 import { Database } from "./Database.ts"
 
@@ -91,21 +92,59 @@ export class InvalidUnsubscribeToken extends Schema.TaggedError<InvalidUnsubscri
  */
 export const confirm = Effect.fn("Unsubscribe.confirm")(function*(token: string) {
   const config = yield* JobsConfig
-  const db = yield* Database
   const claim = verifyToken(config.unsubscribeSecret, token)
   if (Option.isNone(claim)) {
     return yield* new InvalidUnsubscribeToken({ message: "this unsubscribe link is not valid" })
   }
-  const now = new Date(yield* Clock.currentTimeMillis)
-  const recorded = yield* db.suppress({
-    userId: claim.value.userId,
-    email: null,
-    list: claim.value.list,
-    reason: "unsubscribed",
-    now
-  })
-  yield* Effect.logInfo(recorded ? "unsubscribe recorded" : "unsubscribe already recorded").pipe(
-    Effect.annotateLogs({ list: claim.value.list })
-  )
+  const recorded = yield* leave({ userId: claim.value.userId, email: null, list: claim.value.list })
   return { ...claim.value, recorded }
 })
+
+/** Who leaves which list: a user (by id), or an address whoever it belongs to. */
+export interface Leaving {
+  readonly userId: string | null
+  readonly email: string | null
+  /** A job's name, or `*` for every list. */
+  readonly list: string
+}
+
+/**
+ * Records that someone left a list, in the one home preferences have (CONTRACT 3): where the app has the list's
+ * opt-in column, the app's `user_settings` (so its profile page shows it and a re-subscribe there takes effect);
+ * otherwise, or when that write cannot be made (a permission, a not-null column without a default), the
+ * library's own suppression, so nobody who unsubscribed is emailed again. Returns whether anything new was
+ * recorded (false when the library's suppression was already there).
+ */
+export const leave = Effect.fn("Unsubscribe.leave")(function*(who: Leaving) {
+  const db = yield* Database
+  const app = yield* AppTables
+  const now = new Date(yield* Clock.currentTimeMillis)
+  const suppress = (list: string) =>
+    db.suppress({ userId: who.userId, email: who.email === null ? null : who.email, list, reason: "unsubscribed", now })
+  if (who.userId === null) return yield* suppress(who.list)
+  if (who.list === "*") {
+    // Every list the app has a column for is written there; the rest (and any later job's list) by suppression.
+    const results = yield* Effect.forEach(app.shape.optInColumns.length === 0 ? [] : appLists(app), (list) =>
+      app.setSubscribed(who.userId!, list, false))
+    const failed = results.find((r) => r._tag === "Failed")
+    if (failed !== undefined && failed._tag === "Failed") {
+      yield* Effect.logWarning(`could not write the unsubscribe to the app's user_settings (${failed.reason}); kept as kaiwa-jobs' own suppression`)
+    }
+    return yield* suppress("*")
+  }
+  const written = yield* app.setSubscribed(who.userId, who.list, false)
+  if (written._tag === "App") {
+    yield* Effect.logInfo(`unsubscribe written to the app's user_settings.${written.column}`).pipe(
+      Effect.annotateLogs({ list: who.list })
+    )
+    return true
+  }
+  if (written._tag === "Failed") {
+    yield* Effect.logWarning(
+      `could not write the unsubscribe to the app's user_settings (${written.reason}); kept as kaiwa-jobs' own suppression (kaiwa-jobs doctor explains)`
+    ).pipe(Effect.annotateLogs({ list: who.list }))
+  }
+  return yield* suppress(who.list)
+})
+
+const appLists = (app: AppTables["Service"]) => Object.keys(OPT_IN_COLUMNS).filter((l) => app.shape.optInColumns.includes(OPT_IN_COLUMNS[l]!))
