@@ -259,12 +259,12 @@ const doctor = Command.make("doctor", { json: jsonFlag, local: localFlag }, ({ j
     const settings = yield* Doctor.settingsChecks
     const lenient = yield* Effect.result(loadConfig("lenient"))
     const database = local
-      ? yield* Doctor.databaseChecks.pipe(Effect.provide(Layers.local(LOCAL_DIR)), Effect.catch((e) => Effect.succeed(Doctor.unreachable(e))))
+      ? yield* Doctor.databaseChecks.pipe(Effect.provide(Layers.local(LOCAL_DIR)), Effect.catchCause((cause) => Effect.succeed(Doctor.unreachable(Cause.squash(cause)))))
       : lenient._tag === "Failure"
       ? Doctor.notChecked("the settings above must be fixed first")
       : Option.isNone(lenient.success.databaseUrl)
       ? Doctor.notChecked("DATABASE_URL is not set (or pass --local for the local demo database)")
-      : yield* Doctor.databaseChecks.pipe(Effect.provide(pgLayer(lenient.success.databaseUrl.value)), Effect.catch((e) => Effect.succeed(Doctor.unreachable(e))))
+      : yield* Doctor.databaseChecks.pipe(Effect.provide(pgLayer(lenient.success.databaseUrl.value)), Effect.catchCause((cause) => Effect.succeed(Doctor.unreachable(Cause.squash(cause)))))
     const checks = [...settings, ...database.checks]
     const report: Doctor.Report = { ok: checks.every((c) => c.status !== "fail"), shape: database.shape, checks }
     yield* Console.log(json ? JSON.stringify(report, null, 2) : Doctor.format(report))

@@ -6,7 +6,7 @@
  * back). A check that blocks a job fails the command (exit 1), naming the table, column or variable and what
  * to do; warnings do not.
  */
-import { Effect } from "effect"
+import { Cause, Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import * as App from "./App.ts"
 import { load } from "./Config.ts"
@@ -142,7 +142,7 @@ export const databaseChecks = Effect.gen(function*() {
   ]
   return { shape: adapter.shape.name, checks }
 }).pipe(
-  Effect.catch((e) => Effect.succeed({ shape: null, checks: [fail("database", `${describeSqlCause(e)}: check DATABASE_URL`)] }))
+  Effect.catchCause((cause) => Effect.succeed(unreachable(Cause.squash(cause))))
 )
 
 /** The database part of the report when it could not be reached. */
