@@ -96,7 +96,7 @@ const ZONE_FIELDS = ["open", "day", "week", "prev_start", "week_start", "week_en
  * session's time zone is converted to decide whether it is in the week). The users, read once (by parallel
  * workers when PostgreSQL can use them), stop at the zone's window (all of them on six days of the week); those
  * left are matched against the users who practised in the week (one range of
- * conversation_sessions_start_idx) and against the week's
+ * the sessions' start-time index) and against the week's
  * ledger rows (those already planned on an earlier tick). The figures of the candidates left, those whose window
  * opened since the last tick, come from one more range of the same index (the two weeks), hashed against them;
  * the cap is looked up for them alone.
@@ -121,7 +121,7 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
   // No key at all: the library reads nothing.
   if (open.length === 0) return { candidates: sql`SELECT NULL::text AS user_id, NULL::text AS dedupe_key`, keys: [], rows: () => sql`` }
   // Redundant with each user's own bounds, these tell the planner how few sessions can match, so it reads just
-  // those through conversation_sessions_start_idx.
+  // those through the sessions' start-time index.
   const { previousFrom, weekFrom, weekTo } = sessionBounds(open[0]?.day ?? asOf.toISOString().slice(0, 10))
   const zoneField = (f: (typeof ZONE_FIELDS)[number]) => sql`coalesce(z.${sql(f)}, (SELECT ${sql(f)} FROM fallback))`
   return {
@@ -181,7 +181,7 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
       coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time < c1.week_start), 0) AS previous_seconds
     FROM ${fresh} c1
     -- The fortnight's sessions of every zone (the constant bounds: one range of
-    -- conversation_sessions_start_idx), hashed against the few
+    -- the sessions' start-time index), hashed against the few
     -- candidates left; then each candidate's own two weeks. A per-candidate index lookup would cost a random read
     -- each (~16,000 to 33,000 of them at 1,000,000 users); the range is one sequential read.
     JOIN ${app.sessions} s ON s.app_user_id = c1.app_id
