@@ -176,6 +176,11 @@ export class AppTables extends Context.Service<AppTables, {
   readonly ensureUsable: Effect.Effect<void, AppShapeError>
   /** The users, as a FROM item (see the module comment for its columns). */
   readonly users: Statement.Fragment
+  /**
+   * The users with their zone resolved, as a FROM item: `users`' columns plus `tz` (their zone when PostgreSQL
+   * knows it, else `defaultTimezone`) and `unknown_timezone` (a zone was given that PostgreSQL does not know).
+   */
+  readonly usersIn: (defaultTimezone: string) => Statement.Fragment
   /** The conversation sessions, as a FROM item. */
   readonly sessions: Statement.Fragment
   /** The column of `users` that holds a list's opt-in (always a non-null boolean). */
@@ -275,8 +280,13 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
       Effect.orDie
     )
 
+  const usersIn = (defaultTimezone: string) => sql`(
+    SELECT a.*, coalesce(z.name, ${defaultTimezone}) AS tz, (a.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone
+    FROM ${users} a LEFT JOIN pg_timezone_names z ON z.name = a.timezone)`
+
   return AppTables.of({
     shape,
+    usersIn,
     problems,
     ensureUsable: problems.length === 0
       ? Effect.void

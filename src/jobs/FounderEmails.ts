@@ -25,14 +25,11 @@ const HOUR_MS = 3_600_000
 export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext, "sql" | "app" | "asOf" | "config">): Selection => ({
   candidates: sql`
     SELECT c0.*, 'day' || c0.step AS dedupe_key FROM (
-      SELECT u.user_id, u.app_id, u.email, u.display_name, u.email_verified, u.created_at,
-        coalesce(z.name, ${config.defaultTimezone}) AS tz,
-        (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
+      SELECT u.user_id, u.app_id, u.email, u.display_name, u.email_verified, u.created_at, u.tz, u.unknown_timezone,
         u.${app.optIn(NAME)} AS opt_in,
         floor(extract(epoch FROM ${asOf}::timestamptz - u.created_at) / 86400)::int AS step,
-        (${asOf}::timestamptz AT TIME ZONE coalesce(z.name, ${config.defaultTimezone})) - make_interval(mins => ${config.founderLocalTime}) AS shifted
-      FROM ${app.users} u
-      LEFT JOIN pg_timezone_names z ON z.name = u.timezone
+        (${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${config.founderLocalTime}) AS shifted
+      FROM ${app.usersIn(config.defaultTimezone)} u
       WHERE u.created_raw <= ${app.at.created(new Date(asOf.getTime() - 24 * HOUR_MS))}
         AND u.created_raw > ${app.at.created(new Date(asOf.getTime() - 96 * HOUR_MS))}
     ) c0

@@ -18,10 +18,9 @@ export const winBack = Job.make({
   selection: ({ app, asOf, config, sql }) => ({
     candidates: sql`
       SELECT u.user_id, u.email, u.display_name, u.email_verified, u.unknown_timezone, u.tz, last.language,
-        true AS opt_in, to_char(last.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS dedupe_key,
+        u.${app.optIn("win-back")} AS opt_in, to_char(last.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS dedupe_key,
         (${asOf}::timestamptz AT TIME ZONE u.tz) AS local_now
-      FROM (SELECT a.*, coalesce(z.name, ${config.defaultTimezone}) AS tz, (a.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone
-            FROM ${app.users} a LEFT JOIN pg_timezone_names z ON z.name = a.timezone) u
+      FROM ${app.usersIn(config.defaultTimezone)} u
       JOIN LATERAL (
         SELECT s.start_time, s.language FROM ${app.sessions} s
         WHERE s.app_user_id = u.app_id AND s.start_raw <= ${app.at.start(asOf)} ORDER BY s.start_raw DESC LIMIT 1
