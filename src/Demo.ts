@@ -8,6 +8,7 @@
 import * as fs from "node:fs/promises"
 import { Clock, Effect } from "effect"
 import { SqlClient } from "effect/sql"
+import { AppTables } from "./App.ts"
 import { runJob } from "./Job.ts"
 import { Jobs } from "./jobs/index.ts"
 
@@ -69,22 +70,47 @@ export const demoUsers = (now: number) =>
     }
   })
 
-/** Seeds the demo learners once (a second run keeps them, and the ledger). */
+// Demo ids on Kaiwa's shape: readable uuids (demo-07 is ...-000000000007).
+const demoUuid = (i: number) => `00000000-0000-4000-8000-${String(i + 1).padStart(12, "0")}`
+
+// `timestamp without time zone` columns hold UTC wall clock.
+const utcWall = (d: Date | null) => d === null ? null : d.toISOString().replace("T", " ").replace("Z", "")
+
+/**
+ * Seeds the demo learners once (a second run keeps them, and the ledger), as the web app would write them on the
+ * database's shape: on Kaiwa's (the local database's), uuid ids, UTC wall-clock timestamps, settings rows only
+ * for learners who changed a preference, and time zones through `kaiwa_jobs.set_user_timezone` (the learner with
+ * a zone PostgreSQL does not know has none there, so DEFAULT_TIMEZONE serves them); on CONTRACT 3's simple shape
+ * (a local folder from an earlier release), its own columns.
+ */
 export const seed = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  const app = yield* AppTables
   const existing = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM users`
   if ((existing[0]?.n ?? 0) > 0) return { seeded: 0, existing: existing[0]!.n }
   const now = yield* Clock.currentTimeMillis
   const users = demoUsers(now)
+  const kaiwa = app.shape.idType === "uuid"
+  const ts = (d: Date | null) => kaiwa ? utcWall(d) : d
   yield* sql.withTransaction(Effect.gen(function*() {
-    for (const u of users) {
-      yield* sql`INSERT INTO users (id, email, display_name, email_verified, created_at, timezone)
-                 VALUES (${u.id}, ${u.email}, ${u.display_name}, ${u.email_verified}, ${u.created_at}, ${u.timezone})`
-      yield* sql`INSERT INTO user_settings (user_id, receive_practice_reminders, receive_founder_emails, receive_progress_reports)
-                 VALUES (${u.id}, ${u.reminders}, ${u.founder}, ${u.progress})`
+    for (const [i, u] of users.entries()) {
+      const id = kaiwa ? demoUuid(i) : u.id
+      if (app.shape.timezoneColumn) {
+        yield* sql`INSERT INTO users (id, email, display_name, email_verified, created_at, timezone)
+                   VALUES (${id}, ${u.email}, ${u.display_name}, ${ts(u.email_verified)}, ${ts(u.created_at)}, ${u.timezone})`
+      } else {
+        yield* sql`INSERT INTO users (id, email, display_name, email_verified, created_at)
+                   VALUES (${id}::uuid, ${u.email}, ${u.display_name}, ${ts(u.email_verified)}, ${ts(u.created_at)})`
+        if (u.timezone !== "Mars/Olympus_Mons") yield* sql`SELECT kaiwa_jobs.set_user_timezone(${id}, ${u.timezone})`
+      }
+      if (!kaiwa || !u.reminders || !u.founder || !u.progress) {
+        yield* sql`INSERT INTO user_settings (user_id, receive_practice_reminders, receive_founder_emails, receive_progress_reports)
+                   VALUES (${id}, ${u.reminders}, ${u.founder}, ${u.progress})`
+      }
       for (const [k, session] of u.sessions.entries()) {
         yield* sql`INSERT INTO conversation_sessions (id, user_id, language, start_time, duration_seconds)
-                   VALUES (${`${u.id}-s${k + 1}`}, ${u.id}, ${session.language}, ${session.at}, ${session.durationSeconds})`
+                   VALUES (${`${u.id}-s${k + 1}`}, ${id}, ${session.language}, ${ts(session.at)},
+                     ${kaiwa ? session.durationSeconds ?? 0 : session.durationSeconds})`
       }
     }
   }))
