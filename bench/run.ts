@@ -32,10 +32,10 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
     r.rows.every((x) => x.command === "main" ? x.metCold && x.metFly === true : x.metWarm)
   ],
   selection: (r) => [
-    r.indexed.timedOut
-      ? `reminder selection over ${r.users} users timed out`
-      : `reminder selection over ${r.users} users ${r.indexed.reminderMs} ms, planning with the ledger insert ${r.planning.planMs} ms; weekly report ${r.weekly.selectionMs} ms, planning ${r.weekly.planMs} ms (${r.weekly.enqueued} due; one zone opening: ${r.weeklyOneZone.planMs} ms, ${r.weeklyOneZone.enqueued} due) (target ${r.targetMs} ms); seed's N+1 ~${Math.round(r.seedDesign.projectedMs / 1000)} s`,
-    !r.indexed.timedOut && r.indexed.reminderMs <= r.targetMs && r.planning.planMs <= r.targetMs && r.weekly.planMs <= r.targetMs
+    `planning over ${r.users} users, Kaiwa's shape / CONTRACT 3's (median ms): ` +
+    r.shapes.map((s) => `${s.job} ${s.kaiwa.medianMs} / ${s.simple.medianMs} = ${s.ratio}x${s.samePlan ? "" : " (different rows!)"}`).join(", ") +
+    ` (target <= ${r.targetRatio}x)`,
+    r.met
   ],
   memory: (r) => [
     `peak RSS ${r.runs.map((x) => `${x.peakRssMb} MB @ ${x.n}`).join(", ")} (ratio ${r.ratio}, target < ${r.targets.peakRssMb} MB and <= ${r.targets.ratio})`,

@@ -4,23 +4,39 @@ import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { Database, pgLayer } from "../src/Database.ts"
 import { start } from "../src/EmbeddedPostgres.ts"
+import type { AppFixture } from "../src/migrations/index.ts"
 
 /**
  * A running embedded server for one benchmark, with a migrated database (library schema + app fixture);
- * `settings` are extra server parameters.
+ * `settings` are extra server parameters. The fixture defaults to CONTRACT 3's simple shape (text ids, a
+ * `users.timezone` column): the benchmarks that seed their own users write that shape.
  */
-export const withDatabase = async <A>(
+export const withDatabase = <A>(
   name: string,
   f: (url: Redacted.Redacted<string>) => Promise<A>,
+  settings?: Readonly<Record<string, string>>,
+  appFixture: AppFixture = "simple"
+): Promise<A> => withDatabases({ [name]: appFixture }, (urls) => f(urls[name]!), settings)
+
+/**
+ * One embedded server with several migrated databases, each with its own app fixture (`name -> fixture`), so a
+ * benchmark can compare shapes side by side in one run on one server.
+ */
+export const withDatabases = async <A>(
+  databases: Readonly<Record<string, AppFixture>>,
+  f: (urls: Readonly<Record<string, Redacted.Redacted<string>>>) => Promise<A>,
   settings?: Readonly<Record<string, string>>
 ): Promise<A> => {
   const scope = Effect.runSync(Scope.make())
   try {
     const server = await Effect.runPromise(Scope.provide(start({ settings }), scope))
-    await Effect.runPromise(server.createDatabase(name))
-    const url = server.url(name)
-    await Effect.runPromise(Effect.void.pipe(Effect.provide(Database.layerMigrated({ appFixture: true }).pipe(Layer.provide(pgLayer(url))))))
-    return await f(url)
+    const urls: Record<string, Redacted.Redacted<string>> = {}
+    for (const [name, appFixture] of Object.entries(databases)) {
+      await Effect.runPromise(server.createDatabase(name))
+      urls[name] = server.url(name)
+      await Effect.runPromise(Effect.void.pipe(Effect.provide(Database.layerMigrated({ appFixture }).pipe(Layer.provide(pgLayer(urls[name]))))))
+    }
+    return await f(urls)
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
   }
