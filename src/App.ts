@@ -183,7 +183,10 @@ export class AppTables extends Context.Service<AppTables, {
   readonly usersIn: (defaultTimezone: string) => Statement.Fragment
   /** The conversation sessions, as a FROM item. */
   readonly sessions: Statement.Fragment
-  /** The column of `users` that holds a list's opt-in (always a non-null boolean). */
+  /**
+   * A list's opt-in for the user aliased `u` (a non-null boolean): the app's column when it has one for the list,
+   * else true (a list the app has no column for is kept by the library's suppressions alone).
+   */
   readonly optIn: (list: string) => Statement.Fragment
   /** Instants typed like the app's columns, for range predicates its indexes serve. */
   readonly at: { readonly created: (d: Date) => Statement.Fragment; readonly start: (d: Date) => Statement.Fragment }
@@ -293,7 +296,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
       : Effect.fail(new AppShapeError({ message: `the app's tables cannot be read: ${problems.map((p) => p.message).join("; ")} (run kaiwa-jobs doctor)` })),
     users,
     sessions,
-    optIn: (list) => sql`${sql(optInName(list))}`,
+    optIn: (list) => OPT_IN_COLUMNS[list] === undefined ? sql`true` : sql`u.${sql(optInName(list))}`,
     at: { created: instant(shape.createdAt), start: instant(shape.startTime) },
     rawStart: (expr) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr,
     setSubscribed,

@@ -41,10 +41,13 @@ export interface Selection {
   /** Common table expressions the job's statements share (time zones, say), placed first in the WITH list. */
   readonly with?: Statement.Fragment | undefined
   /**
-   * The job's cheap rules: a SELECT of one row per user and key that may be due, with `user_id` (text, as
-   * `AppTables.users` gives it) and `dedupe_key`, plus whatever `rows` reads.
+   * The job's cheap rules, as named rules over one FROM clause (so `kaiwa-jobs why` can say which one excluded a
+   * learner, with the very SQL a run uses): `select` gives one row per user and key that may be due, with
+   * `user_id` (text, as `AppTables.users` gives it) and `dedupe_key`, plus whatever `rows` reads; `from` holds the
+   * user as `u`; each rule `holds` for a user who may be due, and its `reason` names it when it does not. Or, for
+   * a job that needs no explanations, `candidates`: the whole SELECT.
    */
-  readonly candidates: Statement.Fragment
+  readonly candidates: Statement.Fragment | Rules
   /** The dedupe keys this tick can plan, when the job knows them: the ledger check then reads only those keys. */
   readonly keys?: ReadonlyArray<string> | undefined
   /**
@@ -53,6 +56,18 @@ export interface Selection {
    * `email_verified` (null when unverified), `opt_in` (the job's opt-in, boolean) and `unknown_timezone`.
    */
   readonly rows: (fresh: Statement.Fragment) => Statement.Fragment
+  /**
+   * The reason for the candidates `rows` leaves out, if it leaves any out (a rule that costs a lookup per user,
+   * so it runs after the ledger check: the reminder's "still in the founder sequence").
+   */
+  readonly rowsRule?: string | undefined
+}
+
+/** A job's cheap rules, named (see `Selection.candidates`). */
+export interface Rules {
+  readonly select: Statement.Fragment
+  readonly from: Statement.Fragment
+  readonly rules: ReadonlyArray<{ readonly reason: string; readonly holds: Statement.Fragment }>
 }
 
 /** A job's selection at one instant, as `selectionOf` composes it. */
@@ -606,6 +621,13 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
 const validEmail = (sql: SqlClient.SqlClient, column: Statement.Fragment) =>
   sql`(length(${column}) BETWEEN 3 AND 254 AND ${column} ~ '^[^@[:space:]<>(),;:"]+@[^@[:space:]<>(),;:"]+\\.[^@[:space:]<>(),;:".]+$')`
 
+/** The candidates' SELECT: the job's own, or its named rules all holding. */
+const candidatesOf = (sql: SqlClient.SqlClient, candidates: Statement.Fragment | Rules): Statement.Fragment =>
+  "select" in candidates
+    ? sql`SELECT ${candidates.select} FROM ${candidates.from}
+      ${candidates.rules.length === 0 ? sql.literal("") : sql`WHERE ${sql.and(candidates.rules.map((r) => r.holds))}`}`
+    : candidates
+
 /**
  * A job's rule composed with what the library applies to every job (CONTRACT 5): the candidates that already
  * have a ledger row for their key are left out before the job computes their rows (so no job repeats that
@@ -627,7 +649,7 @@ const selectionOf = (sql: SqlClient.SqlClient) => (args: SelectionArgs): Stateme
   }
   return sql<Candidate>`
   WITH ${selection.with === undefined ? sql.literal("") : sql`${selection.with},`}
-  job_candidates AS (${selection.candidates}),
+  job_candidates AS (${candidatesOf(sql, selection.candidates)}),
   fresh AS (
     SELECT x.* FROM job_candidates x
     WHERE NOT EXISTS (

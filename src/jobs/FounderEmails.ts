@@ -23,19 +23,25 @@ const HOUR_MS = 3_600_000
  * sign-up instant is never in the sequence (null is outside every range).
  */
 export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext, "sql" | "app" | "asOf" | "config">): Selection => ({
-  candidates: sql`
-    SELECT c0.*, 'day' || c0.step AS dedupe_key FROM (
-      SELECT u.user_id, u.app_id, u.email, u.display_name, u.email_verified, u.created_at, u.tz, u.unknown_timezone,
-        u.${app.optIn(NAME)} AS opt_in,
-        floor(extract(epoch FROM ${asOf}::timestamptz - u.created_at) / 86400)::int AS step,
-        (${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${config.founderLocalTime}) AS shifted
-      FROM ${app.usersIn(config.defaultTimezone)} u
-      WHERE u.created_raw <= ${app.at.created(new Date(asOf.getTime() - 24 * HOUR_MS))}
-        AND u.created_raw > ${app.at.created(new Date(asOf.getTime() - 96 * HOUR_MS))}
-    ) c0
-    WHERE c0.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0)
-      AND NOT EXISTS (
-        SELECT 1 FROM ${app.sessions} s WHERE s.app_user_id = c0.app_id AND s.start_raw <= ${app.at.start(asOf)})`,
+  candidates: {
+    select: sql`u.user_id, u.app_id, u.email, u.display_name, u.email_verified, u.created_at, u.tz, u.unknown_timezone,
+      ${app.optIn(NAME)} AS opt_in, x.step, x.shifted, 'day' || x.step AS dedupe_key`,
+    from: sql`${app.usersIn(config.defaultTimezone)} u
+      CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM ${asOf}::timestamptz - u.created_at) / 86400)::int AS step,
+        (${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${config.founderLocalTime}) AS shifted) x`,
+    rules: [
+      {
+        reason: "not_in_founder_days",
+        holds: sql`u.created_raw <= ${app.at.created(new Date(asOf.getTime() - 24 * HOUR_MS))}
+          AND u.created_raw > ${app.at.created(new Date(asOf.getTime() - 96 * HOUR_MS))}`
+      },
+      { reason: "outside_local_window", holds: sql`x.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0)` },
+      {
+        reason: "has_practised",
+        holds: sql`NOT EXISTS (SELECT 1 FROM ${app.sessions} s WHERE s.app_user_id = u.app_id AND s.start_raw <= ${app.at.start(asOf)})`
+      }
+    ]
+  },
   rows: (fresh) => sql`
     SELECT c.user_id, c.email, c.dedupe_key, c.email_verified, c.opt_in, c.unknown_timezone,
       jsonb_build_object('displayName', c.display_name, 'step', c.step) AS data,

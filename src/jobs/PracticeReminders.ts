@@ -69,24 +69,33 @@ export const selection = ({ app, asOf, config, sql }: ReminderContext): Selectio
   ),
   -- Users whose time zone PostgreSQL does not know (or who have none) are served in DEFAULT_TIMEZONE.
   fallback AS NOT MATERIALIZED (SELECT * FROM zones WHERE name = ${config.defaultTimezone})`,
-    candidates: sql`
-    SELECT u.user_id, u.app_id, u.email, u.display_name, u.created_at, u.email_verified,
-      coalesce(z.name, ${config.defaultTimezone}) AS tz,
-      (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
-      coalesce(z.day, (SELECT day FROM fallback)) AS dedupe_key,
-      u.${app.optIn(NAME)} AS opt_in,
-      u.${app.optIn("founder-emails")} AS founder_opt_in
-    FROM ${app.users} u
-    LEFT JOIN zones z ON z.name = u.timezone
-    WHERE coalesce(z.open, (SELECT open FROM fallback))
-      -- signed up at least 24 h ago; no sign-up instant means long ago
-      AND (u.created_raw IS NULL OR u.created_raw <= ${app.at.created(dayAgo)})
-      AND NOT EXISTS (
-        -- z.open IS NOT FALSE changes nothing (closed zones are filtered out above); it makes the cheap window
-        -- filter run before this anti-join, so only users whose window is open are looked up in the sessions
-        SELECT 1 FROM ${app.sessions} s
-        WHERE s.app_user_id = u.app_id AND z.open IS NOT FALSE
-          AND s.start_raw > ${app.at.start(dayAgo)} AND s.start_raw <= ${app.at.start(asOf)})`,
+    candidates: {
+      select: sql`u.user_id, u.app_id, u.email, u.display_name, u.created_at, u.email_verified,
+        coalesce(z.name, ${config.defaultTimezone}) AS tz,
+        (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
+        coalesce(z.day, (SELECT day FROM fallback)) AS dedupe_key,
+        ${app.optIn(NAME)} AS opt_in,
+        ${app.optIn("founder-emails")} AS founder_opt_in`,
+      from: sql`${app.users} u LEFT JOIN zones z ON z.name = u.timezone`,
+      rules: [
+        { reason: "outside_local_window", holds: sql`coalesce(z.open, (SELECT open FROM fallback))` },
+        // signed up at least 24 h ago; no sign-up instant means long ago
+        {
+          reason: "signed_up_less_than_24h_ago",
+          holds: sql`(u.created_raw IS NULL OR u.created_raw <= ${app.at.created(dayAgo)})`
+        },
+        {
+          reason: "practised_in_last_24h",
+          // z.open IS NOT FALSE changes nothing (closed zones are filtered out above); it makes the cheap window
+          // filter run before this anti-join, so only users whose window is open are looked up in the sessions
+          holds: sql`NOT EXISTS (
+            SELECT 1 FROM ${app.sessions} s
+            WHERE s.app_user_id = u.app_id AND z.open IS NOT FALSE
+              AND s.start_raw > ${app.at.start(dayAgo)} AND s.start_raw <= ${app.at.start(asOf)})`
+        }
+      ]
+    },
+    rowsRule: "in_founder_sequence",
     // Only the local dates a window can be open on can match: older reminders are never read.
     keys: openWindowDays(asOf, config.reminderLocalTime),
     rows: (fresh) => sql`

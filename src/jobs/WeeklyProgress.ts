@@ -153,7 +153,7 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
     SELECT u.user_id, u.app_id, u.email, u.display_name, u.email_verified,
       coalesce(z.name, ${config.defaultTimezone}) AS tz,
       (u.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone,
-      u.${app.optIn(NAME)} AS opt_in,
+      ${app.optIn(NAME)} AS opt_in,
       ${sql.csv(ZONE_FIELDS.map((f) => sql`${zoneField(f)} AS ${sql(f)}`))}
     FROM ${app.users} u
     LEFT JOIN zones z ON z.name = u.timezone
@@ -161,14 +161,21 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
     // Every open zone has the same report day (report days are 7 days apart), so the week's key is a constant:
     // only this week's reports are read from the ledger, hashed once.
     keys: open.map((o) => o.week),
-    candidates: sql`
-    SELECT c0.*, c0.week AS dedupe_key FROM c0
-    WHERE c0.open
-      AND EXISTS (
-        -- practised in the report's week: the 7 local days before the report day, between local midnights
-        SELECT 1 FROM ${app.sessions} s
-        WHERE s.app_user_id = c0.app_id AND s.start_raw >= ${app.at.start(weekFrom)} AND s.start_raw < ${app.at.start(weekTo)}
-          AND s.start_raw >= ${app.rawStart(sql`c0.week_start`)} AND s.start_raw < ${app.rawStart(sql`c0.week_end`)})`,
+    candidates: {
+      select: sql`u.*, u.week AS dedupe_key`,
+      from: sql`c0 u`,
+      rules: [
+        { reason: "not_report_time", holds: sql`u.open` },
+        {
+          reason: "no_practice_in_report_week",
+          // practised in the report's week: the 7 local days before the report day, between local midnights
+          holds: sql`EXISTS (
+            SELECT 1 FROM ${app.sessions} s
+            WHERE s.app_user_id = u.app_id AND s.start_raw >= ${app.at.start(weekFrom)} AND s.start_raw < ${app.at.start(weekTo)}
+              AND s.start_raw >= ${app.rawStart(sql`u.week_start`)} AND s.start_raw < ${app.rawStart(sql`u.week_end`)})`
+        }
+      ]
+    },
     // The candidates left (read twice, so PostgreSQL materializes them: a fence, so the sessions of only these
     // users are aggregated).
     rows: (fresh) => sql`

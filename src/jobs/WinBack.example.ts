@@ -18,7 +18,7 @@ export const winBack = Job.make({
   selection: ({ app, asOf, config, sql }) => ({
     candidates: sql`
       SELECT u.user_id, u.email, u.display_name, u.email_verified, u.unknown_timezone, u.tz, last.language,
-        u.${app.optIn("win-back")} AS opt_in, to_char(last.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS dedupe_key,
+        ${app.optIn("win-back")} AS opt_in, to_char(last.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS dedupe_key,
         (${asOf}::timestamptz AT TIME ZONE u.tz) AS local_now
       FROM ${app.usersIn(config.defaultTimezone)} u
       JOIN LATERAL (
