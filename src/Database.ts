@@ -10,6 +10,7 @@
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { AppTables } from "./App.ts"
+import { Pauses } from "./Pauses.ts"
 import { JobsConfig } from "./Config.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { type AppFixture, migrate, migrateAppFixture } from "./migrations/index.ts"
@@ -281,7 +282,8 @@ export class Database extends Context.Service<Database, {
   /** The service over whatever SqlClient is provided, with the app adapter (the app's shape read from the catalog). */
   static readonly layerFromSql = Layer.mergeAll(
     Layer.effect(Database, Effect.map(SqlClient.SqlClient, makeDatabase)),
-    AppTables.layer
+    AppTables.layer,
+    Pauses.layer
   )
 
   /** Production: `DATABASE_URL`, migrations applied by `kaiwa-jobs migrate` (release_command), not here. */

@@ -258,6 +258,31 @@ export const kaiwaJobs = Migrator.fromRecord({
     $$`,
     `CREATE FUNCTION kaiwa_jobs.set_user_timezone(user_id uuid, timezone text) RETURNS void
       LANGUAGE sql VOLATILE AS $$ SELECT kaiwa_jobs.set_user_timezone($1::text, $2) $$`
+  ),
+  // What an operator steers (issue 21, src/Pauses.ts): a paused job's runs record themselves as `paused` and send
+  // nothing; who paused it, when and why are shown by status, /health and the console. And the learner's own
+  // preference changes made through the library (links, the preference center; src/Unsubscribe.ts), for the
+  // learner's timeline in `kaiwa-jobs why`: the app's user_settings keeps only the current state.
+  "0009_pauses_and_preference_changes": statements(
+    `CREATE TABLE kaiwa_jobs.pauses (
+      job text PRIMARY KEY,
+      paused_at timestamptz NOT NULL,
+      paused_by text NOT NULL,
+      reason text NULL
+    )`,
+    `ALTER TABLE kaiwa_jobs.runs DROP CONSTRAINT runs_outcome_check`,
+    `ALTER TABLE kaiwa_jobs.runs ADD CONSTRAINT runs_outcome_check
+      CHECK (outcome IN ('running', 'succeeded', 'incomplete', 'failed', 'interrupted', 'paused'))`,
+    `CREATE TABLE kaiwa_jobs.preference_changes (
+      id bigserial PRIMARY KEY,
+      user_id text NOT NULL,
+      list text NOT NULL,
+      subscribed boolean NOT NULL,
+      source text NOT NULL,
+      written_to text NOT NULL CHECK (written_to IN ('app', 'library')),
+      created_at timestamptz NOT NULL
+    )`,
+    `CREATE INDEX preference_changes_user_idx ON kaiwa_jobs.preference_changes (user_id, created_at)`
   )
 })
 
