@@ -9,7 +9,7 @@ import * as path from "node:path"
 // Deep imports (issue 13): the package root also loads the Redis client, `ws` and undici.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, type Config, Console, Context, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Clock, type Config, Console, Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { InvalidConfig, JobsConfig, load as loadConfig } from "./Config.ts"
 import { Database, DatabaseError, describeSqlCause, pgLayer } from "./Database.ts"
@@ -271,8 +271,28 @@ const doctor = Command.make("doctor", { json: jsonFlag, local: localFlag }, ({ j
     if (!report.ok) return yield* new ExitWith({ code: 1, message: "doctor found problems that block the jobs" })
   })).pipe(Command.withDescription("Check the database and the settings before a deploy; exits 1 when anything blocks a job"))
 
+const whyCommand = Command.make(
+  "why",
+  {
+    who: Argument.String("email-or-user-id").pipe(Argument.withDescription("A learner's address or users.id")),
+    now: nowFlag,
+    json: jsonFlag,
+    local: localFlag
+  },
+  ({ json, local, now, who }) =>
+    Effect.gen(function*() {
+      const at = yield* parseNow(now)
+      const Why = yield* Effect.promise(() => import("./Why.ts"))
+      const asOf = at ?? new Date(yield* Clock.currentTimeMillis)
+      const report = yield* Why.why(who, asOf).pipe(
+        Effect.catchTag("UnknownLearner", (e) => Effect.fail(new UsageError({ message: e.message })))
+      )
+      yield* Console.log(json ? JSON.stringify(report, null, 2) : Why.format(report))
+    }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
+).pipe(Command.withDescription("Why a learner got (or did not get) each job's email at an instant, and their timeline"))
+
 /** Every subcommand of `kaiwa-jobs`. */
-export const commands = [list, run, status, migrate, preview, unsubscribe, doctor, serve] as const
+export const commands = [list, run, status, migrate, preview, unsubscribe, doctor, whyCommand, serve] as const
 
 /** The `kaiwa-jobs` command with every subcommand. */
 export const root = Command.make("kaiwa-jobs").pipe(

@@ -81,6 +81,26 @@ export interface SelectionArgs {
   readonly selection: Selection
 }
 
+/** A job's decision for one learner at one instant (`kaiwa-jobs why`). */
+export interface Decision {
+  readonly due: boolean
+  /** `due`, or the first rule that excluded the learner (a job's own rule's reason, or a shared one). */
+  readonly reason: string
+  /** What a person needs to know: the learner's local time, the email that caused the cap and when it ends... */
+  readonly detail: string
+  /** The dedupe key at stake, when the learner got that far. */
+  readonly key: string | null
+}
+
+/** One event of a learner's timeline. */
+export interface TimelineEntry {
+  readonly at: Date
+  /** `planned`, `sent`, `skipped`, `failed`, `delivered`, `bounced`, `complained`, `delayed`, `suppressed`, `preference`. */
+  readonly kind: string
+  readonly job: string | null
+  readonly detail: string
+}
+
 /** What planning a tick did. */
 export interface EnqueueResult {
   readonly enqueued: number
@@ -278,6 +298,10 @@ export class Database extends Context.Service<Database, {
   readonly suppress: (s: Suppression) => Effect.Effect<boolean, DatabaseError>
   /** A job's whole selection: its rule inside the ledger check, the shared rules and the cap. */
   readonly selectionOf: (args: SelectionArgs) => Statement.Statement<Candidate>
+  /** Why a job is or is not due for one learner at an instant, from the very fragments a run composes. */
+  readonly explainOf: (args: SelectionArgs, user: { readonly userId: string; readonly email: string }) => Effect.Effect<Decision, DatabaseError>
+  /** Everything the library did and learned about one learner, newest first. */
+  readonly timelineOf: (user: { readonly userId: string; readonly email: string }) => Effect.Effect<ReadonlyArray<TimelineEntry>, DatabaseError>
 }>()("kaiwa-jobs/Database") {
   /** The service over whatever SqlClient is provided, with the app adapter (the app's shape read from the catalog). */
   static readonly layerFromSql = Layer.mergeAll(
@@ -603,6 +627,8 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
   return Database.of({
     sql,
     selectionOf: selectionOf(sql),
+    explainOf: explainOf(sql),
+    timelineOf: timelineOf(sql),
     enqueue,
     sweep,
     claimBatch,
@@ -680,3 +706,136 @@ const selectionOf = (sql: SqlClient.SqlClient) => (args: SelectionArgs): Stateme
     LIMIT 1
   ) cap ON true`
 }
+
+const HOUR_MS = 3_600_000
+
+/** The local wall clock of an instant in a zone, e.g. `Tue 2026-03-10 07:15 Europe/Paris`. */
+export const localTimeIn = (at: Date, zone: string): string => {
+  try {
+    const parts = new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone, weekday: "short", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23"
+    }).formatToParts(at)
+    const get = (t: string) => parts.find((p) => p.type === t)?.value ?? ""
+    return `${get("weekday")} ${get("year")}-${get("month")}-${get("day")} ${get("hour")}:${get("minute")} ${zone}`
+  } catch {
+    return `${at.toISOString()} (zone ${zone} unknown)`
+  }
+}
+
+const SHARED_DETAIL: Readonly<Record<string, string>> = {
+  unverified: "the learner has not verified their address",
+  opted_out: "the learner turned this list off (the app's email preferences)",
+  invalid_email: "the address cannot be an email address"
+}
+
+/**
+ * Why a job is or is not due for one learner, checked in the order a run applies its rules, each with the very
+ * fragments the run composes (never a second implementation): the job's own named rules, the ledger's once per
+ * key, the job's late rule, then the shared rules and the cap (the whole statement, filtered to the learner).
+ */
+const explainOf = (sql: SqlClient.SqlClient) =>
+  (args: SelectionArgs, user: { readonly userId: string; readonly email: string }): Effect.Effect<Decision, DatabaseError> =>
+    Effect.gen(function*() {
+      const sel = args.selection
+      if (sel.keys !== undefined && sel.keys.length === 0) {
+        return { due: false, reason: "no_window_open", detail: "this job's window is not open in any time zone at this instant", key: null }
+      }
+      const candidate = yield* ownRules(sql, sel, user.userId, args.asOf)
+      if (candidate._tag === "Excluded") return candidate.decision
+      const key = String(candidate.row["dedupe_key"])
+      const planned = yield* sql<{ status: string; reason: string | null; planned_at: Date; sent_at: Date | null }>`
+        SELECT status, reason, planned_at, sent_at FROM kaiwa_jobs.deliveries
+        WHERE job = ${args.job} AND user_id = ${user.userId} AND dedupe_key = ${key}`
+      if (planned[0] !== undefined) {
+        const p = planned[0]
+        return {
+          due: false,
+          reason: "already_planned_for_key",
+          detail: `${p.status} for ${key} (planned ${p.planned_at.toISOString()}${p.sent_at ? `, sent ${p.sent_at.toISOString()}` : ""}${p.reason ? `, ${p.reason}` : ""})`,
+          key
+        }
+      }
+      const rows = yield* sql<Candidate>`SELECT q.* FROM (${selectionOf(sql)(args)}) q WHERE q.user_id = ${user.userId} AND q.dedupe_key = ${key}`
+      const row = rows[0]
+      if (row === undefined) {
+        return { due: false, reason: sel.rowsRule ?? "not_selected", detail: "the job's own rule leaves this learner out", key }
+      }
+      if (row.skip_reason === null) return { due: true, reason: "due", detail: `an email for ${key} would be planned`, key }
+      return { due: false, reason: row.skip_reason, detail: yield* sharedDetail(sql, args, user, row.skip_reason), key }
+    }).pipe(Effect.mapError(toDatabaseError("explaining a decision failed")))
+
+/** The job's own named rules for one learner: the first that does not hold, or the candidate's row. */
+const ownRules = (sql: SqlClient.SqlClient, sel: Selection, userId: string, asOf: Date) =>
+  Effect.gen(function*() {
+    const c = sel.candidates
+    const withClause = sel.with === undefined ? sql.literal("") : sql`WITH ${sel.with}`
+    const rules = "select" in c ? c.rules : []
+    const rows = "select" in c
+      ? yield* sql<Record<string, unknown>>`${withClause}
+          SELECT ${c.select}${rules.length === 0 ? sql.literal("") : sql`, ${sql.csv(rules.map((r, i) => sql`coalesce((${r.holds}), false) AS ${sql(`rule_${i}`)}`))}`}
+          FROM ${c.from} WHERE u.user_id = ${userId}`
+      : yield* sql<Record<string, unknown>>`${withClause} SELECT x.* FROM (${c}) x WHERE x.user_id = ${userId}`
+    if (rows.length === 0) {
+      const decision: Decision = { due: false, reason: "not_selected", detail: "the job's own rules leave this learner out", key: null }
+      return { _tag: "Excluded", decision } as const
+    }
+    // A learner may have several keys (founder steps); the first that passes every rule is the one at stake.
+    const passing = rows.find((row) => rules.every((_, i) => row[`rule_${i}`] === true))
+    if (passing !== undefined) return { _tag: "Candidate", row: passing } as const
+    const row = rows[0]!
+    const failed = rules.findIndex((_, i) => row[`rule_${i}`] !== true)
+    const zone = typeof row["tz"] === "string" ? row["tz"] : null
+    const decision: Decision = {
+      due: false,
+      reason: rules[failed]!.reason,
+      detail: zone === null ? "" : `the learner's local time is ${localTimeIn(asOf, zone)}`,
+      key: row["dedupe_key"] === null || row["dedupe_key"] === undefined ? null : String(row["dedupe_key"])
+    }
+    return { _tag: "Excluded", decision } as const
+  })
+
+/** What a person needs to know about a shared rule's skip: which suppression, which email holds the cap. */
+const sharedDetail = (sql: SqlClient.SqlClient, args: SelectionArgs, user: { readonly userId: string; readonly email: string }, reason: string) =>
+  Effect.gen(function*() {
+    if (reason === "suppressed") {
+      const s = yield* sql<{ list: string; reason: string; created_at: Date }>`
+        SELECT list, reason, created_at FROM kaiwa_jobs.suppressions
+        WHERE (user_id = ${user.userId} OR lower(email) = lower(${user.email})) AND list IN ('*', ${args.list})
+        ORDER BY created_at LIMIT 1`
+      const first = s[0]
+      return first === undefined ? "suppressed" : `${first.reason} (${first.list === "*" ? "every list" : first.list}) since ${first.created_at.toISOString()}`
+    }
+    if (reason === "cap") {
+      const hours = args.minHoursBetweenEmails
+      const c = yield* sql<{ job: string; dedupe_key: string; status: string; at: Date }>`
+        SELECT job, dedupe_key, status, coalesce(sent_at, planned_at) AS at FROM kaiwa_jobs.deliveries
+        WHERE user_id = ${user.userId} AND status IN ('pending', 'sent')
+          AND coalesce(sent_at, planned_at) > ${args.asOf}::timestamptz - make_interval(secs => ${hours * 3600})
+          AND coalesce(sent_at, planned_at) <= ${args.asOf}::timestamptz
+        ORDER BY at DESC LIMIT 1`
+      const first = c[0]
+      return first === undefined
+        ? "another email is inside the cap"
+        : `${first.job} (${first.dedupe_key}) ${first.status} at ${first.at.toISOString()}; the cap ends at ${new Date(first.at.getTime() + hours * HOUR_MS).toISOString()}`
+    }
+    return SHARED_DETAIL[reason] ?? reason
+  })
+
+/** The learner's timeline from the library's own tables, newest first. */
+const timelineOf = (sql: SqlClient.SqlClient) => (user: { readonly userId: string; readonly email: string }) =>
+  sql<{ at: Date; kind: string; job: string | null; detail: string }>`
+    SELECT planned_at AS at, 'planned' AS kind, job, dedupe_key AS detail FROM kaiwa_jobs.deliveries WHERE user_id = ${user.userId}
+    UNION ALL
+    SELECT coalesce(sent_at, planned_at), status, job, dedupe_key || coalesce(': ' || reason, '')
+    FROM kaiwa_jobs.deliveries WHERE user_id = ${user.userId} AND status <> 'pending'
+    UNION ALL
+    SELECT e.occurred_at, e.delivery_state, d.job, d.dedupe_key
+    FROM kaiwa_jobs.deliveries d JOIN kaiwa_jobs.webhook_events e ON e.provider_id = d.provider_id
+    WHERE d.user_id = ${user.userId} AND e.delivery_state IS NOT NULL
+    UNION ALL
+    SELECT created_at, 'suppressed', CASE WHEN list = '*' THEN NULL ELSE list END, reason || ' (' || CASE WHEN list = '*' THEN 'every list' ELSE list END || ')'
+    FROM kaiwa_jobs.suppressions WHERE user_id = ${user.userId} OR lower(email) = lower(${user.email})
+    UNION ALL
+    SELECT created_at, 'preference', list, CASE WHEN subscribed THEN 'subscribed' ELSE 'unsubscribed' END || ' via ' || source || ' (kept in ' || written_to || ')'
+    FROM kaiwa_jobs.preference_changes WHERE user_id = ${user.userId}
+    ORDER BY 1 DESC, 2`.pipe(Effect.mapError(toDatabaseError("reading the learner's timeline failed")))

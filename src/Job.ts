@@ -17,7 +17,8 @@ import { Cause, Clock, Config, Duration, Effect, Exit, Schema } from "effect"
 import type { Statement } from "effect/sql"
 import { AppShapeError, AppTables } from "./App.ts"
 import { JobsConfig, type Settings } from "./Config.ts"
-import { type Candidate, Database, type Selection } from "./Database.ts"
+import { type Candidate, Database, type DatabaseError, type Decision, type Selection, type SelectionArgs } from "./Database.ts"
+import { Pauses } from "./Pauses.ts"
 import { type DeliveryReport, deliver, type Recipient, RenderError, type RunContext } from "./Delivery.ts"
 import { findProblems } from "./emails/problems.ts"
 import type { Mailer, OutgoingEmail } from "./Mailer.ts"
@@ -84,6 +85,11 @@ export interface Job<Name extends string = string, G extends string = never> {
   readonly statement: (
     asOf: Date
   ) => Effect.Effect<Statement.Statement<Candidate>, AppShapeError | Config.ConfigError, Database | AppTables | JobsConfig>
+  /** Why the job is or is not due for one learner at an instant (`kaiwa-jobs why`), by the run's own SQL. */
+  readonly decide: (
+    asOf: Date,
+    user: { readonly userId: string; readonly email: string }
+  ) => Effect.Effect<Decision, AppShapeError | Config.ConfigError | DatabaseError, Database | AppTables | JobsConfig | Pauses>
   /** Renders every sample the job declares, with the given settings, through the job's real render path. */
   readonly preview: (config: Settings) => Effect.Effect<ReadonlyArray<Preview>, RenderError | Config.ConfigError>
 }
@@ -231,19 +237,35 @@ export const make = <const Name extends string, const G extends string, D, C = u
     ((stats: Stats<G>) =>
       `📊 Stats: ${[...definition.groups.map((g) => `${g}=${stats[g]}`), `failed=${stats.failed}`].join(", ")}`)
 
-  const statement = Effect.fnUntraced(function*(asOf: Date) {
+  const selectionArgs = Effect.fnUntraced(function*(asOf: Date) {
     const config = yield* JobsConfig
     const settings = yield* readSettings
     const db = yield* Database
     const app = yield* AppTables
     yield* app.ensureUsable
-    return db.selectionOf({
+    return {
       job: definition.name,
       list: definition.name,
       asOf,
       minHoursBetweenEmails: config.minHoursBetweenEmails,
       selection: definition.selection({ sql: db.sql, app, asOf, config, settings })
-    })
+    } satisfies SelectionArgs
+  })
+
+  const statement = (asOf: Date) => Effect.flatMap(Database, (db) => Effect.map(selectionArgs(asOf), db.selectionOf))
+
+  const decide = Effect.fnUntraced(function*(asOf: Date, user: { readonly userId: string; readonly email: string }) {
+    const pause = yield* Effect.flatMap(Pauses, (p) => p.get(definition.name))
+    if (pause !== undefined) {
+      return {
+        due: false,
+        reason: "paused",
+        detail: `paused by ${pause.pausedBy} at ${pause.pausedAt.toISOString()}${pause.reason ? `: ${pause.reason}` : ""}`,
+        key: null
+      } satisfies Decision
+    }
+    const db = yield* Database
+    return yield* db.explainOf(yield* selectionArgs(asOf), user)
   })
 
   const program = Effect.fnUntraced(function*(ctx: RunContext) {
@@ -281,6 +303,7 @@ export const make = <const Name extends string, const G extends string, D, C = u
     checkSettings: Effect.asVoid(readSettings),
     program,
     statement,
+    decide,
     preview: (config) =>
       Effect.flatMap(readSettings, (settings) =>
         Effect.forEach(definition.samples, (sample) =>
