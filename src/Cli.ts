@@ -5,6 +5,7 @@
  * value). The Fly mains in scripts/ are this CLI's `run` with the job fixed.
  */
 import * as fs from "node:fs/promises"
+import * as os from "node:os"
 import * as path from "node:path"
 // Deep imports (issue 13): the package root also loads the Redis client, `ws` and undici.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -15,6 +16,7 @@ import { InvalidConfig, JobsConfig, load as loadConfig } from "./Config.ts"
 import { Database, DatabaseError, describeSqlCause, pgLayer } from "./Database.ts"
 import { leave } from "./Unsubscribe.ts"
 import * as Doctor from "./Doctor.ts"
+import { Pauses } from "./Pauses.ts"
 import type { EmbeddedPostgresError } from "./EmbeddedPostgres.ts"
 import type { Mailer } from "./Mailer.ts"
 import type { Telemetry } from "./Telemetry.ts"
@@ -291,8 +293,43 @@ const whyCommand = Command.make(
     }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
 ).pipe(Command.withDescription("Why a learner got (or did not get) each job's email at an instant, and their timeline"))
 
+/** Who is at the keyboard, for the pause's record: the OS user and host. */
+const operator = () => {
+  try {
+    return `${os.userInfo().username}@${os.hostname()}`
+  } catch {
+    return `cli@${os.hostname()}`
+  }
+}
+
+const pause = Command.make(
+  "pause",
+  {
+    job: Argument.String("job"),
+    reason: Flag.String("reason").pipe(Flag.withDescription("Why, for whoever reads status next"), Flag.optional),
+    local: localFlag
+  },
+  ({ job, local, reason }) =>
+    Effect.gen(function*() {
+      const found = yield* findJobOrFail(job)
+      const pauses = yield* Pauses
+      const now = new Date(yield* Clock.currentTimeMillis)
+      const p = yield* pauses.pause({ job: found.name, by: operator(), reason: Option.getOrNull(reason), now })
+      yield* Console.log(`${found.name} paused by ${p.pausedBy} at ${p.pausedAt.toISOString()}${p.reason ? ` (${p.reason})` : ""}: every trigger's runs send nothing until kaiwa-jobs resume ${found.name}`)
+    }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
+).pipe(Command.withDescription("Pause a job: every trigger's runs record themselves as paused and send nothing"))
+
+const resume = Command.make("resume", { job: Argument.String("job"), local: localFlag }, ({ job, local }) =>
+  Effect.gen(function*() {
+    const found = yield* findJobOrFail(job)
+    const resumed = yield* Effect.flatMap(Pauses, (p) => p.resume(found.name))
+    yield* Console.log(resumed ? `${found.name} resumed: the next run sends what is due, pending emails first` : `${found.name} was not paused`)
+  }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))).pipe(
+    Command.withDescription("Resume a paused job")
+  )
+
 /** Every subcommand of `kaiwa-jobs`. */
-export const commands = [list, run, status, migrate, preview, unsubscribe, doctor, whyCommand, serve] as const
+export const commands = [list, run, status, migrate, preview, unsubscribe, doctor, whyCommand, pause, resume, serve] as const
 
 /** The `kaiwa-jobs` command with every subcommand. */
 export const root = Command.make("kaiwa-jobs").pipe(

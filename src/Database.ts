@@ -196,7 +196,7 @@ export interface RunStart {
 /** How a run ended. */
 export interface RunEnd {
   readonly id: string
-  readonly outcome: "succeeded" | "incomplete" | "failed" | "interrupted"
+  readonly outcome: "succeeded" | "incomplete" | "failed" | "interrupted" | "paused"
   readonly finishedAt: Date
   readonly stats: unknown
   readonly error: string | null

@@ -38,7 +38,7 @@ export interface CommonStats {
 export type Stats<G extends string> = CommonStats & { readonly [K in G]: number }
 
 /** The services a job program needs. */
-export type JobServices = Database | AppTables | Mailer | JobsConfig | Telemetry
+export type JobServices = Database | AppTables | Pauses | Mailer | JobsConfig | Telemetry
 
 /** What a job program hands the runner. */
 export interface JobResult<G extends string> {
@@ -315,11 +315,11 @@ export const make = <const Name extends string, const G extends string, D, C = u
 }
 
 /** How a run ended. */
-export type Outcome = "succeeded" | "incomplete" | "failed" | "interrupted"
+export type Outcome = "succeeded" | "incomplete" | "failed" | "interrupted" | "paused"
 
 /** CONTRACT 7: 0 when every due recipient was handled; 1 on a fatal error or recipients left unsent. */
 export const exitCodeOf = (outcome: Outcome): 0 | 1 | 130 =>
-  outcome === "succeeded" ? 0 : outcome === "interrupted" ? 130 : 1
+  outcome === "succeeded" || outcome === "paused" ? 0 : outcome === "interrupted" ? 130 : 1
 
 /** What the runner tells its trigger; `stats` are typed from the job's groups. */
 export interface RunReport<G extends string = never> {
@@ -395,6 +395,19 @@ export const runJob = Effect.fn("Job.run")(function*<Name extends string, G exte
       }
       return { durationMs: ended - started }
     })
+
+  // A paused job (kaiwa-jobs pause) sends nothing: the run records itself as paused and exits 0, and its pending
+  // rows wait for the first run after resume. A dry run goes on (it sends nothing anyway) and says so.
+  const paused = yield* Effect.flatMap(Pauses, (p) => p.get(job.name))
+  if (paused !== undefined) {
+    const why = `paused by ${paused.pausedBy} since ${paused.pausedAt.toISOString()}${paused.reason ? ` (${paused.reason})` : ""}`
+    if (!dryRun) {
+      const { durationMs } = yield* finish("paused", null, why)
+      yield* Effect.logWarning(`⏸ ${job.title} is ${why}: nothing sent; kaiwa-jobs resume ${job.name} to send again`).pipe(annotate)
+      return { runId: ctx.runId, job: job.name, dryRun, asOf: ctx.asOf.toISOString(), outcome: "paused", exitCode: 0, stats: null, error: why, durationMs } satisfies RunReport<G> as RunReport<G>
+    }
+    yield* Effect.logWarning(`⏸ ${job.title} is ${why}: a live run would send nothing`).pipe(annotate)
+  }
 
   // Everything the job logs carries the job and run id, like the runner's own lines.
   const exit = yield* Effect.exit(job.program(ctx).pipe(annotate)).pipe(

@@ -11,6 +11,7 @@ import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Redacted } from "ef
 import { SqlClient } from "effect/sql"
 import { JobsConfig } from "../../src/Config.ts"
 import type { AppTables } from "../../src/App.ts"
+import type { Pauses } from "../../src/Pauses.ts"
 import { Database, pgLayer } from "../../src/Database.ts"
 import { type RunReport, runJob } from "../../src/Job.ts"
 import { practiceReminders } from "../../src/jobs/index.ts"
@@ -56,7 +57,7 @@ const world = (options: FakeResendOptions = {}) =>
     const url = yield* freshDatabaseUrl
     const db = yield* Layer.build(Database.layerMigrated({ appFixture: true }).pipe(Layer.provideMerge(pgLayer(url))))
     const logs: Array<string> = []
-    const run = (o: RunOptions = {}): Effect.Effect<RunReport<"sent">, never, Database | AppTables> => {
+    const run = (o: RunOptions = {}): Effect.Effect<RunReport<"sent">, never, Database | AppTables | Pauses> => {
       const mailer = Layer.effect(
         Mailer,
         ResendMailer.make({
@@ -80,7 +81,7 @@ const world = (options: FakeResendOptions = {}) =>
 type World = Effect.Success<ReturnType<typeof world>>
 
 /** Runs a test body inside its world: the database services, the log capture and the shifted real clock. */
-const inWorld = <A, E>(w: World, body: Effect.Effect<A, E, Database | AppTables | SqlClient.SqlClient>) =>
+const inWorld = <A, E>(w: World, body: Effect.Effect<A, E, Database | AppTables | Pauses | SqlClient.SqlClient>) =>
   body.pipe(Effect.provide(w.db), Effect.provide(w.capture), Effect.provide(Layers.clockAt(AT)))
 
 const userId = (i: number) => `u${String(i).padStart(4, "0")}`
