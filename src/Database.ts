@@ -8,7 +8,7 @@
  * database's clock (`clock_timestamp()`), which every worker agrees on whatever `--now` it was started with.
  */
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
-import { SqlClient, type Statement } from "effect/sql"
+import { SqlClient, type SqlError, type Statement } from "effect/sql"
 import { AppTables } from "./App.ts"
 import { Pauses } from "./Pauses.ts"
 import { JobsConfig } from "./Config.ts"
@@ -299,7 +299,7 @@ export class Database extends Context.Service<Database, {
   /** A job's whole selection: its rule inside the ledger check, the shared rules and the cap. */
   readonly selectionOf: (args: SelectionArgs) => Statement.Statement<Candidate>
   /** Why a job is or is not due for one learner at an instant, from the very fragments a run composes. */
-  readonly explainOf: (args: SelectionArgs, user: { readonly userId: string; readonly email: string }) => Effect.Effect<Decision, DatabaseError>
+  readonly explainOf: (args: SelectionArgs, learners: ReadonlyArray<Learner>) => Effect.Effect<ReadonlyArray<Decision>, DatabaseError>
   /** Everything the library did and learned about one learner, newest first. */
   readonly timelineOf: (user: { readonly userId: string; readonly email: string }) => Effect.Effect<ReadonlyArray<TimelineEntry>, DatabaseError>
 }>()("kaiwa-jobs/Database") {
@@ -728,44 +728,67 @@ const SHARED_DETAIL: Readonly<Record<string, string>> = {
   invalid_email: "the address cannot be an email address"
 }
 
+/** A learner whose decision is asked for. */
+export interface Learner {
+  readonly userId: string
+  readonly email: string
+}
+
 /**
- * Why a job is or is not due for one learner, checked in the order a run applies its rules, each with the very
- * fragments the run composes (never a second implementation): the job's own named rules, the ledger's once per
- * key, the job's late rule, then the shared rules and the cap (the whole statement, filtered to the learner).
+ * Why a job is or is not due for each of some learners, checked in the order a run applies its rules, each with
+ * the very fragments the run composes (never a second implementation): the job's own named rules, the ledger's
+ * once per key, the job's late rule, then the shared rules and the cap (the whole statement, restricted to these
+ * learners). Set-based: a handful of statements whatever the number of learners.
  */
 const explainOf = (sql: SqlClient.SqlClient) =>
-  (args: SelectionArgs, user: { readonly userId: string; readonly email: string }): Effect.Effect<Decision, DatabaseError> =>
+  (args: SelectionArgs, learners: ReadonlyArray<Learner>): Effect.Effect<ReadonlyArray<Decision>, DatabaseError> =>
     Effect.gen(function*() {
       const sel = args.selection
       if (sel.keys !== undefined && sel.keys.length === 0) {
-        return { due: false, reason: "no_window_open", detail: "this job's window is not open in any time zone at this instant", key: null }
+        return learners.map((): Decision => ({ due: false, reason: "no_window_open", detail: "this job's window is not open in any time zone at this instant", key: null }))
       }
-      const candidate = yield* ownRules(sql, sel, user.userId, args.asOf)
-      if (candidate._tag === "Excluded") return candidate.decision
-      const key = String(candidate.row["dedupe_key"])
-      const planned = yield* sql<{ status: string; reason: string | null; planned_at: Date; sent_at: Date | null }>`
-        SELECT status, reason, planned_at, sent_at FROM kaiwa_jobs.deliveries
-        WHERE job = ${args.job} AND user_id = ${user.userId} AND dedupe_key = ${key}`
-      if (planned[0] !== undefined) {
-        const p = planned[0]
-        return {
-          due: false,
-          reason: "already_planned_for_key",
-          detail: `${p.status} for ${key} (planned ${p.planned_at.toISOString()}${p.sent_at ? `, sent ${p.sent_at.toISOString()}` : ""}${p.reason ? `, ${p.reason}` : ""})`,
-          key
+      if (learners.length === 0) return []
+      const ids = learners.map((l) => l.userId)
+      const own = yield* ownRules(sql, sel, ids, args.asOf)
+      const candidates = [...own.values()].flatMap((o) => o._tag === "Candidate" ? [o.row] : [])
+      const planned = candidates.length === 0 ? [] : yield* sql<{ user_id: string; status: string; reason: string | null; planned_at: Date; sent_at: Date | null; dedupe_key: string }>`
+        SELECT d.user_id, d.dedupe_key, d.status, d.reason, d.planned_at, d.sent_at FROM kaiwa_jobs.deliveries d
+        JOIN unnest(${candidates.map((c) => String(c["user_id"]))}::text[], ${candidates.map((c) => String(c["dedupe_key"]))}::text[]) AS k(user_id, dedupe_key)
+          ON d.user_id = k.user_id AND d.dedupe_key = k.dedupe_key
+        WHERE d.job = ${args.job}`
+      const plannedBy = new Map(planned.map((p) => [p.user_id, p] as const))
+      const rest = candidates.filter((c) => !plannedBy.has(String(c["user_id"])))
+      const rows = rest.length === 0 ? [] : yield* sql<Candidate>`
+        SELECT q.* FROM (${selectionOf(sql)(args)}) q WHERE q.user_id IN ${sql.in(rest.map((c) => String(c["user_id"])))}`
+      const rowBy = new Map(rows.map((r) => [r.user_id, r] as const))
+      return yield* Effect.forEach(learners, (learner): Effect.Effect<Decision, SqlError.SqlError> => {
+        const o = own.get(learner.userId)
+        if (o === undefined) return Effect.succeed({ due: false, reason: "not_selected", detail: "the job's own rules leave this learner out", key: null })
+        if (o._tag === "Excluded") return Effect.succeed(o.decision)
+        const key = String(o.row["dedupe_key"])
+        const p = plannedBy.get(learner.userId)
+        if (p !== undefined) {
+          return Effect.succeed({
+            due: false,
+            reason: "already_planned_for_key",
+            detail: `${p.status} for ${key} (planned ${p.planned_at.toISOString()}${p.sent_at ? `, sent ${p.sent_at.toISOString()}` : ""}${p.reason ? `, ${p.reason}` : ""})`,
+            key
+          })
         }
-      }
-      const rows = yield* sql<Candidate>`SELECT q.* FROM (${selectionOf(sql)(args)}) q WHERE q.user_id = ${user.userId} AND q.dedupe_key = ${key}`
-      const row = rows[0]
-      if (row === undefined) {
-        return { due: false, reason: sel.rowsRule ?? "not_selected", detail: "the job's own rule leaves this learner out", key }
-      }
-      if (row.skip_reason === null) return { due: true, reason: "due", detail: `an email for ${key} would be planned`, key }
-      return { due: false, reason: row.skip_reason, detail: yield* sharedDetail(sql, args, user, row.skip_reason), key }
+        const row = rowBy.get(learner.userId)
+        if (row === undefined) return Effect.succeed({ due: false, reason: sel.rowsRule ?? "not_selected", detail: "the job's own rule leaves this learner out", key })
+        if (row.skip_reason === null) return Effect.succeed({ due: true, reason: "due", detail: `an email for ${key} would be planned`, key })
+        const reason = row.skip_reason
+        return Effect.map(sharedDetail(sql, args, learner, reason), (detail) => ({ due: false, reason, detail, key }))
+      })
     }).pipe(Effect.mapError(toDatabaseError("explaining a decision failed")))
 
-/** The job's own named rules for one learner: the first that does not hold, or the candidate's row. */
-const ownRules = (sql: SqlClient.SqlClient, sel: Selection, userId: string, asOf: Date) =>
+type OwnRules =
+  | { readonly _tag: "Excluded"; readonly decision: Decision }
+  | { readonly _tag: "Candidate"; readonly row: Record<string, unknown> }
+
+/** The job's own named rules for some learners: for each, the first rule that does not hold, or their row. */
+const ownRules = (sql: SqlClient.SqlClient, sel: Selection, ids: ReadonlyArray<string>, asOf: Date) =>
   Effect.gen(function*() {
     const c = sel.candidates
     const withClause = sel.with === undefined ? sql.literal("") : sql`WITH ${sel.with}`
@@ -773,25 +796,32 @@ const ownRules = (sql: SqlClient.SqlClient, sel: Selection, userId: string, asOf
     const rows = "select" in c
       ? yield* sql<Record<string, unknown>>`${withClause}
           SELECT ${c.select}${rules.length === 0 ? sql.literal("") : sql`, ${sql.csv(rules.map((r, i) => sql`coalesce((${r.holds}), false) AS ${sql(`rule_${i}`)}`))}`}
-          FROM ${c.from} WHERE u.user_id = ${userId}`
-      : yield* sql<Record<string, unknown>>`${withClause} SELECT x.* FROM (${c}) x WHERE x.user_id = ${userId}`
-    if (rows.length === 0) {
-      const decision: Decision = { due: false, reason: "not_selected", detail: "the job's own rules leave this learner out", key: null }
-      return { _tag: "Excluded", decision } as const
+          FROM ${c.from} WHERE u.user_id IN ${sql.in(ids)}`
+      : yield* sql<Record<string, unknown>>`${withClause} SELECT x.* FROM (${c}) x WHERE x.user_id IN ${sql.in(ids)}`
+    const byUser = new Map<string, Array<Record<string, unknown>>>()
+    for (const row of rows) byUser.set(String(row["user_id"]), [...(byUser.get(String(row["user_id"])) ?? []), row])
+    const out = new Map<string, OwnRules>()
+    for (const [userId, mine] of byUser) {
+      // A learner may have several keys (founder steps); the first that passes every rule is the one at stake.
+      const passing = mine.find((row) => rules.every((_, i) => row[`rule_${i}`] === true))
+      if (passing !== undefined) {
+        out.set(userId, { _tag: "Candidate", row: passing })
+        continue
+      }
+      const row = mine[0]!
+      const failed = rules.findIndex((_, i) => row[`rule_${i}`] !== true)
+      const zone = typeof row["tz"] === "string" ? row["tz"] : null
+      out.set(userId, {
+        _tag: "Excluded",
+        decision: {
+          due: false,
+          reason: rules[failed]!.reason,
+          detail: zone === null ? "" : `the learner's local time is ${localTimeIn(asOf, zone)}`,
+          key: row["dedupe_key"] === null || row["dedupe_key"] === undefined ? null : String(row["dedupe_key"])
+        }
+      })
     }
-    // A learner may have several keys (founder steps); the first that passes every rule is the one at stake.
-    const passing = rows.find((row) => rules.every((_, i) => row[`rule_${i}`] === true))
-    if (passing !== undefined) return { _tag: "Candidate", row: passing } as const
-    const row = rows[0]!
-    const failed = rules.findIndex((_, i) => row[`rule_${i}`] !== true)
-    const zone = typeof row["tz"] === "string" ? row["tz"] : null
-    const decision: Decision = {
-      due: false,
-      reason: rules[failed]!.reason,
-      detail: zone === null ? "" : `the learner's local time is ${localTimeIn(asOf, zone)}`,
-      key: row["dedupe_key"] === null || row["dedupe_key"] === undefined ? null : String(row["dedupe_key"])
-    }
-    return { _tag: "Excluded", decision } as const
+    return out
   })
 
 /** What a person needs to know about a shared rule's skip: which suppression, which email holds the cap. */

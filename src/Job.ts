@@ -17,7 +17,7 @@ import { Cause, Clock, Config, Duration, Effect, Exit, Schema } from "effect"
 import type { Statement } from "effect/sql"
 import { AppShapeError, AppTables } from "./App.ts"
 import { JobsConfig, type Settings } from "./Config.ts"
-import { type Candidate, Database, type DatabaseError, type Decision, type Selection, type SelectionArgs } from "./Database.ts"
+import { type Candidate, Database, type DatabaseError, type Decision, type Learner, type Selection, type SelectionArgs } from "./Database.ts"
 import { Pauses } from "./Pauses.ts"
 import { type DeliveryReport, deliver, type Recipient, RenderError, type RunContext } from "./Delivery.ts"
 import { findProblems } from "./emails/problems.ts"
@@ -85,11 +85,11 @@ export interface Job<Name extends string = string, G extends string = never> {
   readonly statement: (
     asOf: Date
   ) => Effect.Effect<Statement.Statement<Candidate>, AppShapeError | Config.ConfigError, Database | AppTables | JobsConfig>
-  /** Why the job is or is not due for one learner at an instant (`kaiwa-jobs why`), by the run's own SQL. */
+  /** Why the job is or is not due for each learner at an instant (`kaiwa-jobs why`), by the run's own SQL. */
   readonly decide: (
     asOf: Date,
-    user: { readonly userId: string; readonly email: string }
-  ) => Effect.Effect<Decision, AppShapeError | Config.ConfigError | DatabaseError, Database | AppTables | JobsConfig | Pauses>
+    learners: ReadonlyArray<Learner>
+  ) => Effect.Effect<ReadonlyArray<Decision>, AppShapeError | Config.ConfigError | DatabaseError, Database | AppTables | JobsConfig | Pauses>
   /** Renders every sample the job declares, with the given settings, through the job's real render path. */
   readonly preview: (config: Settings) => Effect.Effect<ReadonlyArray<Preview>, RenderError | Config.ConfigError>
 }
@@ -254,18 +254,19 @@ export const make = <const Name extends string, const G extends string, D, C = u
 
   const statement = (asOf: Date) => Effect.flatMap(Database, (db) => Effect.map(selectionArgs(asOf), db.selectionOf))
 
-  const decide = Effect.fnUntraced(function*(asOf: Date, user: { readonly userId: string; readonly email: string }) {
+  const decide = Effect.fnUntraced(function*(asOf: Date, learners: ReadonlyArray<Learner>) {
     const pause = yield* Effect.flatMap(Pauses, (p) => p.get(definition.name))
     if (pause !== undefined) {
-      return {
+      const decision: Decision = {
         due: false,
         reason: "paused",
         detail: `paused by ${pause.pausedBy} at ${pause.pausedAt.toISOString()}${pause.reason ? `: ${pause.reason}` : ""}`,
         key: null
-      } satisfies Decision
+      }
+      return learners.map(() => decision)
     }
     const db = yield* Database
-    return yield* db.explainOf(yield* selectionArgs(asOf), user)
+    return yield* db.explainOf(yield* selectionArgs(asOf), learners)
   })
 
   const program = Effect.fnUntraced(function*(ctx: RunContext) {

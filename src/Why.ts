@@ -28,7 +28,7 @@ export const why = Effect.fn("Why.why")(function*(who: string, asOf: Date) {
   const user = yield* app.findUser(who.trim())
   if (user === undefined) return yield* new UnknownLearner({ message: `no learner has the id or address "${who}"` })
   const jobs = yield* Jobs
-  const decisions = yield* Effect.forEach(jobs, (job) => Effect.map(job.decide(asOf, user), (d) => ({ job: job.name, ...d })))
+  const decisions = yield* Effect.forEach(jobs, (job) => Effect.map(job.decide(asOf, [user]), ([d]) => ({ job: job.name, ...d! })))
   const timeline = yield* Effect.flatMap(Database, (db) => db.timelineOf(user))
   return {
     user,
