@@ -4,6 +4,8 @@
  * Added to a registry, it runs through the runner, the CLI (in process, with the in-memory mailer) and the HTTP
  * trigger, and inherits the ledger (a re-run sends nothing), the cross-job cap, suppressions, the unsubscribe
  * link, headers and page text for its own list, the template check, previews, dry runs and typed stats.
+ * The whole suite runs on both app shapes (Kaiwa's real tables and CONTRACT 3's simple ones): the job's SQL
+ * names no app table, so it runs unchanged on either.
  */
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -26,7 +28,8 @@ import { Mailer, type OutgoingEmail } from "../../src/Mailer.ts"
 import { Database, pgLayer } from "../../src/Database.ts"
 import { Telemetry } from "../../src/Telemetry.ts"
 import { makeToken, verifyToken } from "../../src/Unsubscribe.ts"
-import { freshDatabaseUrl, insertUsers } from "../support/TestDb.ts"
+import type { AppFixture } from "../../src/migrations/index.ts"
+import { appShape, freshDatabaseUrl, insertUsers, uid } from "../support/TestDb.ts"
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -109,47 +112,57 @@ const learners = insertUsers([
   { id: "s4", createdAt: new Date(AT.getTime() - 30 * DAY) }
 ])
 
-// One store for every stack the test builds (each in-process CLI command builds its own, like a process would).
-const store = Effect.runSync(Ref.make<ReadonlyArray<OutgoingEmail>>([]))
-let databaseUrl: Redacted.Redacted<string> | undefined
-
 const provider = ConfigProvider.layer(ConfigProvider.fromEnv({ env: ENV }))
 
-/** The test mode stack over the test database, with the shared in-memory mailer, at AT. */
-const stackOn = (url: Redacted.Redacted<string>) =>
-  Layer.mergeAll(
-    Database.layerMigrated({ appFixture: true }).pipe(Layer.provideMerge(pgLayer(url))),
-    Mailer.layerTestInto(store),
-    Telemetry.layerTest,
-    Layers.clockAt(AT)
-  ).pipe(Layer.provideMerge(JobsConfig.layer), Layer.provide(provider))
+/**
+ * Everything one run of the suite needs on one app shape: the declared job must run unchanged on Kaiwa's real
+ * tables and on CONTRACT 3's simple ones (issue 18), so the suite below runs once per shape.
+ */
+const suiteOn = (shape: AppFixture) => {
+  // One store for every stack the suite builds (each in-process CLI command builds its own, like a process would).
+  const store = Effect.runSync(Ref.make<ReadonlyArray<OutgoingEmail>>([]))
+  let databaseUrl: Redacted.Redacted<string> | undefined
 
-const stack = Layer.unwrap(Effect.map(freshDatabaseUrl, (url) => {
-  databaseUrl = url
-  return stackOn(url)
-})).pipe(Layer.provideMerge(Layer.succeed(References.MinimumLogLevel, "Warn")))
+  /** The test mode stack over the test database, with the shared in-memory mailer, at AT. */
+  const stackOn = (url: Redacted.Redacted<string>) =>
+    Layer.mergeAll(
+      Database.layerMigrated({ appFixture: shape }).pipe(Layer.provideMerge(pgLayer(url))),
+      Mailer.layerTestInto(store),
+      Telemetry.layerTest,
+      Layers.clockAt(AT)
+    ).pipe(Layer.provideMerge(JobsConfig.layer), Layer.provide(provider))
 
-/** Runs `kaiwa-jobs <argv>` in process, with this test's registry and the test stack in every mode. */
-const cli = (argv: ReadonlyArray<string>, env: Record<string, string> = {}) => {
-  const stacks = { live: stackOn(databaseUrl!), dryRun: stackOn(databaseUrl!), local: () => stackOn(databaseUrl!) }
-  return Effect.gen(function*() {
-    const code = yield* Cli.main(Cli.root, argv)
-    return { code, out: (yield* TestConsole.logLines).map(String).join("\n"), err: (yield* TestConsole.errorLines).map(String).join("\n") }
-  }).pipe(
-    Effect.provideService(Jobs, jobs),
-    Effect.provideService(Cli.Stacks, stacks as typeof Cli.Stacks.Service),
-    Effect.provide(TestConsole.layer),
-    Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { ...ENV, ...env } })))
-  )
+  const stack = Layer.unwrap(Effect.map(freshDatabaseUrl, (url) => {
+    databaseUrl = url
+    return stackOn(url)
+  })).pipe(Layer.provideMerge(Layer.succeed(References.MinimumLogLevel, "Warn")))
+
+  /** Runs `kaiwa-jobs <argv>` in process, with this test's registry and the test stack in every mode. */
+  const cli = (argv: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+    const stacks = { live: stackOn(databaseUrl!), dryRun: stackOn(databaseUrl!), local: () => stackOn(databaseUrl!) }
+    return Effect.gen(function*() {
+      const code = yield* Cli.main(Cli.root, argv)
+      return { code, out: (yield* TestConsole.logLines).map(String).join("\n"), err: (yield* TestConsole.errorLines).map(String).join("\n") }
+    }).pipe(
+      Effect.provideService(Jobs, jobs),
+      Effect.provideService(Cli.Stacks, stacks as typeof Cli.Stacks.Service),
+      Effect.provide(TestConsole.layer),
+      Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { ...ENV, ...env } })))
+    )
+  }
+
+  const sentTo = Effect.map(Ref.get(store), (all) => all.filter((e) => e.tags.some((t) => t.value === "streak-saver")).map((e) => e.to).sort())
+
+  return { store, stack, cli, sentTo }
 }
 
-const sentTo = Effect.map(Ref.get(store), (all) => all.filter((e) => e.tags.some((t) => t.value === "streak-saver")).map((e) => e.to).sort())
-
-describe("a job declared in a test file", () => {
+describe.each(["kaiwa", "simple"] as const)("a job declared in a test file, on the %s shape", (shape) => {
+  const { store, stack, cli, sentTo } = suiteOn(shape)
   layer(stack, { excludeTestServices: true })((it) => {
     it.effect("runs through the runner: typed stats, its list's unsubscribe link and headers, escaping, and a re-run sends nothing", () =>
       Effect.gen(function*() {
         yield* learners
+        assert.strictEqual(yield* appShape, shape, "the database has the shape this suite is about")
         const sql = yield* SqlClient.SqlClient
         const dry = yield* Job.runJob(streakSaver, { dryRun: true }).pipe(Effect.provide(Mailer.layerConsole), Effect.provide(TestConsole.layer))
         assert.strictEqual(dry.stats?.nudged, 2, "a dry run renders both")
@@ -169,7 +182,7 @@ describe("a job declared in a test file", () => {
         assert.strictEqual(email.headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click")
         const token = new URL(/^<(.*)>$/.exec(email.headers["List-Unsubscribe"]!)![1]!).searchParams.get("token")!
         const claim = verifyToken(Redacted.make(UNSUBSCRIBE_SECRET), token)
-        assert.deepStrictEqual(Option.getOrNull(claim), { userId: "s1", list: "streak-saver" })
+        assert.deepStrictEqual(Option.getOrNull(claim), { userId: uid("s1", shape), list: "streak-saver" }, "the token names the app's id")
         assert.include(email.html, "&lt;b&gt;Ana&lt;/b&gt;", "the display name is escaped")
         assert.notInclude(email.html, "<b>Ana")
         assert.include(email.text, "Yesterday you had 1 conversation.")
@@ -187,7 +200,7 @@ describe("a job declared in a test file", () => {
           { id: "c1", createdAt: new Date(AT.getTime() - 30 * DAY), sessions: [{ at: new Date(AT.getTime() - 30 * HOUR), language: "ja" }] }
         ])
         yield* sql`INSERT INTO kaiwa_jobs.deliveries (job, user_id, dedupe_key, email, data, status, planned_at, expires_at, sent_at)
-                   VALUES (${practiceReminders.name}, 'c1', '2026-03-10', 'c1@example.com', '{}', 'sent',
+                   VALUES (${practiceReminders.name}, ${uid("c1", shape)}, '2026-03-10', 'c1@example.com', '{}', 'sent',
                            ${new Date(AT.getTime() - HOUR)}, ${AT}, ${new Date(AT.getTime() - HOUR)})`
         const report = yield* Job.runJob(streakSaver)
         assert.strictEqual(report.stats?.skipped["cap"], 1)
@@ -246,7 +259,7 @@ describe("a job declared in a test file", () => {
               return { status: r.status, text: await r.text() }
             })
           // h1 leaves the list first, through the page the link opens and its one-click POST.
-          const token = makeToken(Redacted.make(UNSUBSCRIBE_SECRET), { userId: "h1", list: "streak-saver" })
+          const token = makeToken(Redacted.make(UNSUBSCRIBE_SECRET), { userId: uid("h1", shape), list: "streak-saver" })
           const page = yield* call(`/unsubscribe?token=${token}`)
           assert.strictEqual(page.status, 200)
           assert.include(page.text, "You will no longer get streak saver nudges.")

@@ -16,7 +16,7 @@ import * as Layers from "../../src/Layers.ts"
 import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
 import { type Batch, type DeliveryResult, Mailer, MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
 import { Telemetry } from "../../src/Telemetry.ts"
-import { freshDatabaseUrl, insertUsers, type UserFixture } from "../support/TestDb.ts"
+import { freshDatabaseUrl, insertUsers, uid, type UserFixture } from "../support/TestDb.ts"
 import { DAY, effectiveZone, HOUR, jobOf, localTime, MINUTE, runAt, type Sent, stepOf } from "./localTime.ts"
 
 /** What the ledger held for one email at the moment the Mailer was asked to send it. */
@@ -146,11 +146,12 @@ describe("the ledger row is written before the send, and nothing is sent twice",
         const perDate = sent.map((s) => `${s.userId} ${localTime(s.at, zoneOf.get(s.userId)!).date}`)
         assert.strictEqual(new Set(perDate).size, perDate.length)
 
-        // The ledger says the same: one sent row per email, none pending.
+        // The ledger says the same: one sent row per email, none pending (the ledger holds the app's ids).
         const sql = yield* SqlClient.SqlClient
         const ledger = yield* sql<{ k: string; status: string }>`
           SELECT job || ' ' || user_id || ' ' || dedupe_key AS k, status FROM kaiwa_jobs.deliveries`
-        assert.deepStrictEqual(ledger.map((r) => r.k).sort(), [...keys].sort())
+        const ledgerKeys = sent.map((s) => `${s.job} ${uid(s.userId)} ${keyOf(s, zoneOf.get(s.userId)!)}`)
+        assert.deepStrictEqual(ledger.map((r) => r.k).sort(), [...ledgerKeys].sort())
         assert.isTrue(ledger.every((r) => r.status === "sent"))
       }).pipe(Effect.provide(TestClock.layer())))
   })
@@ -228,7 +229,7 @@ describe("the cap is measured from the instant the earlier email was sent", () =
         assert.strictEqual(first.stats?.sent, 1)
         const sql = yield* SqlClient.SqlClient
         const [row] = yield* sql<{ planned_at: Date; sent_at: Date }>`
-          SELECT planned_at, sent_at FROM kaiwa_jobs.deliveries WHERE user_id = 'cap-edge'`
+          SELECT planned_at, sent_at FROM kaiwa_jobs.deliveries WHERE user_id = ${uid("cap-edge")}`
         assert.isAbove(row!.sent_at.getTime(), row!.planned_at.getTime(), "sent after the run's instant")
 
         const exactly = yield* at(T + 20 * HOUR) // 16:30 the next day: a new local date, the window open
@@ -261,8 +262,8 @@ describe("refusals", () => {
           { id: "unsubscribes-later", createdAt: old }
         ])
         const db = yield* Database
-        yield* db.suppress({ userId: "sup-all", email: null, list: "*", reason: "complaint", now: new Date(T0 - DAY) })
-        yield* db.suppress({ userId: "sup-reminders", email: null, list: "practice-reminders", reason: "unsubscribed", now: new Date(T0 - DAY) })
+        yield* db.suppress({ userId: uid("sup-all"), email: null, list: "*", reason: "complaint", now: new Date(T0 - DAY) })
+        yield* db.suppress({ userId: uid("sup-reminders"), email: null, list: "practice-reminders", reason: "unsubscribed", now: new Date(T0 - DAY) })
         yield* db.suppress({ userId: null, email: "Sup-Founder-By-Address@Example.com", list: "founder-emails", reason: "unsubscribed", now: new Date(T0 - DAY) })
 
         const reminders0 = yield* runAt(practiceReminders, T0)
@@ -273,7 +274,7 @@ describe("refusals", () => {
         assert.deepStrictEqual(founder0.stats.skipped, { suppressed: 1, unverified: 1, opted_out: 2 })
 
         // The one-click unsubscribe of a reminder, recorded as the HTTP endpoint would.
-        yield* db.suppress({ userId: "unsubscribes-later", email: null, list: "practice-reminders", reason: "unsubscribed", now: new Date(T0 + HOUR) })
+        yield* db.suppress({ userId: uid("unsubscribes-later"), email: null, list: "practice-reminders", reason: "unsubscribed", now: new Date(T0 + HOUR) })
 
         const sent: Array<Sent> = [...reminders0.sent, ...founder0.sent]
         let laterSuppressedSkips = 0

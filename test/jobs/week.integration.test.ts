@@ -7,6 +7,13 @@
  * email and instant by instant, with an ORACLE written here in plain TypeScript straight from CONTRACT
  * 5.1/5.2/5.4 (local time from Intl, not from the library's SQL; the report's figures from test/jobs/weeklyOracle.ts).
  * Every email is then checked for its unsubscribe link and RFC 8058 headers and for template debris.
+ *
+ * The week runs on both app shapes (issue 18): Kaiwa's real tables (uuid ids, `timestamp` columns holding UTC, no
+ * time-zone column) and CONTRACT 3's simple ones. Besides the 200, a few learners whose time zone the web app set
+ * through `kaiwa_jobs.set_user_timezone` (the real SQL function, on both shapes) and, on Kaiwa's shape, a few with
+ * a null `created_at` ("signed up long ago": reminders yes, the founder sequence never). Most learners have no
+ * `user_settings` row (the app reads that as opted in to everything). An unknown zone name exists only where the
+ * app has a time-zone column (the simple shape); on Kaiwa's, a learner with no zone has no `user_timezones` row.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Option, Redacted, References } from "effect"
@@ -16,7 +23,8 @@ import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
 import { weekKey, weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
 import * as Layers from "../../src/Layers.ts"
 import { verifyToken } from "../../src/Unsubscribe.ts"
-import { addSessions, freshDatabaseUrl, insertUsers, type UserFixture } from "../support/TestDb.ts"
+import type { AppFixture } from "../../src/migrations/index.ts"
+import { addSessions, appShape, freshDatabaseUrl, insertUsers, uid, type UserFixture } from "../support/TestDb.ts"
 import { DAY, effectiveZone, HOUR, localTime, MINUTE, runAt, type Sent, stepOf } from "./localTime.ts"
 import { expectedReport, openReportDay } from "./weeklyOracle.ts"
 
@@ -24,9 +32,9 @@ const APP_URL = "https://app.kaiwa.test"
 const UNSUBSCRIBE_SECRET = "week-in-the-life-unsubscribe-secret"
 const MIN_HOURS = 20
 
-/** The test stack with explicit settings: an https APP_URL, a known unsubscribe secret, the 20-hour cap. */
-const weekLayer = Layer.unwrap(Effect.map(freshDatabaseUrl, (url) =>
-  Layers.test(url).pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({
+/** The test stack on an app shape, with explicit settings: an https APP_URL, a known unsubscribe secret, the 20-hour cap. */
+const weekLayer = (shape: AppFixture) => Layer.unwrap(Effect.map(freshDatabaseUrl, (url) =>
+  Layers.test(url, shape).pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({
     env: {
       APP_URL,
       UNSUBSCRIBE_SECRET,
@@ -88,8 +96,11 @@ type JobName = "practice-reminders" | "founder-emails" | "weekly-progress"
 interface WeekUser {
   readonly id: string
   readonly timezone: string | null
+  /** Set by the web app through `kaiwa_jobs.set_user_timezone` right after sign-up (`timezone` is then null). */
+  readonly zoneSetByApp?: string | undefined
   readonly zone: string
-  readonly createdAt: number
+  /** Null: the app does not know when they signed up (Kaiwa's shape only); inserted before the first tick. */
+  readonly createdAt: number | null
   readonly verified: boolean
   readonly reminders: boolean | undefined
   readonly founder: boolean | undefined
@@ -109,7 +120,7 @@ const prng = (seed: number) => () => {
 
 const LANGUAGES = ["ja", "es", "fr", "de", "ko", "Klingon"]
 
-const fixture = (): ReadonlyArray<WeekUser> => {
+const fixture = (shape: AppFixture): ReadonlyArray<WeekUser> => {
   const rand = prng(20260305)
   const minute = (from: number, to: number) => from + Math.floor((rand() * (to - from)) / MINUTE) * MINUTE
   const users: Array<WeekUser> = []
@@ -129,11 +140,13 @@ const fixture = (): ReadonlyArray<WeekUser> => {
       for (let k = 0; k < n; k++) session(minute(Math.max(createdAt, START - DAY), START + HOURS * HOUR))
       sessions.sort((a, b) => a.at - b.at)
     }
-    const timezone = ZONES[i % ZONES.length]!
+    const listed = ZONES[i % ZONES.length]!
+    // Kaiwa's shape has no time-zone column to hold a bad name: its equivalent is a learner with no zone at all.
+    const timezone = shape === "kaiwa" && listed === "Not/AZone" ? null : listed
     users.push({
       id,
       timezone,
-      zone: effectiveZone(timezone),
+      zone: effectiveZone(listed),
       createdAt,
       verified: i !== 42,
       reminders: i % 17 === 3 || i % 23 === 7 ? false : i % 11 === 0 ? true : undefined,
@@ -150,6 +163,51 @@ const fixture = (): ReadonlyArray<WeekUser> => {
         : i === 150 || i === 165 // old learners who unsubscribe from the weekly report on Saturday
         ? [{ at: START + 2 * DAY + 10 * HOUR, list: "weekly-progress" }]
         : []
+    })
+  }
+  // Zones the web app set with `SELECT kaiwa_jobs.set_user_timezone(id, zone)`, far from UTC so that a learner
+  // served in DEFAULT_TIMEZONE instead would get their emails at other hours: two who signed up before the week
+  // and practise now and then, four who sign up during it (the founder sequence, in their own afternoon).
+  const appZones = ["Asia/Tokyo", "America/Los_Angeles", "Asia/Kathmandu", "Pacific/Auckland", "America/St_Johns", "Asia/Kolkata"]
+  appZones.forEach((zone, k) => {
+    const id = `app-tz-${k}`
+    const createdAt = k < 2 ? START - 20 * DAY - k * 7 * HOUR : START + k * 19 * HOUR + 11 * MINUTE
+    const sessions = k < 2 ? [START + (2 + k) * DAY + 3 * HOUR, START + 5 * DAY + 17 * HOUR] : k === 5 ? [createdAt + 30 * HOUR] : []
+    users.push({
+      id,
+      timezone: null,
+      zoneSetByApp: zone,
+      zone,
+      createdAt,
+      verified: true,
+      reminders: undefined,
+      founder: k === 4 ? true : undefined,
+      progress: undefined,
+      displayName: `Learner ${id}`,
+      sessions: sessions.map((at, n) => ({ id: `${id}-s${n}`, at, language: LANGUAGES[(k + n) % LANGUAGES.length]! })),
+      suppressions: []
+    })
+  })
+  // Kaiwa's `users.created_at` is nullable: read as "signed up long ago". Some never practised (a recent signup
+  // would be in the founder sequence: these are not), one has a settings row, one has no zone.
+  if (shape === "kaiwa") {
+    const nullZones: ReadonlyArray<string | null> = ["UTC", "America/New_York", "Asia/Tokyo", null, "Europe/Berlin"]
+    nullZones.forEach((timezone, k) => {
+      const id = `no-signup-${k}`
+      const sessions = k % 2 === 1 ? [START - 2 * DAY + k * HOUR, START + 4 * DAY + k * HOUR] : []
+      users.push({
+        id,
+        timezone,
+        zone: effectiveZone(timezone),
+        createdAt: null,
+        verified: true,
+        reminders: k === 2 ? true : undefined,
+        founder: k === 2 ? true : undefined,
+        progress: undefined,
+        displayName: `Learner ${id}`,
+        sessions: sessions.map((at, n) => ({ id: `${id}-s${n}`, at, language: LANGUAGES[n % LANGUAGES.length]! })),
+        suppressions: []
+      })
     })
   }
   return users
@@ -182,8 +240,9 @@ const oracle = (users: ReadonlyArray<WeekUser>) => {
       const reachable = u.verified && u.reminders !== false && !suppressed(u, "practice-reminders", t)
       const inWindow = local.minutes >= 9 * 60 && local.minutes < 21 * 60
       const recentSession = u.sessions.some((s) => s.at > t - DAY && s.at <= t)
-      const signedUpADayAgo = u.createdAt <= t - DAY
-      const inFounderSequence = !practisedBy(u, t) && u.createdAt > t - 4 * DAY && u.founder !== false
+      // A null created_at is "signed up long ago": a day ago, and never in the founder sequence.
+      const signedUpADayAgo = u.createdAt === null || u.createdAt <= t - DAY
+      const inFounderSequence = u.createdAt !== null && !practisedBy(u, t) && u.createdAt > t - 4 * DAY && u.founder !== false
       const dates = reminderDates.get(u.id) ?? new Set<string>()
       if (!reachable || !inWindow || recentSession || !signedUpADayAgo || inFounderSequence || dates.has(local.date)) continue
       if (!capAllows(u, t)) {
@@ -200,6 +259,7 @@ const oracle = (users: ReadonlyArray<WeekUser>) => {
     for (const u of users) {
       const local = localTime(t, u.zone)
       const reachable = u.verified && u.founder !== false && !suppressed(u, "founder-emails", t)
+      if (u.createdAt === null) continue
       const k = Math.floor((t - u.createdAt) / DAY)
       const inWindow = local.minutes >= 14 * 60 && local.minutes < 18 * 60
       const steps = founderSteps.get(u.id) ?? new Set<number>()
@@ -217,7 +277,7 @@ const oracle = (users: ReadonlyArray<WeekUser>) => {
     cap = 0
     for (const u of users) {
       const reportDay = openReportDay(t, u.zone)
-      if (reportDay === undefined || u.createdAt > t) continue
+      if (reportDay === undefined || (u.createdAt !== null && u.createdAt > t)) continue
       const reachable = u.verified && u.progress !== false && !suppressed(u, "weekly-progress", t)
       const weeks = reportWeeks.get(u.id) ?? new Set<string>()
       const report = expectedReport(t, u.zone, u.sessions.filter((s) => s.at <= t).map((s) => ({ ...s, durationSeconds: 300 })))
@@ -251,16 +311,17 @@ const missingAndExtra = (expected: ReadonlyArray<string>, actual: ReadonlyArray<
   return { missing: missing.slice(0, 20), extra: extra.slice(0, 20), missingCount: missing.length, extraCount: extra.length }
 }
 
-describe("a week in the life", () => {
-  layer(weekLayer, { excludeTestServices: true })((it) => {
-    it.effect("200 users, the three jobs every hour for 7 days: exactly the emails the contract calls for, all well formed", () =>
+describe.each(["kaiwa", "simple"] as const)("a week in the life, on the %s shape", (shape) => {
+  layer(weekLayer(shape), { excludeTestServices: true })((it) => {
+    it.effect("200 users and a few edge cases, the three jobs every hour for 7 days: exactly the emails the contract calls for, all well formed", () =>
       Effect.gen(function*() {
-        const users = fixture()
+        const users = fixture(shape)
         const byId = new Map(users.map((u) => [u.id, u]))
         const sql = yield* SqlClient.SqlClient
+        assert.strictEqual(yield* appShape, shape, "the database has the shape this run is about")
         const toFixture = (u: WeekUser): UserFixture => ({
           id: u.id,
-          createdAt: new Date(u.createdAt),
+          createdAt: u.createdAt === null ? null : new Date(u.createdAt),
           timezone: u.timezone,
           verified: u.verified,
           reminders: u.reminders,
@@ -268,7 +329,9 @@ describe("a week in the life", () => {
           progress: u.progress,
           displayName: u.displayName
         })
-        const pendingUsers = [...users].sort((a, b) => a.createdAt - b.createdAt)
+        // Learners with no sign-up instant are there from the start.
+        const signup = (u: WeekUser) => u.createdAt ?? START - 1000 * DAY
+        const pendingUsers = [...users].sort((a, b) => signup(a) - signup(b))
         const pendingSessions = users.flatMap((u) => u.sessions.map((s) => ({ ...s, userId: u.id }))).sort((a, b) => a.at - b.at)
         const pendingSuppressions = users.flatMap((u) => u.suppressions.map((s) => ({ ...s, userId: u.id }))).sort((a, b) => a.at - b.at)
 
@@ -277,9 +340,13 @@ describe("a week in the life", () => {
         for (let h = 0; h < HOURS; h++) {
           const t = START + h * HOUR
           // What happened in the app since the last tick: signups, sessions, unsubscribes and complaints.
-          const signups = pendingUsers.filter((u) => u.createdAt <= t)
+          const signups = pendingUsers.filter((u) => signup(u) <= t)
           pendingUsers.splice(0, signups.length)
           yield* insertUsers(signups.map(toFixture))
+          // The web app records the browser's zone as its README says, with the app's own id (a uuid on Kaiwa's shape).
+          for (const u of signups) {
+            if (u.zoneSetByApp !== undefined) yield* sql`SELECT kaiwa_jobs.set_user_timezone(${uid(u.id, shape)}, ${u.zoneSetByApp})`
+          }
           const sessions = pendingSessions.filter((s) => s.at <= t)
           pendingSessions.splice(0, sessions.length)
           yield* addSessions(sessions.map((s) => ({ id: s.id, userId: s.userId, at: new Date(s.at), language: s.language })))
@@ -287,7 +354,7 @@ describe("a week in the life", () => {
           pendingSuppressions.splice(0, suppressions.length)
           for (const s of suppressions) {
             yield* sql`INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
-              VALUES (${s.userId}, NULL, ${s.list}, ${s.list === "*" ? "complaint" : "unsubscribed"}, ${new Date(s.at)})`
+              VALUES (${uid(s.userId, shape)}, NULL, ${s.list}, ${s.list === "*" ? "complaint" : "unsubscribed"}, ${new Date(s.at)})`
           }
 
           const reminders = yield* runAt(practiceReminders, t)
@@ -324,6 +391,40 @@ describe("a week in the life", () => {
         assert.isAtLeast(expected.capped["practice-reminders"]!.reduce((a, b) => a + b, 0), 5)
         assert.isAtLeast(count(/ weekly-progress 2026-W10 /), 30)
         assert.isAtLeast(expected.capped["weekly-progress"]!.reduce((a, b) => a + b, 0), 1)
+        // Issue 18's learners. Most have no user_settings row (opted in to everything), and got every kind of email.
+        const rowless = new Set((yield* sql<{ email: string }>`
+          SELECT u.email FROM users u WHERE NOT EXISTS (SELECT 1 FROM user_settings s WHERE s.user_id = u.id)`).map((r) => r.email))
+        assert.strictEqual(rowless.size, users.filter((u) => u.reminders === undefined && u.founder === undefined && u.progress === undefined).length)
+        assert.isAtLeast(rowless.size, 140)
+        for (const job of ["practice-reminders", "founder-emails", "weekly-progress"]) {
+          assert.isAtLeast(sent.filter((s) => s.job === job && rowless.has(s.email.to)).length, 10, `${job} to learners with no settings row`)
+        }
+        // Zones from set_user_timezone: stored by the function, and what the emails' hours were computed in. Had the
+        // library served these learners in DEFAULT_TIMEZONE, the oracle's emails for them would differ.
+        const byApp = users.filter((u) => u.zoneSetByApp !== undefined)
+        const stored = yield* sql<{ user_id: string; timezone: string }>`SELECT user_id, timezone FROM kaiwa_jobs.user_timezones`
+        for (const u of byApp) {
+          assert.deepStrictEqual(stored.filter((r) => r.user_id === uid(u.id, shape)).map((r) => r.timezone), [u.zoneSetByApp], u.id)
+          assert.isAtLeast(actual.filter((a) => a.startsWith(`${u.id} `)).length, 1, `${u.id} got emails`)
+        }
+        assert.isAtLeast(actual.filter((a) => /^app-tz-\d founder-emails /.test(a)).length, 4)
+        const ofByApp = (emails: ReadonlyArray<string>) => emails.filter((e) => e.startsWith("app-tz-")).sort()
+        const inDefaultZone = oracle(users.map((u) => u.zoneSetByApp === undefined ? u : { ...u, zone: "UTC" }))
+        assert.notDeepEqual(ofByApp(inDefaultZone.emails), ofByApp(expected.emails), "the app-set zones change who gets what when")
+        // A null created_at: reminders (and reports), never a founder email.
+        const noSignup = users.filter((u) => u.createdAt === null)
+        assert.strictEqual(noSignup.length, shape === "kaiwa" ? 5 : 0)
+        for (const u of noSignup) {
+          const theirs = actual.filter((a) => a.startsWith(`${u.id} `))
+          assert.isAtLeast(theirs.filter((a) => a.includes(" practice-reminders ")).length, 3, u.id)
+          assert.deepStrictEqual(theirs.filter((a) => a.includes(" founder-emails ")), [], u.id)
+        }
+        if (shape === "kaiwa") {
+          assert.isAtLeast(actual.filter((a) => /^no-signup-\d weekly-progress /.test(a)).length, 1)
+          const [nulls] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM users WHERE created_at IS NULL`
+          assert.strictEqual(nulls!.n, 5)
+        }
+
         // Each weekly report shows the figures of its week (sessions of 5 minutes each, as TestDb records them).
         for (const s of sent.filter((x) => x.job === "weekly-progress")) {
           const u = byId.get(s.userId)!
@@ -350,7 +451,7 @@ describe("a week in the life", () => {
           assert.isNotNull(m, `${where}: List-Unsubscribe is ${header}`)
           const [, url, token] = m!
           assert.strictEqual(email.headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click", where)
-          assert.deepStrictEqual(verifyToken(secret, decodeURIComponent(token!)), Option.some({ userId, list: job }), where)
+          assert.deepStrictEqual(verifyToken(secret, decodeURIComponent(token!)), Option.some({ userId: uid(userId, shape), list: job }), where)
           assert.include(email.text, url!, `${where}: no unsubscribe link in the text part`)
           assert.include(email.html, url!.replace(/&/g, "&amp;"), `${where}: no unsubscribe link in the HTML part`)
           assert.isTrue(email.tags.some((t) => t.name === "job" && t.value === job), where)
@@ -369,7 +470,7 @@ describe("a week in the life", () => {
           }
         }
         // Hostile names did reach the mailer (so the checks above were exercised on them).
-        const hostileRecipients = new Set(sent.filter((s) => s.userId.endsWith("9")).map((s) => s.userId))
+        const hostileRecipients = new Set(sent.filter((s) => /^u\d\d9$/.test(s.userId)).map((s) => s.userId))
         assert.isAtLeast(hostileRecipients.size, 8)
       }).pipe(Effect.provide(TestClock.layer())), 300_000) // 504 runs of three jobs: about a minute on a quiet machine
   })

@@ -19,7 +19,7 @@ import { practiceReminders } from "../../src/jobs/index.ts"
 import * as WeeklyProgress from "../../src/jobs/WeeklyProgress.ts"
 import { weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
 import { verifyToken } from "../../src/Unsubscribe.ts"
-import { insertUsers, nameOf, type Session, testLayer, type UserFixture } from "../support/TestDb.ts"
+import { insertUsers, nameOf, type Session, testLayer, uid, type UserFixture } from "../support/TestDb.ts"
 import { DAY, effectiveZone, HOUR, localTime, MINUTE, runAt, type Sent } from "./localTime.ts"
 import { expectedReport, type OracleSession, zonedInstant } from "./weeklyOracle.ts"
 
@@ -348,7 +348,7 @@ describe("weekly progress job: hourly ticks beside the reminders, the cap, re-ru
       Effect.gen(function*() {
         yield* insertUsers(weeklyUsers)
         const db = yield* Database
-        yield* db.suppress({ userId: "suppressed", email: null, list: WeeklyProgress.NAME, reason: "unsubscribed", now: new Date(SATURDAY_EVENING - DAY) })
+        yield* db.suppress({ userId: uid("suppressed"), email: null, list: WeeklyProgress.NAME, reason: "unsubscribed", now: new Date(SATURDAY_EVENING - DAY) })
         yield* db.suppress({ userId: null, email: "suppressed-all@example.com", list: "*", reason: "complaint", now: new Date(SATURDAY_EVENING - DAY) })
 
         const sent: Array<Sent> = []
@@ -389,15 +389,17 @@ describe("weekly progress job: hourly ticks beside the reminders, the cap, re-ru
           unverified: 1
         })
 
-        // The ledger: the capped report is settled for the week as skipped, so no later tick reconsidered it.
+        // The ledger: the capped report is settled for the week as skipped, so no later tick reconsidered it. It holds
+        // the app's ids as text (uuids on Kaiwa's shape).
         const sql = yield* SqlClient.SqlClient
         const rows = yield* sql<{ user_id: string; dedupe_key: string; status: string; reason: string | null }>`
-          SELECT user_id, dedupe_key, status, reason FROM kaiwa_jobs.deliveries WHERE job = ${WeeklyProgress.NAME} ORDER BY user_id`
-        assert.deepStrictEqual(rows.map((r) => ({ ...r })), [
-          { user_id: "plain", dedupe_key: "2026-W11", status: "sent", reason: null },
-          { user_id: "reminded-evening", dedupe_key: "2026-W11", status: "skipped", reason: "cap" },
-          { user_id: "report-first", dedupe_key: "2026-W11", status: "sent", reason: null }
-        ])
+          SELECT user_id, dedupe_key, status, reason FROM kaiwa_jobs.deliveries WHERE job = ${WeeklyProgress.NAME}`
+        const byUser = (a: { user_id: string }, b: { user_id: string }) => a.user_id.localeCompare(b.user_id)
+        assert.deepStrictEqual(rows.map((r) => ({ ...r })).sort(byUser), [
+          { user_id: uid("plain"), dedupe_key: "2026-W11", status: "sent", reason: null },
+          { user_id: uid("reminded-evening"), dedupe_key: "2026-W11", status: "skipped", reason: "cap" },
+          { user_id: uid("report-first"), dedupe_key: "2026-W11", status: "sent", reason: null }
+        ].sort(byUser))
 
         // The email: the week's figures, an unsubscribe link for this list, RFC 8058 headers, the job's tag.
         const report = sent.find((s) => s.userId === "plain" && s.job === "weekly-progress")!.email
@@ -412,7 +414,7 @@ describe("weekly progress job: hourly ticks beside the reminders, the cap, re-ru
         assert.include(report.text, url)
         const config = yield* JobsConfig
         const claim = verifyToken(config.unsubscribeSecret, new URL(url).searchParams.get("token")!)
-        assert.deepStrictEqual(Option.getOrUndefined(claim), { userId: "plain", list: "weekly-progress" })
+        assert.deepStrictEqual(Option.getOrUndefined(claim), { userId: uid("plain"), list: "weekly-progress" })
       }).pipe(Effect.provide(TestClock.layer())))
   })
 })
