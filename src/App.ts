@@ -194,6 +194,8 @@ export class AppTables extends Context.Service<AppTables, {
   readonly rawStart: (expr: Statement.Fragment) => Statement.Fragment
   /** Writes a list's opt-in in the app's `user_settings` when the app has the column. */
   readonly setSubscribed: (userId: string, list: string, subscribed: boolean) => Effect.Effect<WriteBack>
+  /** The learner's opt-in for each list the app has a column for (true when the app has no row for them). */
+  readonly subscriptionsOf: (userId: string) => Effect.Effect<ReadonlyMap<string, boolean>>
   /** Whether each list's write-back would work, tried inside a transaction that is rolled back. */
   readonly probeWriteBack: Effect.Effect<ReadonlyArray<WriteBackProbe>>
   /** A user's id (as the library stores it) by address or id, or undefined. */
@@ -274,6 +276,17 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
     })
   })
 
+  const subscriptionsOf = (userId: string): Effect.Effect<ReadonlyMap<string, boolean>> => {
+    const lists = Object.entries(OPT_IN_COLUMNS).filter(([, column]) => shape.optInColumns.includes(column))
+    if (lists.length === 0) return Effect.succeed(new Map())
+    return sql<Record<string, boolean>>`
+      SELECT ${sql.csv(lists.map(([list, column]) => sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`))}
+      FROM (SELECT 1) one LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = ${idParam(userId)}`.pipe(
+      Effect.map((rows) => new Map(lists.map(([list]) => [list, rows[0]?.[optInName(list)] !== false] as const))),
+      Effect.orDie
+    )
+  }
+
   const findUser = (emailOrId: string) =>
     sql<{ user_id: string; email: string }>`
       SELECT u.id::text AS user_id, u.email FROM ${sql(USERS)} u
@@ -300,6 +313,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
     at: { created: instant(shape.createdAt), start: instant(shape.startTime) },
     rawStart: (expr) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr,
     setSubscribed,
+    subscriptionsOf,
     probeWriteBack,
     findUser
   })

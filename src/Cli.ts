@@ -17,6 +17,8 @@ import { Database, DatabaseError, describeSqlCause, pgLayer } from "./Database.t
 import { leave } from "./Unsubscribe.ts"
 import * as Doctor from "./Doctor.ts"
 import { Pauses } from "./Pauses.ts"
+import type { AppTables } from "./App.ts"
+import type { Preferences } from "./Preferences.ts"
 import type { EmbeddedPostgresError } from "./EmbeddedPostgres.ts"
 import type { Mailer } from "./Mailer.ts"
 import type { Telemetry } from "./Telemetry.ts"
@@ -75,7 +77,7 @@ const findJobOrFail = (name: string) =>
     ))
 
 /** The services a mode stack provides. */
-type ModeServices = Database | Mailer | JobsConfig | Telemetry
+type ModeServices = Database | AppTables | Pauses | Preferences | Mailer | JobsConfig | Telemetry
 type ModeError = DatabaseError | InvalidConfig | EmbeddedPostgresError | Config.ConfigError
 
 /**
@@ -238,7 +240,8 @@ const unsubscribe = Command.make(
       const added = yield* leave({
         userId: Option.getOrNull(user),
         email: Option.getOrNull(email),
-        list: list === "all" ? "*" : list
+        list: list === "all" ? "*" : list,
+        source: "cli"
       })
       yield* Console.log(added ? `suppressed (${list})` : `already suppressed (${list})`)
     }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))

@@ -11,6 +11,7 @@ import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { SqlClient, type SqlError, type Statement } from "effect/sql"
 import { AppTables } from "./App.ts"
 import { Pauses } from "./Pauses.ts"
+import { Preferences } from "./Preferences.ts"
 import { JobsConfig } from "./Config.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { type AppFixture, migrate, migrateAppFixture } from "./migrations/index.ts"
@@ -296,6 +297,13 @@ export class Database extends Context.Service<Database, {
   readonly finishRun: (run: RunEnd) => Effect.Effect<void, DatabaseError>
   readonly lastRuns: Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
   readonly suppress: (s: Suppression) => Effect.Effect<boolean, DatabaseError>
+  /**
+   * Lifts a user's own unsubscribe from a list (never a bounce, complaint or invalid address). An unsubscribe from
+   * every list becomes one per other list the user had not left, so only this list comes back.
+   */
+  readonly unsuppress: (userId: string, list: string) => Effect.Effect<void, DatabaseError>
+  /** A user's suppressions (by id), for the preference center. */
+  readonly suppressionsOf: (userId: string) => Effect.Effect<ReadonlyArray<{ readonly list: string; readonly reason: string }>, DatabaseError>
   /** A job's whole selection: its rule inside the ledger check, the shared rules and the cap. */
   readonly selectionOf: (args: SelectionArgs) => Statement.Statement<Candidate>
   /** Why a job is or is not due for one learner at an instant, from the very fragments a run composes. */
@@ -304,11 +312,17 @@ export class Database extends Context.Service<Database, {
   readonly timelineOf: (user: { readonly userId: string; readonly email: string }) => Effect.Effect<ReadonlyArray<TimelineEntry>, DatabaseError>
 }>()("kaiwa-jobs/Database") {
   /** The service over whatever SqlClient is provided, with the app adapter (the app's shape read from the catalog). */
-  static readonly layerFromSql = Layer.mergeAll(
-    Layer.effect(Database, Effect.map(SqlClient.SqlClient, makeDatabase)),
-    AppTables.layer,
-    Pauses.layer
-  )
+  static get layerFromSql() {
+    // Built on first use, not when this module loads: Preferences imports this module (an import cycle that is
+    // harmless as long as neither reads the other while loading).
+    return (fromSql ??= Preferences.layer.pipe(
+      Layer.provideMerge(Layer.mergeAll(
+        Layer.effect(Database, Effect.map(SqlClient.SqlClient, makeDatabase)),
+        AppTables.layer,
+        Pauses.layer
+      ))
+    ))
+  }
 
   /** Production: `DATABASE_URL`, migrations applied by `kaiwa-jobs migrate` (release_command), not here. */
   static readonly layer = Layer.unwrap(
@@ -356,6 +370,13 @@ export const pgLayer = (url: Redacted.Redacted<string>) =>
         Effect.mapError(toDatabaseError("cannot connect to the database"))
       )
     )))
+
+let fromSql: Layer.Layer<Database | AppTables | Pauses | Preferences, never, SqlClient.SqlClient> | undefined
+
+// The lists an unsubscribe from every list is split into when one list comes back: the shipped jobs' names. A job
+// added later that is not here is simply not re-suppressed for someone who left "everything" and then picked
+// lists again (they chose what they want from the lists the page showed).
+const knownLists = new Set(["practice-reminders", "founder-emails", "weekly-progress"])
 
 function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
   const enqueue = Effect.fn("Database.enqueue")(function*(args: EnqueueArgs) {
@@ -624,8 +645,34 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       Effect.mapError(toDatabaseError("recording a suppression failed"))
     )
 
+  const unsuppress = (userId: string, list: string) =>
+    sql.withTransaction(Effect.gen(function*() {
+      if (list !== "*") {
+        const everyList = yield* sql<{ created_at: Date }>`
+          DELETE FROM kaiwa_jobs.suppressions WHERE user_id = ${userId} AND list = '*' AND reason = 'unsubscribed'
+          RETURNING created_at`
+        if (everyList[0] !== undefined) {
+          yield* sql`
+            INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
+            SELECT ${userId}, NULL, j.list, 'unsubscribed', ${everyList[0].created_at}
+            FROM unnest(${[...knownLists].filter((l) => l !== list)}::text[]) AS j(list)
+            ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`
+        }
+      }
+      yield* sql`DELETE FROM kaiwa_jobs.suppressions WHERE user_id = ${userId} AND list = ${list} AND reason = 'unsubscribed'`
+    })).pipe(Effect.mapError(toDatabaseError("lifting an unsubscribe failed")))
+
+  const suppressionsOf = (userId: string) =>
+    sql<{ list: string; reason: string }>`
+      SELECT s.list, s.reason FROM kaiwa_jobs.suppressions s
+      WHERE s.user_id = ${userId}
+        OR lower(s.email) = (SELECT lower(d.email) FROM kaiwa_jobs.deliveries d WHERE d.user_id = ${userId} ORDER BY d.id DESC LIMIT 1)
+      ORDER BY s.created_at`.pipe(Effect.mapError(toDatabaseError("reading suppressions failed")))
+
   return Database.of({
     sql,
+    unsuppress,
+    suppressionsOf,
     selectionOf: selectionOf(sql),
     explainOf: explainOf(sql),
     timelineOf: timelineOf(sql),

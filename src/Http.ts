@@ -54,6 +54,7 @@ import {
 import { JobsConfig } from "./Config.ts"
 import { escapeHtml } from "./emails/index.ts"
 import { describeFailure, type JobServices, type RunReport, runJob } from "./Job.ts"
+import type { Preferences } from "./Preferences.ts"
 import type * as Job from "./Job.ts"
 import { findJob, Jobs, type Registry } from "./jobs/index.ts"
 import { Mailer } from "./Mailer.ts"
@@ -172,10 +173,13 @@ const guarded = <E, R>(
     })
   )
 
+/** What the server needs: a mode stack's services and the learners' preferences. */
+export type ServerServices = JobServices | Preferences
+
 /** The routes of CONTRACT section 7. They need the services of a mode stack, read once when the server starts. */
-export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServices> = HttpRouter.use(
+export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerServices> = HttpRouter.use(
   Effect.fn(function*(router) {
-    const services = yield* Effect.context<JobServices>()
+    const services = yield* Effect.context<ServerServices>()
     const config = yield* JobsConfig
     const jobs = yield* Jobs
     // Runs are forked here rather than in the request: they outlive a client that hangs up, and end with the server.
@@ -317,7 +321,7 @@ const redactTokens = Layer.succeed(UrlParams.CurrentRedactedNames, [
 ])
 
 /** The routes served on whichever HttpServer is provided (a test server on an ephemeral port, say). */
-export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | JobServices> = HttpRouter.serve(Layer.mergeAll(Routes, Webhooks.Routes)).pipe(
+export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | ServerServices> = HttpRouter.serve(Layer.mergeAll(Routes, Webhooks.Routes)).pipe(
   Layer.provide(redactTokens)
 )
 
@@ -326,7 +330,7 @@ export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | JobServ
 const GRACEFUL_SHUTDOWN = "20 seconds"
 
 /** The server of `kaiwa-jobs serve` on JobsConfig.port (PORT, default 8080); provide a mode stack. */
-export const layerServer: Layer.Layer<never, HttpServerError.ServeError, JobServices> = layerApp.pipe(
+export const layerServer: Layer.Layer<never, HttpServerError.ServeError, ServerServices> = layerApp.pipe(
   Layer.provide(Layer.unwrap(Effect.map(
     JobsConfig,
     (config) => NodeHttpServer.layer(createServer, { port: config.port, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
@@ -334,4 +338,4 @@ export const layerServer: Layer.Layer<never, HttpServerError.ServeError, JobServ
 )
 
 /** Serves until interrupted: `Http.serve.pipe(Effect.provide(Layers.live))`. */
-export const serve: Effect.Effect<never, HttpServerError.ServeError, JobServices> = Layer.launch(layerServer)
+export const serve: Effect.Effect<never, HttpServerError.ServeError, ServerServices> = Layer.launch(layerServer)

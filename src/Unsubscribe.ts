@@ -10,10 +10,9 @@
  * constant time) before the payload is even parsed.
  */
 import { createHmac, timingSafeEqual } from "node:crypto"
-import { Clock, Effect, Option, Redacted, Schema } from "effect"
-import { AppTables, OPT_IN_COLUMNS } from "./App.ts"
+import { Effect, Option, Redacted, Schema } from "effect"
 import { JobsConfig } from "./Config.ts"
-import { Database } from "./Database.ts"
+import { Preferences } from "./Preferences.ts"
 
 /**
  * A mailing list a user can leave: one per job, named after the job (`Job.make`'s `name`), so a new job has its
@@ -100,51 +99,24 @@ export const confirm = Effect.fn("Unsubscribe.confirm")(function*(token: string)
   return { ...claim.value, recorded }
 })
 
-/** Who leaves which list: a user (by id), or an address whoever it belongs to. */
+/** Who leaves which list: a user (by id), or an address whoever it belongs to; and through what. */
 export interface Leaving {
   readonly userId: string | null
   readonly email: string | null
   /** A job's name, or `*` for every list. */
   readonly list: string
+  /** `link` (the emailed link's page), `one-click` (RFC 8058), `cli`. */
+  readonly source?: string | undefined
 }
 
 /**
- * Records that someone left a list, in the one home preferences have (CONTRACT 3): where the app has the list's
- * opt-in column, the app's `user_settings` (so its profile page shows it and a re-subscribe there takes effect);
- * otherwise, or when that write cannot be made (a permission, a not-null column without a default), the
- * library's own suppression, so nobody who unsubscribed is emailed again. Returns whether anything new was
- * recorded (false when the library's suppression was already there).
+ * Records that someone left a list, in the one home preferences have (`Preferences`): the app's `user_settings`
+ * where it has the list's column, else the library's own suppression, so nobody who unsubscribed is emailed
+ * again. Returns whether anything new was recorded.
  */
 export const leave = Effect.fn("Unsubscribe.leave")(function*(who: Leaving) {
-  const db = yield* Database
-  const app = yield* AppTables
-  const now = new Date(yield* Clock.currentTimeMillis)
-  const suppress = (list: string) =>
-    db.suppress({ userId: who.userId, email: who.email === null ? null : who.email, list, reason: "unsubscribed", now })
-  if (who.userId === null) return yield* suppress(who.list)
-  if (who.list === "*") {
-    // Every list the app has a column for is written there; the rest (and any later job's list) by suppression.
-    const results = yield* Effect.forEach(app.shape.optInColumns.length === 0 ? [] : appLists(app), (list) =>
-      app.setSubscribed(who.userId!, list, false))
-    const failed = results.find((r) => r._tag === "Failed")
-    if (failed !== undefined && failed._tag === "Failed") {
-      yield* Effect.logWarning(`could not write the unsubscribe to the app's user_settings (${failed.reason}); kept as kaiwa-jobs' own suppression`)
-    }
-    return yield* suppress("*")
-  }
-  const written = yield* app.setSubscribed(who.userId, who.list, false)
-  if (written._tag === "App") {
-    yield* Effect.logInfo(`unsubscribe written to the app's user_settings.${written.column}`).pipe(
-      Effect.annotateLogs({ list: who.list })
-    )
-    return true
-  }
-  if (written._tag === "Failed") {
-    yield* Effect.logWarning(
-      `could not write the unsubscribe to the app's user_settings (${written.reason}); kept as kaiwa-jobs' own suppression (kaiwa-jobs doctor explains)`
-    ).pipe(Effect.annotateLogs({ list: who.list }))
-  }
-  return yield* suppress(who.list)
+  const preferences = yield* Preferences
+  const recorded = yield* preferences.change({ ...who, subscribed: false, source: who.source ?? "link" })
+  yield* Effect.logInfo(recorded ? "unsubscribe recorded" : "unsubscribe already recorded").pipe(Effect.annotateLogs({ list: who.list }))
+  return recorded
 })
-
-const appLists = (app: AppTables["Service"]) => Object.keys(OPT_IN_COLUMNS).filter((l) => app.shape.optInColumns.includes(OPT_IN_COLUMNS[l]!))
