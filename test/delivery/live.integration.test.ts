@@ -20,7 +20,7 @@ import { Mailer } from "../../src/Mailer.ts"
 import * as ResendMailer from "../../src/ResendMailer.ts"
 import { Telemetry } from "../../src/Telemetry.ts"
 import { type FakeResend, type FakeResendOptions, startFakeResend } from "../support/FakeResend.ts"
-import { freshDatabaseUrl, insertUsers } from "../support/TestDb.ts"
+import { freshDatabaseUrl, insertUsers, uid } from "../support/TestDb.ts"
 
 const DAY = 86_400_000
 // Tuesday 2026-03-10 10:00 UTC: inside the 09:00-21:00 reminder window of UTC learners. Runs happen "as of" this
@@ -328,14 +328,14 @@ describe("live delivery: the runner and the Resend mailer against the fake Resen
         assert.strictEqual(w.fake.requests, 1, "one batch call: the bad address did not sink the other 99")
         const rows = yield* ledger
         const failed = rows.filter((r) => r.status === "failed")
-        assert.deepStrictEqual(failed.map((r) => r.user_id), [userId(42)])
+        assert.deepStrictEqual(failed.map((r) => r.user_id), [uid(userId(42))])
         assert.isNull(failed[0]!.provider_id)
         assert.include(failed[0]!.reason ?? "", "rejected")
         assert.strictEqual(rows.filter((r) => r.status === "sent").length, 99)
         const sql = yield* SqlClient.SqlClient
         const suppressions = yield* sql<{ user_id: string; email: string; list: string; reason: string }>`
           SELECT user_id, email, list, reason FROM kaiwa_jobs.suppressions`
-        assert.deepStrictEqual(suppressions, [{ user_id: userId(42), email: bad, list: "*", reason: "invalid_address" }])
+        assert.deepStrictEqual(suppressions, [{ user_id: uid(userId(42)), email: bad, list: "*", reason: "invalid_address" }])
 
         const nextDay = yield* w.run().pipe(Effect.provide(Layers.clockAt(new Date(AT.getTime() + DAY))))
         assert.strictEqual(nextDay.exitCode, 0, nextDay.error ?? "")
@@ -344,7 +344,7 @@ describe("live delivery: the runner and the Resend mailer against the fake Resen
         assert.strictEqual(nextDay.stats?.skipped["suppressed"], 1)
         const day2 = (yield* ledger).filter((r) => !rows.some((d1) => d1.user_id === r.user_id && d1.dedupe_key === r.dedupe_key))
         assert.strictEqual(day2.length, 99)
-        assert.isFalse(day2.some((r) => r.user_id === userId(42)), "the suppressed learner was planned again")
+        assert.isFalse(day2.some((r) => r.user_id === uid(userId(42))), "the suppressed learner was planned again")
         assert.isFalse(w.fake.accepted.some((a) => a.to.includes(bad)))
         assert.strictEqual(w.fake.accepted.length, 198)
       }))
