@@ -11,7 +11,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Clock, type Config, Console, Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { InvalidConfig, JobsConfig } from "./Config.ts"
+import { InvalidConfig, JobsConfig, LiveJobs } from "./Config.ts"
 import { Database, DatabaseError, describeSqlCause } from "./Database.ts"
 import type { EmbeddedPostgresError } from "./EmbeddedPostgres.ts"
 import type { Mailer } from "./Mailer.ts"
@@ -114,7 +114,9 @@ export const runCommand = (name: string, options: { readonly dryRun: boolean; re
     const stack = yield* stackFor({ dryRun: options.dryRun, local: options.local })
     const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli", asOf: now }).pipe(
       Effect.provide(Layers.clockFor(now)),
-      Effect.provide(stack)
+      Effect.provide(stack),
+      // Live settings insist on what this one job needs (FOUNDER_NAME only for the founder sequence).
+      Effect.provideService(LiveJobs, [job.name])
     )
     if (report.exitCode !== 0) {
       return yield* new ExitWith({ code: report.exitCode, message: report.error ?? report.outcome })

@@ -332,7 +332,7 @@ export const runJob = Effect.fn("Job.run")(function*<Name extends string, G exte
       asOf: ctx.asOf,
       startedAt: ctx.asOf,
       trigger: options.trigger ?? "cli",
-      host: config.host
+      host: config.machine
     })
   }
   const finish = (outcome: Outcome, stats: CommonStats | null, error: string | null) =>

@@ -21,6 +21,9 @@ import { makeToken } from "../../src/Unsubscribe.ts"
 import { freshDatabaseUrl, insertUsers, snapshotLibraryTables } from "../support/TestDb.ts"
 
 const CRON_SECRET = "cron-secret-for-tests-0123456789abcdef"
+// Short and exact-length secrets for the length rule; varied characters, since a trivially weak one exits 2.
+const CRON_32 = "0123456789abcdefghijklmnopqrstuv"
+const CRON_31 = CRON_32.slice(0, 31)
 const UNSUBSCRIBE_SECRET = "unsubscribe-secret-for-tests-0123456789"
 const DAY = 86_400_000
 // Tuesday 10:00 UTC: inside the reminder window for UTC users.
@@ -191,21 +194,21 @@ describe("cron endpoints: the secret", () => {
       }))
   })
 
-  layer(serverWith({ CRON_SECRET: "x".repeat(31) }), { excludeTestServices: true })((it) => {
+  layer(serverWith({ CRON_SECRET: CRON_31 }), { excludeTestServices: true })((it) => {
     it.effect("CRON_SECRET of 31 characters: 503 even for the matching token, and nothing runs", () =>
       Effect.gen(function*() {
         yield* learners("u", 2)
-        assert.strictEqual((yield* call("/api/cron/send-reminders", bearer(`Bearer ${"x".repeat(31)}`))).status, 503)
-        assert.strictEqual((yield* call("/api/cron/founder-emails?dryRun=1", bearer(`Bearer ${"x".repeat(31)}`, "POST"))).status, 503)
+        assert.strictEqual((yield* call("/api/cron/send-reminders", bearer(`Bearer ${CRON_31}`))).status, 503)
+        assert.strictEqual((yield* call("/api/cron/founder-emails?dryRun=1", bearer(`Bearer ${CRON_31}`, "POST"))).status, 503)
         assert.strictEqual(yield* count("runs"), 0)
         assert.deepStrictEqual(yield* sentTo, [])
       }))
   })
 
-  layer(serverWith({ CRON_SECRET: "y".repeat(32) }), { excludeTestServices: true })((it) => {
+  layer(serverWith({ CRON_SECRET: CRON_32 }), { excludeTestServices: true })((it) => {
     it.effect("CRON_SECRET of exactly 32 characters enables the endpoints", () =>
       Effect.gen(function*() {
-        const r = yield* call("/api/cron/founder-emails", bearer(`Bearer ${"y".repeat(32)}`))
+        const r = yield* call("/api/cron/founder-emails", bearer(`Bearer ${CRON_32}`))
         assert.strictEqual(r.status, 200)
         assert.strictEqual(r.json().outcome, "succeeded")
       }))
