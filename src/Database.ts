@@ -225,6 +225,11 @@ export class Database extends Context.Service<Database, {
   readonly finishRun: (run: RunEnd) => Effect.Effect<void, DatabaseError>
   readonly lastRuns: Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
   readonly suppress: (s: Suppression) => Effect.Effect<boolean, DatabaseError>
+  /**
+   * Hands a batch's still-pending rows back to the queue (out of the batch, so a later claim sends them under a
+   * new idempotency key) and closes the batch. Only for a batch the provider accepted none of those rows from.
+   */
+  readonly requeueBatch: (batchId: string, error: string) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
 }>()("kaiwa-jobs/Database") {
   /** The service over whatever SqlClient is provided. */
   static readonly layerFromSql = Layer.effect(Database, Effect.map(SqlClient.SqlClient, makeDatabase))
@@ -538,6 +543,23 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       Effect.mapError(toDatabaseError("recording a suppression failed"))
     )
 
+  // Issue 19: a batch the provider refused (its sender, content or account, not its recipients) accepted none of
+  // these rows; resent under its old key it would get the stored refusal back (or a 409 once the content is
+  // fixed), so its rows leave it and the next claim gives them a new key. Closed as done, it is never resumed.
+  const requeueBatch = (batchId: string, error: string) =>
+    sql.withTransaction(Effect.gen(function*() {
+      const freed = yield* sql<{ id: string }>`
+        UPDATE kaiwa_jobs.deliveries SET batch_id = NULL
+        WHERE batch_id = ${batchId} AND status = 'pending'
+        RETURNING id::text AS id`
+      yield* sql`
+        UPDATE kaiwa_jobs.batches
+        SET status = 'done', done_at = coalesce(done_at, clock_timestamp()), lease_until = NULL, owner = NULL,
+            last_error = ${error.slice(0, 500)}
+        WHERE id = ${batchId}`
+      return freed.map((r) => r.id)
+    })).pipe(Effect.mapError(toDatabaseError("requeueing a batch failed")))
+
   return Database.of({
     sql,
     enqueue,
@@ -551,6 +573,7 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     startRun,
     finishRun,
     lastRuns,
-    suppress
+    suppress,
+    requeueBatch
   })
 }
