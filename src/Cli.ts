@@ -22,7 +22,7 @@ import * as Layers from "./Layers.ts"
 import * as Logging from "./Logging.ts"
 import { migrate as migrateLibrary } from "./migrations/index.ts"
 import { describeHealth } from "./DeliveryHealth.ts"
-import { jobStatuses } from "./Status.ts"
+import { futureRowsNow, jobStatuses } from "./Status.ts"
 
 /** Where `--local` runs and the demo keep their embedded database (git-ignored). */
 export const LOCAL_DIR = ".kaiwa-local/postgres"
@@ -52,15 +52,59 @@ const localFlag = Flag.Boolean("local").pipe(
 )
 const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("Print JSON"), Flag.withDefault(false))
 
-/** Parses `--now`; anything but a full ISO-8601 instant is a usage error. */
+const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:Z|([+-])(\d{2}):?(\d{2}))$/
+
+/**
+ * A full ISO-8601 instant with a time zone, read strictly: every field must exist on the calendar, so
+ * `2026-02-30T09:00:00Z` is refused instead of silently becoming March 2 (as `Date.parse` would have it).
+ */
+export const parseIsoInstant = (s: string): Date | undefined => {
+  const m = ISO_INSTANT.exec(s)
+  if (m === null) return undefined
+  const [year, month, day, hour, minute, second = 0] = [m[1], m[2], m[3], m[4], m[5], m[6]].map((x) => Number(x ?? 0)) as [number, number, number, number, number, number]
+  const [offsetHours, offsetMinutes] = [Number(m[9] ?? 0), Number(m[10] ?? 0)]
+  const daysInMonth = [31, isLeap(year) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return undefined
+  if (offsetHours > 23 || offsetMinutes > 59) return undefined
+  const utc = new Date(0)
+  utc.setUTCFullYear(year, month - 1, day)
+  utc.setUTCHours(hour, minute, second, Math.floor(Number(`0${m[7] ?? ""}`) * 1000))
+  const offset = (m[8] === "-" ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000
+  return new Date(utc.getTime() - offset)
+}
+
+const isLeap = (year: number) => (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0
+
+/** Parses `--now`; anything but a full ISO-8601 instant that exists on the calendar is a usage error. */
 export const parseNow = (raw: Option.Option<string>) =>
   Option.match(raw, {
     onNone: () => Effect.succeed(undefined),
     onSome: (s) => {
-      const ms = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/.test(s) ? Date.parse(s) : NaN
-      return Number.isNaN(ms)
-        ? Effect.fail(new UsageError({ message: `--now must be an ISO-8601 instant with a time zone, e.g. 2026-03-10T09:00:00Z` }))
-        : Effect.succeed(new Date(ms))
+      const at = parseIsoInstant(s)
+      return at === undefined
+        ? Effect.fail(new UsageError({ message: `--now must be an ISO-8601 instant with a time zone that exists on the calendar, e.g. 2026-03-10T09:00:00Z` }))
+        : Effect.succeed(at)
+    }
+  })
+
+/**
+ * How far ahead of the real clock a live `--now` may be (clock skew between machines, a run prepared a moment
+ * early). Further ahead, a live run would write run and ledger rows dated in the future: the cross-job cap would
+ * hold everyone until then and `status` would take the run for the latest success. Dry runs may look ahead.
+ */
+export const MAX_LIVE_NOW_AHEAD_MS = 5 * 60_000
+
+/** Refuses a live `--now` too far ahead of the real clock (exit 2). */
+const checkNowAhead = (now: Date | undefined, options: { readonly dryRun: boolean; readonly local: boolean }) =>
+  Effect.gen(function*() {
+    if (now === undefined || options.dryRun || options.local) return
+    const real = yield* Clock.currentTimeMillis
+    if (now.getTime() - real > MAX_LIVE_NOW_AHEAD_MS) {
+      return yield* new UsageError({
+        message: `--now is ${Math.round((now.getTime() - real) / 60_000)} minute(s) ahead of the clock; a live run may be ` +
+          `at most ${MAX_LIVE_NOW_AHEAD_MS / 60_000} minutes ahead (it would record emails and runs dated in the ` +
+          "future, which hold the cross-job cap until then). Use --dry-run to look ahead"
+      })
     }
   })
 
@@ -109,6 +153,7 @@ export const runCommand = (name: string, options: { readonly dryRun: boolean; re
   Effect.gen(function*() {
     const job = yield* findJobOrFail(name)
     const now = yield* parseNow(options.now)
+    yield* checkNowAhead(now, options)
     // The job's own settings, before any database or mailer: a bad one exits 2 naming the variable.
     yield* job.checkSettings
     const stack = yield* stackFor({ dryRun: options.dryRun, local: options.local })
@@ -138,9 +183,14 @@ const status = Command.make("status", { json: jsonFlag, local: localFlag }, ({ j
   Effect.gen(function*() {
     const stacks = yield* Stacks
     const stack: Layer.Layer<Database, ModeError> = local ? stacks.local(LOCAL_DIR) : databaseOnly
-    const statuses = yield* jobStatuses.pipe(Effect.provide(stack))
-    if (json) yield* Console.log(JSON.stringify(statuses, null, 2))
-    else {
+    const [statuses, future] = yield* Effect.all([jobStatuses, futureRowsNow]).pipe(Effect.provide(stack))
+    if (json) {
+      yield* Console.log(JSON.stringify(
+        statuses.map((s) => ({ ...s, futureRows: future.filter((f) => f.job === s.job).map((f) => f.description) })),
+        null,
+        2
+      ))
+    } else {
       for (const s of statuses) {
         const last = s.lastRun
         yield* Console.log(
@@ -153,12 +203,20 @@ const status = Command.make("status", { json: jsonFlag, local: localFlag }, ({ j
         if (last?.stats) yield* Console.log(`        stats ${JSON.stringify(last.stats)}`)
         yield* Console.log(`        ${s.atRisk ? "AT RISK " : ""}delivery ${describeHealth(s.delivery)}`)
       }
+      for (const f of future) yield* Console.log(`FUTURE  ${f.description}`)
+      if (future.length > 0) {
+        yield* Console.log(
+          "        rows dated in the future (a run with --now ahead of the clock) hold the cross-job cap until then; " +
+            "delete them once checked"
+        )
+      }
     }
     const overdue = statuses.filter((s) => s.overdue).map((s) => s.job)
     const atRisk = statuses.filter((s) => s.atRisk).map((s) => s.job)
     const problems = [
       ...(overdue.length > 0 ? [`overdue: ${overdue.join(", ")}`] : []),
-      ...(atRisk.length > 0 ? [`at risk: ${atRisk.join(", ")}`] : [])
+      ...(atRisk.length > 0 ? [`at risk: ${atRisk.join(", ")}`] : []),
+      ...(future.length > 0 ? [`rows dated in the future: ${[...new Set(future.map((f) => f.job))].join(", ")}`] : [])
     ]
     if (problems.length > 0) return yield* new ExitWith({ code: 1, message: problems.join("; ") })
   })).pipe(Command.withDescription("Show each job's last run and 7-day delivery; exits 1 when any job is overdue or at risk"))

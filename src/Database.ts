@@ -209,6 +209,17 @@ export const describeSqlCause = (cause: unknown): string => {
   return first.replace(/postgres(ql)?:\/\/[^\s]+/gi, "<database-url>").slice(0, 300)
 }
 
+/** Rows of one table and job dated after the real instant (issue 19): what `status` names for clean-up. */
+export interface FutureRows {
+  readonly table: "runs" | "deliveries"
+  readonly job: string
+  readonly rows: number
+  /** The latest instant among them. */
+  readonly latest: Date
+  /** Up to 20 of their ids. */
+  readonly ids: ReadonlyArray<string>
+}
+
 /** The runner's view of PostgreSQL. */
 export class Database extends Context.Service<Database, {
   readonly sql: SqlClient.SqlClient
@@ -230,6 +241,10 @@ export class Database extends Context.Service<Database, {
    * new idempotency key) and closes the batch. Only for a batch the provider accepted none of those rows from.
    */
   readonly requeueBatch: (batchId: string, error: string) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  /** `lastRuns` as of `now`: runs dated after it (a `--now` in the future) are left out. */
+  readonly lastRunsBefore: (now: Date) => Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
+  /** Run and ledger rows dated after `now`, per table and job, for an operator to clean up. */
+  readonly futureRows: (now: Date) => Effect.Effect<ReadonlyArray<FutureRows>, DatabaseError>
 }>()("kaiwa-jobs/Database") {
   /** The service over whatever SqlClient is provided. */
   static readonly layerFromSql = Layer.effect(Database, Effect.map(SqlClient.SqlClient, makeDatabase))
@@ -560,6 +575,33 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       return freed.map((r) => r.id)
     })).pipe(Effect.mapError(toDatabaseError("requeueing a batch failed")))
 
+  // Issue 19: a run made with a `--now` in the future would count as the latest success until that date, and hide
+  // an overdue job. The same statement as `lastRuns`, with every run dated after `now` left out.
+  const lastRunsBefore = (now: Date) =>
+    sql<RunRow & { last_success_at: Date | null }>`
+      SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
+        r.error, r.trigger,
+        (SELECT max(s.started_at) FROM kaiwa_jobs.runs s
+         WHERE s.job = r.job AND s.outcome = 'succeeded' AND s.started_at <= ${now} AND s.as_of <= ${now}) AS last_success_at
+      FROM kaiwa_jobs.runs r
+      WHERE r.started_at <= ${now} AND r.as_of <= ${now}
+      ORDER BY r.job, r.started_at DESC`.pipe(Effect.mapError(toDatabaseError("reading the run history failed")))
+
+  // For `status` only (it scans the ledger): rows a future `--now` left behind.
+  const futureRows = (now: Date) =>
+    sql<{ table_name: "runs" | "deliveries"; job: string; rows: number; latest: Date; ids: ReadonlyArray<string> }>`
+      SELECT 'runs' AS table_name, job, count(*)::int AS rows, max(greatest(as_of, started_at)) AS latest,
+        (array_agg(id::text ORDER BY started_at DESC))[1:20] AS ids
+      FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job
+      UNION ALL
+      SELECT 'deliveries', job, count(*)::int, max(greatest(planned_at, sent_at)),
+        (array_agg(id::text ORDER BY id DESC))[1:20]
+      FROM kaiwa_jobs.deliveries WHERE planned_at > ${now} OR sent_at > ${now} GROUP BY job
+      ORDER BY 1, 2`.pipe(
+      Effect.map((rows) => rows.map((r): FutureRows => ({ table: r.table_name, job: r.job, rows: r.rows, latest: r.latest, ids: r.ids }))),
+      Effect.mapError(toDatabaseError("reading rows dated in the future failed"))
+    )
+
   return Database.of({
     sql,
     enqueue,
@@ -574,6 +616,8 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     finishRun,
     lastRuns,
     suppress,
-    requeueBatch
+    requeueBatch,
+    lastRunsBefore,
+    futureRows
   })
 }
