@@ -21,7 +21,8 @@ import { type DeliveryReport, deliver, type Recipient, RenderError, type RunCont
 import { findProblems } from "./emails/problems.ts"
 import type { Mailer, OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
-import { makeToken, unsubscribeHeaders, unsubscribeUrl } from "./Unsubscribe.ts"
+import { type LinkMode, linksFor } from "./Links.ts"
+import { unsubscribeHeaders } from "./Unsubscribe.ts"
 
 /** Stats every job reports besides its own groups. */
 export interface CommonStats {
@@ -177,9 +178,10 @@ export const make = <const Name extends string, const G extends string, D, C = u
     config: Settings,
     settings: C,
     recipient: Recipient,
-    data: D
+    data: D,
+    mode: LinkMode
   ): Effect.Effect<OutgoingEmail, RenderError> => {
-    const url = unsubscribeUrl(config.appUrl, makeToken(config.unsubscribeSecret, { userId: recipient.user_id, list: definition.name }))
+    const url = linksFor(config, { userId: recipient.user_id, list: definition.name }, mode).unsubscribeUrl
     return Effect.try({
       try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url }),
       // A template that throws is a bug in that template; it costs one recipient, never the run.
@@ -204,12 +206,12 @@ export const make = <const Name extends string, const G extends string, D, C = u
     }))
   }
 
-  const prepare = (config: Settings, settings: C) => (recipient: Recipient) =>
+  const prepare = (config: Settings, settings: C, mode: LinkMode) => (recipient: Recipient) =>
     decode(recipient.data).pipe(
       Effect.mapError(() => new RenderError(`ledger data of user ${recipient.user_id} does not decode`)),
       Effect.flatMap((data) =>
         Effect.map(
-          renderData(config, settings, recipient, data),
+          renderData(config, settings, recipient, data, mode),
           (email) => ({ email, group: definition.group(data, recipient) })
         )
       )
@@ -227,7 +229,8 @@ export const make = <const Name extends string, const G extends string, D, C = u
       list: definition.name,
       selection: definition.selection({ sql: db.sql, asOf: ctx.asOf, config, settings }),
       finalSkips: definition.finalSkips ?? [],
-      prepare: prepare(config, settings)
+      // A dry run prints its emails: their links carry a placeholder, never a token signed with the real secret.
+      prepare: prepare(config, settings, ctx.dryRun ? "dryRun" : "live")
     })
     const counts = Object.fromEntries(definition.groups.map((g) => [g, report.sent[g] ?? 0])) as { readonly [K in G]: number }
     const stats: Stats<G> = {
@@ -258,7 +261,8 @@ export const make = <const Name extends string, const G extends string, D, C = u
       Effect.flatMap(readSettings, (settings) =>
         Effect.forEach(definition.samples, (sample) =>
           Effect.map(
-            renderData(config, settings, { ...SAMPLE_RECIPIENT, dedupe_key: sample.name, data: sample.data }, sample.data),
+            // Previews are for the sample learner, who is nobody: a real signature shows what the link will look like.
+            renderData(config, settings, { ...SAMPLE_RECIPIENT, dedupe_key: sample.name, data: sample.data }, sample.data, "live"),
             (email): Preview => ({ name: sample.name, email })
           )))
   }

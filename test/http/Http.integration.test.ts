@@ -17,7 +17,8 @@ import { registry } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
 import { type Batch, type DeliveryResult, Mailer, MailerError, MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
 import { Telemetry } from "../../src/Telemetry.ts"
-import { makeToken } from "../../src/Unsubscribe.ts"
+import { DRY_RUN_TOKEN } from "../../src/Links.ts"
+import { makeToken, verifyToken } from "../../src/Unsubscribe.ts"
 import { freshDatabaseUrl, insertUsers, snapshotLibraryTables } from "../support/TestDb.ts"
 
 const CRON_SECRET = "cron-secret-for-tests-0123456789abcdef"
@@ -267,6 +268,13 @@ describe("cron endpoints: runs", () => {
         // Each dry run printed its emails through the console mailer instead.
         const printed = (yield* TestConsole.logLines).map(String).filter((l) => l.includes("To:       w"))
         assert.strictEqual(printed.length, 6)
+        // Issue 19: what a dry run prints holds no usable unsubscribe token, only the placeholder.
+        const tokens = printed.flatMap((l) => [...l.matchAll(/token=([^\s>"&<]+)/g)].map((m) => decodeURIComponent(m[1]!)))
+        assert.strictEqual(tokens.length, 6)
+        for (const token of tokens) {
+          assert.strictEqual(token, DRY_RUN_TOKEN)
+          assert.isTrue(verifyToken(Redacted.make(UNSUBSCRIBE_SECRET), token)._tag === "None")
+        }
       }))
 
     it.effect("an unknown query parameter or dryRun value: 400 and nothing runs (a typo never sends for real)", () =>
