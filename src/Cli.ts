@@ -4,6 +4,7 @@
  * recipients left unsent; 2 bad configuration or usage, with a message naming the variable or flag (never its
  * value). The Fly mains in scripts/ are this CLI's `run` with the job fixed.
  */
+import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 // Deep imports (issue 13): the package root also loads the Redis client, `ws` and undici.
@@ -242,34 +243,71 @@ const migrate = Command.make("migrate", { local: localFlag }, ({ local }) =>
     yield* Console.log(ran.length === 0 ? "kaiwa_jobs schema is up to date" : `applied: ${ran.map(([id, n]) => `${id}_${n}`).join(", ")}`)
   })).pipe(Command.withDescription("Apply the kaiwa_jobs migrations (Fly's release_command)"))
 
+/**
+ * Writes the preview files into `out` without ever following a symbolic link or replacing a file unless `force`:
+ * `--out` is often a shared or checked-out folder, and a planted link (`.preview/founder-day1.html -> ~/.bashrc`)
+ * must not turn a preview into a write anywhere else. The folder itself may not be a link either; its parents are
+ * the operator's own path. Every target is checked before the first write, and each file is then opened with
+ * O_NOFOLLOW (and O_EXCL unless `force`), so a link planted between the check and the write is refused too.
+ */
+export const writePreviewFiles = (out: string, files: ReadonlyArray<{ readonly name: string; readonly content: string }>, force: boolean) =>
+  Effect.gen(function*() {
+    if (out.trim() === "") return yield* new UsageError({ message: "--out needs a folder (it was empty)" })
+    const dir = path.resolve(out)
+    const refuse = (message: string) => new UsageError({ message: `preview --out: ${message}` })
+    const stat = (p: string) =>
+      Effect.promise(() => fs.lstat(p).then((s) => s, (e: NodeJS.ErrnoException) => e.code === "ENOENT" ? undefined : Promise.reject(e)))
+    const dirStat = yield* stat(dir)
+    if (dirStat?.isSymbolicLink()) return yield* refuse(`${dir} is a symbolic link; refusing to follow it`)
+    if (dirStat !== undefined && !dirStat.isDirectory()) return yield* refuse(`${dir} exists and is not a folder`)
+    if (dirStat === undefined) yield* Effect.promise(() => fs.mkdir(dir, { recursive: true }))
+    const targets = files.map((f) => ({ ...f, file: path.join(dir, f.name) }))
+    const problems: Array<string> = []
+    for (const t of targets) {
+      const s = yield* stat(t.file)
+      if (s?.isSymbolicLink()) problems.push(`${t.file} is a symbolic link (never followed, even with --force)`)
+      else if (s !== undefined && !s.isFile()) problems.push(`${t.file} exists and is not a file`)
+      else if (s !== undefined && !force) problems.push(`${t.file} exists (pass --force to overwrite)`)
+    }
+    if (problems.length > 0) return yield* refuse(problems.join("; "))
+    const { O_CREAT, O_EXCL, O_NOFOLLOW, O_TRUNC, O_WRONLY } = fsConstants
+    const flags = O_WRONLY | O_CREAT | O_NOFOLLOW | (force ? O_TRUNC : O_EXCL)
+    for (const t of targets) {
+      yield* Effect.tryPromise({
+        try: () => fs.writeFile(t.file, t.content, { flag: flags, mode: 0o644 }),
+        catch: (e) => {
+          const code = (e as NodeJS.ErrnoException).code
+          return code === "EEXIST" || code === "ELOOP"
+            ? refuse(`${t.file} appeared while writing (${code === "ELOOP" ? "a symbolic link" : "a file"}); nothing overwritten`)
+            : refuse(`cannot write ${t.file}: ${code ?? "unknown error"}`)
+        }
+      })
+    }
+    return targets.filter((t) => t.name.endsWith(".html")).map((t) => t.file)
+  })
+
 const preview = Command.make(
   "preview",
   {
     job: Argument.String("job"),
-    out: Flag.String("out").pipe(Flag.withDescription("Folder for the HTML files"), Flag.withDefault(".preview"))
+    out: Flag.String("out").pipe(Flag.withDescription("Folder for the HTML files"), Flag.withDefault(".preview")),
+    force: Flag.Boolean("force").pipe(Flag.withDescription("Overwrite files a previous preview wrote"), Flag.withDefault(false))
   },
-  ({ job, out }) =>
+  ({ force, job, out }) =>
     Effect.gen(function*() {
       const found = yield* findJobOrFail(job)
       // The job's own samples through its real render path (unsubscribe link, headers, template check), with
       // the configured settings (development defaults when unset).
       const config = yield* JobsConfig
       const variants = yield* found.preview(config)
-      const dir = path.resolve(out)
-      const written = yield* Effect.promise(async () => {
-        await fs.mkdir(dir, { recursive: true })
-        const files: Array<string> = []
-        for (const v of variants) {
-          const file = path.join(dir, `${v.name}.html`)
-          await fs.writeFile(file, v.email.html)
-          await fs.writeFile(
-            path.join(dir, `${v.name}.txt`),
-            `From: ${v.email.from}\nSubject: ${v.email.subject}\n\n${v.email.text}`
-          )
-          files.push(file)
-        }
-        return files
-      })
+      const written = yield* writePreviewFiles(
+        out,
+        variants.flatMap((v) => [
+          { name: `${v.name}.html`, content: v.email.html },
+          { name: `${v.name}.txt`, content: `From: ${v.email.from}\nSubject: ${v.email.subject}\n\n${v.email.text}` }
+        ]),
+        force
+      )
       yield* Console.log(`${written.length} variant(s) of ${found.name}:\n${written.map((f) => `  ${f}`).join("\n")}`)
     }).pipe(Effect.provide(JobsConfig.layer))
 ).pipe(Command.withDescription("Render every template variant of a job to HTML files for a person to look at"))
