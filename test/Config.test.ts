@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Option, Redacted } from "effect"
 import { FOUNDER_EMAILS_JOB, load, LiveJobs, parseMailbox, type Strictness } from "../src/Config.ts"
+import { founderEmails } from "../src/jobs/index.ts"
 
 const LIVE = {
   DATABASE_URL: "postgres://kaiwa:db-password-SECRET@127.0.0.1:5432/kaiwa",
@@ -172,5 +173,25 @@ describe("FOUNDER_NAME (issue 20, item 2)", () => {
       }
       const named = yield* loadWith({ ...LIVE, FOUNDER_FROM: "Yuki at Kaiwa <yuki@kaiwa.example>", FOUNDER_NAME: "Yuki Sato" })
       assert.isTrue(Exit.isSuccess(named) && named.value.founderName === "Yuki Sato")
+    }))
+
+  it.effect("founder emails never read the sender's display name as a person: no \"I'm Kaiwa\", no \"A call with Yuki at Kaiwa\"", () =>
+    Effect.gen(function*() {
+      const { FOUNDER_NAME: _, ...withoutName } = LIVE
+      for (const from of [undefined, "Yuki at Kaiwa <yuki@kaiwa.example>"]) {
+        const exit = yield* loadWith(from === undefined ? withoutName : { ...withoutName, FOUNDER_FROM: from }, "lenient")
+        if (Exit.isFailure(exit)) return assert.fail(String(exit))
+        for (const p of yield* founderEmails.preview(exit.value)) {
+          for (const part of [p.email.subject, p.email.text]) {
+            assert.notInclude(part, "I'm Kaiwa", p.name)
+            assert.notInclude(part, "Yuki at Kaiwa", p.name)
+          }
+        }
+      }
+      const named = yield* loadWith({ ...LIVE, FOUNDER_FROM: "Yuki at Kaiwa <yuki@kaiwa.example>" })
+      if (Exit.isFailure(named)) return assert.fail(String(named))
+      const day3 = (yield* founderEmails.preview(named.value)).find((p) => p.name === "founder-day3")!
+      assert.include(day3.email.text, "Yuki Sato")
+      assert.strictEqual(day3.email.from, "Yuki at Kaiwa <yuki@kaiwa.example>")
     }))
 })
