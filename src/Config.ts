@@ -22,6 +22,7 @@ export interface Settings {
   readonly resendApiKey: Option.Option<Redacted.Redacted<string>>
   readonly mailFrom: string
   readonly founderFrom: string
+  /** FOUNDER_NAME, who signs the founder emails; never derived from a From display name (issue 20). */
   readonly founderName: string
   readonly founderCallUrl: string
   readonly appUrl: string

@@ -21,7 +21,7 @@ import { type DeliveryReport, deliver, type Recipient, RenderError, type RunCont
 import { findProblems } from "./emails/problems.ts"
 import type { Mailer, OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
-import { type LinkMode, linksFor } from "./Links.ts"
+import { type EmailLinks, type LinkMode, linksFor } from "./Links.ts"
 import { unsubscribeHeaders } from "./Unsubscribe.ts"
 
 /** Stats every job reports besides its own groups. */
@@ -101,6 +101,8 @@ export interface RenderContext<C = undefined> {
   readonly recipient: Recipient
   /** This recipient's signed one-click unsubscribe link for this job's list; the template shows it. */
   readonly unsubscribeUrl: string
+  /** Every per-recipient link (src/Links.ts): signed in a live run, placeholders in a dry run. */
+  readonly links: EmailLinks
 }
 
 /** What a job's template returns; the library adds the recipient, the unsubscribe headers and the job tag. */
@@ -181,9 +183,10 @@ export const make = <const Name extends string, const G extends string, D, C = u
     data: D,
     mode: LinkMode
   ): Effect.Effect<OutgoingEmail, RenderError> => {
-    const url = linksFor(config, { userId: recipient.user_id, list: definition.name }, mode).unsubscribeUrl
+    const links = linksFor(config, { userId: recipient.user_id, list: definition.name }, mode)
+    const url = links.unsubscribeUrl
     return Effect.try({
-      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url }),
+      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url, links }),
       // A template that throws is a bug in that template; it costs one recipient, never the run.
       catch: (cause) =>
         new RenderError(`the template threw for user ${recipient.user_id}: ${cause instanceof Error ? cause.message : String(cause)}`)
