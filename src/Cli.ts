@@ -4,6 +4,7 @@
  * recipients left unsent; 2 bad configuration or usage, with a message naming the variable or flag (never its
  * value). The Fly mains in scripts/ are this CLI's `run` with the job fixed.
  */
+import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -12,7 +13,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Clock, type Config, Console, Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { InvalidConfig, JobsConfig, load as loadConfig } from "./Config.ts"
+import { InvalidConfig, JobsConfig, LiveJobs, load as loadConfig } from "./Config.ts"
 import { Database, DatabaseError, describeSqlCause, pgLayer } from "./Database.ts"
 import { leave } from "./Unsubscribe.ts"
 import * as Doctor from "./Doctor.ts"
@@ -28,7 +29,7 @@ import * as Layers from "./Layers.ts"
 import * as Logging from "./Logging.ts"
 import { migrate as migrateLibrary } from "./migrations/index.ts"
 import { describeHealth } from "./DeliveryHealth.ts"
-import { jobStatuses } from "./Status.ts"
+import { futureRowsNow, jobStatuses } from "./Status.ts"
 
 /** Where `--local` runs and the demo keep their embedded database (git-ignored). */
 export const LOCAL_DIR = ".kaiwa-local/postgres"
@@ -58,15 +59,59 @@ const localFlag = Flag.Boolean("local").pipe(
 )
 const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("Print JSON"), Flag.withDefault(false))
 
-/** Parses `--now`; anything but a full ISO-8601 instant is a usage error. */
+const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(?:Z|([+-])(\d{2}):?(\d{2}))$/
+
+/**
+ * A full ISO-8601 instant with a time zone, read strictly: every field must exist on the calendar, so
+ * `2026-02-30T09:00:00Z` is refused instead of silently becoming March 2 (as `Date.parse` would have it).
+ */
+export const parseIsoInstant = (s: string): Date | undefined => {
+  const m = ISO_INSTANT.exec(s)
+  if (m === null) return undefined
+  const [year, month, day, hour, minute, second = 0] = [m[1], m[2], m[3], m[4], m[5], m[6]].map((x) => Number(x ?? 0)) as [number, number, number, number, number, number]
+  const [offsetHours, offsetMinutes] = [Number(m[9] ?? 0), Number(m[10] ?? 0)]
+  const daysInMonth = [31, isLeap(year) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return undefined
+  if (offsetHours > 23 || offsetMinutes > 59) return undefined
+  const utc = new Date(0)
+  utc.setUTCFullYear(year, month - 1, day)
+  utc.setUTCHours(hour, minute, second, Math.floor(Number(`0${m[7] ?? ""}`) * 1000))
+  const offset = (m[8] === "-" ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000
+  return new Date(utc.getTime() - offset)
+}
+
+const isLeap = (year: number) => (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0
+
+/** Parses `--now`; anything but a full ISO-8601 instant that exists on the calendar is a usage error. */
 export const parseNow = (raw: Option.Option<string>) =>
   Option.match(raw, {
     onNone: () => Effect.succeed(undefined),
     onSome: (s) => {
-      const ms = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/.test(s) ? Date.parse(s) : NaN
-      return Number.isNaN(ms)
-        ? Effect.fail(new UsageError({ message: `--now must be an ISO-8601 instant with a time zone, e.g. 2026-03-10T09:00:00Z` }))
-        : Effect.succeed(new Date(ms))
+      const at = parseIsoInstant(s)
+      return at === undefined
+        ? Effect.fail(new UsageError({ message: `--now must be an ISO-8601 instant with a time zone that exists on the calendar, e.g. 2026-03-10T09:00:00Z` }))
+        : Effect.succeed(at)
+    }
+  })
+
+/**
+ * How far ahead of the real clock a live `--now` may be (clock skew between machines, a run prepared a moment
+ * early). Further ahead, a live run would write run and ledger rows dated in the future: the cross-job cap would
+ * hold everyone until then and `status` would take the run for the latest success. Dry runs may look ahead.
+ */
+export const MAX_LIVE_NOW_AHEAD_MS = 5 * 60_000
+
+/** Refuses a live `--now` too far ahead of the real clock (exit 2). */
+const checkNowAhead = (now: Date | undefined, options: { readonly dryRun: boolean; readonly local: boolean }) =>
+  Effect.gen(function*() {
+    if (now === undefined || options.dryRun || options.local) return
+    const real = yield* Clock.currentTimeMillis
+    if (now.getTime() - real > MAX_LIVE_NOW_AHEAD_MS) {
+      return yield* new UsageError({
+        message: `--now is ${Math.round((now.getTime() - real) / 60_000)} minute(s) ahead of the clock; a live run may be ` +
+          `at most ${MAX_LIVE_NOW_AHEAD_MS / 60_000} minutes ahead (it would record emails and runs dated in the ` +
+          "future, which hold the cross-job cap until then). Use --dry-run to look ahead"
+      })
     }
   })
 
@@ -115,12 +160,15 @@ export const runCommand = (name: string, options: { readonly dryRun: boolean; re
   Effect.gen(function*() {
     const job = yield* findJobOrFail(name)
     const now = yield* parseNow(options.now)
+    yield* checkNowAhead(now, options)
     // The job's own settings, before any database or mailer: a bad one exits 2 naming the variable.
     yield* job.checkSettings
     const stack = yield* stackFor({ dryRun: options.dryRun, local: options.local })
     const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli", asOf: now }).pipe(
       Effect.provide(Layers.clockFor(now)),
-      Effect.provide(stack)
+      Effect.provide(stack),
+      // Live settings insist on what this one job needs (FOUNDER_NAME only for the founder sequence).
+      Effect.provideService(LiveJobs, [job.name])
     )
     if (report.exitCode !== 0) {
       return yield* new ExitWith({ code: report.exitCode, message: report.error ?? report.outcome })
@@ -142,9 +190,14 @@ const status = Command.make("status", { json: jsonFlag, local: localFlag }, ({ j
   Effect.gen(function*() {
     const stacks = yield* Stacks
     const stack: Layer.Layer<Database, ModeError> = local ? stacks.local(LOCAL_DIR) : databaseOnly
-    const statuses = yield* jobStatuses.pipe(Effect.provide(stack))
-    if (json) yield* Console.log(JSON.stringify(statuses, null, 2))
-    else {
+    const [statuses, future] = yield* Effect.all([jobStatuses, futureRowsNow]).pipe(Effect.provide(stack))
+    if (json) {
+      yield* Console.log(JSON.stringify(
+        statuses.map((s) => ({ ...s, futureRows: future.filter((f) => f.job === s.job).map((f) => f.description) })),
+        null,
+        2
+      ))
+    } else {
       for (const s of statuses) {
         const last = s.lastRun
         yield* Console.log(
@@ -157,12 +210,20 @@ const status = Command.make("status", { json: jsonFlag, local: localFlag }, ({ j
         if (last?.stats) yield* Console.log(`        stats ${JSON.stringify(last.stats)}`)
         yield* Console.log(`        ${s.atRisk ? "AT RISK " : ""}delivery ${describeHealth(s.delivery)}`)
       }
+      for (const f of future) yield* Console.log(`FUTURE  ${f.description}`)
+      if (future.length > 0) {
+        yield* Console.log(
+          "        rows dated in the future (a run with --now ahead of the clock) hold the cross-job cap until then; " +
+            "delete them once checked"
+        )
+      }
     }
     const overdue = statuses.filter((s) => s.overdue).map((s) => s.job)
     const atRisk = statuses.filter((s) => s.atRisk).map((s) => s.job)
     const problems = [
       ...(overdue.length > 0 ? [`overdue: ${overdue.join(", ")}`] : []),
-      ...(atRisk.length > 0 ? [`at risk: ${atRisk.join(", ")}`] : [])
+      ...(atRisk.length > 0 ? [`at risk: ${atRisk.join(", ")}`] : []),
+      ...(future.length > 0 ? [`rows dated in the future: ${[...new Set(future.map((f) => f.job))].join(", ")}`] : [])
     ]
     if (problems.length > 0) return yield* new ExitWith({ code: 1, message: problems.join("; ") })
   })).pipe(Command.withDescription("Show each job's last run and 7-day delivery; exits 1 when any job is overdue or at risk"))
@@ -188,34 +249,71 @@ const migrate = Command.make("migrate", { local: localFlag }, ({ local }) =>
     yield* Console.log(ran.length === 0 ? "kaiwa_jobs schema is up to date" : `applied: ${ran.map(([id, n]) => `${id}_${n}`).join(", ")}`)
   })).pipe(Command.withDescription("Apply the kaiwa_jobs migrations (Fly's release_command)"))
 
+/**
+ * Writes the preview files into `out` without ever following a symbolic link or replacing a file unless `force`:
+ * `--out` is often a shared or checked-out folder, and a planted link (`.preview/founder-day1.html -> ~/.bashrc`)
+ * must not turn a preview into a write anywhere else. The folder itself may not be a link either; its parents are
+ * the operator's own path. Every target is checked before the first write, and each file is then opened with
+ * O_NOFOLLOW (and O_EXCL unless `force`), so a link planted between the check and the write is refused too.
+ */
+export const writePreviewFiles = (out: string, files: ReadonlyArray<{ readonly name: string; readonly content: string }>, force: boolean) =>
+  Effect.gen(function*() {
+    if (out.trim() === "") return yield* new UsageError({ message: "--out needs a folder (it was empty)" })
+    const dir = path.resolve(out)
+    const refuse = (message: string) => new UsageError({ message: `preview --out: ${message}` })
+    const stat = (p: string) =>
+      Effect.promise(() => fs.lstat(p).then((s) => s, (e: NodeJS.ErrnoException) => e.code === "ENOENT" ? undefined : Promise.reject(e)))
+    const dirStat = yield* stat(dir)
+    if (dirStat?.isSymbolicLink()) return yield* refuse(`${dir} is a symbolic link; refusing to follow it`)
+    if (dirStat !== undefined && !dirStat.isDirectory()) return yield* refuse(`${dir} exists and is not a folder`)
+    if (dirStat === undefined) yield* Effect.promise(() => fs.mkdir(dir, { recursive: true }))
+    const targets = files.map((f) => ({ ...f, file: path.join(dir, f.name) }))
+    const problems: Array<string> = []
+    for (const t of targets) {
+      const s = yield* stat(t.file)
+      if (s?.isSymbolicLink()) problems.push(`${t.file} is a symbolic link (never followed, even with --force)`)
+      else if (s !== undefined && !s.isFile()) problems.push(`${t.file} exists and is not a file`)
+      else if (s !== undefined && !force) problems.push(`${t.file} exists (pass --force to overwrite)`)
+    }
+    if (problems.length > 0) return yield* refuse(problems.join("; "))
+    const { O_CREAT, O_EXCL, O_NOFOLLOW, O_TRUNC, O_WRONLY } = fsConstants
+    const flags = O_WRONLY | O_CREAT | O_NOFOLLOW | (force ? O_TRUNC : O_EXCL)
+    for (const t of targets) {
+      yield* Effect.tryPromise({
+        try: () => fs.writeFile(t.file, t.content, { flag: flags, mode: 0o644 }),
+        catch: (e) => {
+          const code = (e as NodeJS.ErrnoException).code
+          return code === "EEXIST" || code === "ELOOP"
+            ? refuse(`${t.file} appeared while writing (${code === "ELOOP" ? "a symbolic link" : "a file"}); nothing overwritten`)
+            : refuse(`cannot write ${t.file}: ${code ?? "unknown error"}`)
+        }
+      })
+    }
+    return targets.filter((t) => t.name.endsWith(".html")).map((t) => t.file)
+  })
+
 const preview = Command.make(
   "preview",
   {
     job: Argument.String("job"),
-    out: Flag.String("out").pipe(Flag.withDescription("Folder for the HTML files"), Flag.withDefault(".preview"))
+    out: Flag.String("out").pipe(Flag.withDescription("Folder for the HTML files"), Flag.withDefault(".preview")),
+    force: Flag.Boolean("force").pipe(Flag.withDescription("Overwrite files a previous preview wrote"), Flag.withDefault(false))
   },
-  ({ job, out }) =>
+  ({ force, job, out }) =>
     Effect.gen(function*() {
       const found = yield* findJobOrFail(job)
       // The job's own samples through its real render path (unsubscribe link, headers, template check), with
       // the configured settings (development defaults when unset).
       const config = yield* JobsConfig
       const variants = yield* found.preview(config)
-      const dir = path.resolve(out)
-      const written = yield* Effect.promise(async () => {
-        await fs.mkdir(dir, { recursive: true })
-        const files: Array<string> = []
-        for (const v of variants) {
-          const file = path.join(dir, `${v.name}.html`)
-          await fs.writeFile(file, v.email.html)
-          await fs.writeFile(
-            path.join(dir, `${v.name}.txt`),
-            `From: ${v.email.from}\nSubject: ${v.email.subject}\n\n${v.email.text}`
-          )
-          files.push(file)
-        }
-        return files
-      })
+      const written = yield* writePreviewFiles(
+        out,
+        variants.flatMap((v) => [
+          { name: `${v.name}.html`, content: v.email.html },
+          { name: `${v.name}.txt`, content: `From: ${v.email.from}\nSubject: ${v.email.subject}\n\n${v.email.text}` }
+        ]),
+        force
+      )
       yield* Console.log(`${written.length} variant(s) of ${found.name}:\n${written.map((f) => `  ${f}`).join("\n")}`)
     }).pipe(Effect.provide(JobsConfig.layer))
 ).pipe(Command.withDescription("Render every template variant of a job to HTML files for a person to look at"))

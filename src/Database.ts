@@ -281,6 +281,17 @@ export const describeSqlCause = (cause: unknown): string => {
   return first.replace(/postgres(ql)?:\/\/[^\s]+/gi, "<database-url>").slice(0, 300)
 }
 
+/** Rows of one table and job dated after the real instant (issue 19): what `status` names for clean-up. */
+export interface FutureRows {
+  readonly table: "runs" | "deliveries"
+  readonly job: string
+  readonly rows: number
+  /** The latest instant among them. */
+  readonly latest: Date
+  /** Up to 20 of their ids. */
+  readonly ids: ReadonlyArray<string>
+}
+
 /** The runner's view of PostgreSQL. */
 export class Database extends Context.Service<Database, {
   readonly sql: SqlClient.SqlClient
@@ -310,6 +321,15 @@ export class Database extends Context.Service<Database, {
   readonly explainOf: (args: SelectionArgs, learners: ReadonlyArray<Learner>) => Effect.Effect<ReadonlyArray<Decision>, DatabaseError>
   /** Everything the library did and learned about one learner, newest first. */
   readonly timelineOf: (user: { readonly userId: string; readonly email: string }) => Effect.Effect<ReadonlyArray<TimelineEntry>, DatabaseError>
+  /**
+   * Hands a batch's still-pending rows back to the queue (out of the batch, so a later claim sends them under a
+   * new idempotency key) and closes the batch. Only for a batch the provider accepted none of those rows from.
+   */
+  readonly requeueBatch: (batchId: string, error: string) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  /** `lastRuns` as of `now`: runs dated after it (a `--now` in the future) are left out. */
+  readonly lastRunsBefore: (now: Date) => Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
+  /** Run and ledger rows dated after `now`, per table and job, for an operator to clean up. */
+  readonly futureRows: (now: Date) => Effect.Effect<ReadonlyArray<FutureRows>, DatabaseError>
 }>()("kaiwa-jobs/Database") {
   /** The service over whatever SqlClient is provided, with the app adapter (the app's shape read from the catalog). */
   static get layerFromSql() {
@@ -668,6 +688,49 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
       WHERE s.user_id = ${userId}
         OR lower(s.email) = (SELECT lower(d.email) FROM kaiwa_jobs.deliveries d WHERE d.user_id = ${userId} ORDER BY d.id DESC LIMIT 1)
       ORDER BY s.created_at`.pipe(Effect.mapError(toDatabaseError("reading suppressions failed")))
+  // Issue 19: a batch the provider refused (its sender, content or account, not its recipients) accepted none of
+  // these rows; resent under its old key it would get the stored refusal back (or a 409 once the content is
+  // fixed), so its rows leave it and the next claim gives them a new key. Closed as done, it is never resumed.
+  const requeueBatch = (batchId: string, error: string) =>
+    sql.withTransaction(Effect.gen(function*() {
+      const freed = yield* sql<{ id: string }>`
+        UPDATE kaiwa_jobs.deliveries SET batch_id = NULL
+        WHERE batch_id = ${batchId} AND status = 'pending'
+        RETURNING id::text AS id`
+      yield* sql`
+        UPDATE kaiwa_jobs.batches
+        SET status = 'done', done_at = coalesce(done_at, clock_timestamp()), lease_until = NULL, owner = NULL,
+            last_error = ${error.slice(0, 500)}
+        WHERE id = ${batchId}`
+      return freed.map((r) => r.id)
+    })).pipe(Effect.mapError(toDatabaseError("requeueing a batch failed")))
+
+  // Issue 19: a run made with a `--now` in the future would count as the latest success until that date, and hide
+  // an overdue job. The same statement as `lastRuns`, with every run dated after `now` left out.
+  const lastRunsBefore = (now: Date) =>
+    sql<RunRow & { last_success_at: Date | null }>`
+      SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
+        r.error, r.trigger,
+        (SELECT max(s.started_at) FROM kaiwa_jobs.runs s
+         WHERE s.job = r.job AND s.outcome = 'succeeded' AND s.started_at <= ${now} AND s.as_of <= ${now}) AS last_success_at
+      FROM kaiwa_jobs.runs r
+      WHERE r.started_at <= ${now} AND r.as_of <= ${now}
+      ORDER BY r.job, r.started_at DESC`.pipe(Effect.mapError(toDatabaseError("reading the run history failed")))
+
+  // For `status` only (it scans the ledger): rows a future `--now` left behind.
+  const futureRows = (now: Date) =>
+    sql<{ table_name: "runs" | "deliveries"; job: string; rows: number; latest: Date; ids: ReadonlyArray<string> }>`
+      SELECT 'runs' AS table_name, job, count(*)::int AS rows, max(greatest(as_of, started_at)) AS latest,
+        (array_agg(id::text ORDER BY started_at DESC))[1:20] AS ids
+      FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job
+      UNION ALL
+      SELECT 'deliveries', job, count(*)::int, max(greatest(planned_at, sent_at)),
+        (array_agg(id::text ORDER BY id DESC))[1:20]
+      FROM kaiwa_jobs.deliveries WHERE planned_at > ${now} OR sent_at > ${now} GROUP BY job
+      ORDER BY 1, 2`.pipe(
+      Effect.map((rows) => rows.map((r): FutureRows => ({ table: r.table_name, job: r.job, rows: r.rows, latest: r.latest, ids: r.ids }))),
+      Effect.mapError(toDatabaseError("reading rows dated in the future failed"))
+    )
 
   return Database.of({
     sql,
@@ -687,7 +750,10 @@ function makeDatabase(sql: SqlClient.SqlClient): Database["Service"] {
     startRun,
     finishRun,
     lastRuns,
-    suppress
+    suppress,
+    requeueBatch,
+    lastRunsBefore,
+    futureRows
   })
 }
 

@@ -23,7 +23,7 @@ import {
   describeSqlCause,
   REJECTED_PREFIX
 } from "./Database.ts"
-import { MAX_BATCH, type Batch, Mailer, type MailerError, type OutgoingEmail } from "./Mailer.ts"
+import { MAX_BATCH, type Batch, Mailer, MailerError, type OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
 import type { Statement } from "effect/sql"
 
@@ -89,6 +89,37 @@ const PROGRESS_EVERY = Duration.seconds(5)
 const add = (into: Record<string, number>, key: string, n = 1) => {
   into[key] = (into[key] ?? 0) + n
 }
+
+/**
+ * The circuit breaker (issue 19): a batch in which more than `BREAKER_RATE` of the recipients, and at least
+ * `BREAKER_MIN` of them, are rejected as invalid is not a few bad addresses (the selection already leaves out
+ * what cannot be an address) but a problem with the sender, the content or the provider that its messages did not
+ * name. That batch is recorded (at most one batch's worth of addresses suppressed) and the run stops (exit 1),
+ * leaving the rest pending, instead of suppressing the audience batch after batch.
+ */
+export const BREAKER_RATE = 0.05
+/** See `BREAKER_RATE`: fewer rejections than this never trip the breaker (one bad address in a batch of 10). */
+export const BREAKER_MIN = 5
+
+const tripsBreaker = (rejected: number, size: number) => rejected >= BREAKER_MIN && rejected > BREAKER_RATE * size
+
+const breakerError = (rejected: number, size: number) =>
+  new MailerError({
+    kind: "rejections",
+    retryable: false,
+    message: `circuit breaker: the provider rejected ${rejected} of ${size} recipients of one batch as invalid ` +
+      `(more than ${BREAKER_RATE * 100}%), which is not a few bad addresses; the run stopped before suppressing more ` +
+      "than that batch's. Check the sender, the content and the provider account; the rest stay pending for a re-run"
+  })
+
+const refusedError = (reasons: ReadonlyArray<string>, size: number) =>
+  new MailerError({
+    kind: "refused",
+    retryable: false,
+    message: `the provider refused ${reasons.length} of ${size} email(s) of a batch for their sender, content or ` +
+      `account, not their recipients (${reasons[0]!.slice(0, 200)}). Nothing was suppressed; the emails stay pending ` +
+      "and a re-run sends them under a new idempotency key once the cause is fixed"
+  })
 
 /** Plans, claims, sends and records one job's tick (or, in a dry run, plans and prints without writing). */
 export const deliver = Effect.fn("Delivery.deliver")(function*(ctx: RunContext, spec: DeliverySpec) {
@@ -228,20 +259,40 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
       return Option.some(result.failure)
     }
     if (result._tag === "Failure") {
-      yield* db.releaseBatch(batch.id, ctx.runId, result.failure.message)
+      // Refused whole (a 4xx validation answer): nothing was accepted, and the same key would only bring the same
+      // answer back (or a 409 once the cause is fixed), so the rows go out under a new key on the next claim.
+      if (result.failure.kind === "invalid") yield* db.requeueBatch(batch.id, result.failure.message)
+      else yield* db.releaseBatch(batch.id, ctx.runId, result.failure.message)
       return Option.some(result.failure)
     }
+    const refused = result.success.flatMap((r) => r._tag === "Refused" ? [r.reason] : [])
     result.success.forEach((r, i) => {
       const d = sentRows[i]!
       if (r._tag === "Accepted") outcomes.push({ id: d.id, status: "sent", providerId: r.providerId, reason: null })
-      else outcomes.push({ id: d.id, status: "failed", providerId: null, reason: `${REJECTED_PREFIX}${r.reason}`.slice(0, 300) })
+      // With a refusal in the batch nothing is learnt about any address: its rejections are not recorded either.
+      else if (r._tag === "Rejected" && refused.length === 0) {
+        outcomes.push({ id: d.id, status: "failed", providerId: null, reason: `${REJECTED_PREFIX}${r.reason}`.slice(0, 300) })
+      }
     })
+    const error = refused.length > 0 ? refusedError(refused, emails.length) : undefined
     // Counted from what was written, not from what was sent: a batch another worker already recorded adds nothing.
-    const written = yield* db.completeBatch({ batchId: batch.id, outcomes, now: yield* now })
+    // After a refusal, the rows the provider did not accept leave the batch in the same transaction (a re-run sends
+    // them under a new key); a crash in between would otherwise strand them in a closed batch.
+    const written = yield* db.sql.withTransaction(Effect.gen(function*() {
+      const written = yield* db.completeBatch({ batchId: batch.id, outcomes, now: yield* now })
+      if (error !== undefined) yield* db.requeueBatch(batch.id, error.message)
+      return written
+    })).pipe(Effect.mapError((e) => e._tag === "DatabaseError" ? e : new DatabaseError({ message: `recording a batch failed: ${describeSqlCause(e)}` })))
     for (const id of written.sent) add(sent, groups.get(id)!)
     failed += written.failed.length
     yield* telemetry.countEmails(ctx.job, "sent", written.sent.length)
     yield* telemetry.countEmails(ctx.job, "failed", written.failed.length)
+    if (error !== undefined) {
+      yield* Effect.logError(error.message)
+      return Option.some(error)
+    }
+    const rejected = result.success.filter((r) => r._tag === "Rejected").length
+    if (tripsBreaker(rejected, emails.length)) return Option.some(breakerError(rejected, emails.length))
     return Option.none<MailerError>()
   })
 

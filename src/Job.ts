@@ -23,7 +23,8 @@ import { type DeliveryReport, deliver, type Recipient, RenderError, type RunCont
 import { findProblems } from "./emails/problems.ts"
 import type { Mailer, OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
-import { makeToken, unsubscribeHeaders, unsubscribeUrl } from "./Unsubscribe.ts"
+import { type EmailLinks, type LinkMode, linksFor } from "./Links.ts"
+import { unsubscribeHeaders } from "./Unsubscribe.ts"
 
 /** Stats every job reports besides its own groups. */
 export interface CommonStats {
@@ -118,6 +119,8 @@ export interface RenderContext<C = undefined> {
   readonly recipient: Recipient
   /** This recipient's signed one-click unsubscribe link for this job's list; the template shows it. */
   readonly unsubscribeUrl: string
+  /** Every per-recipient link (src/Links.ts): signed in a live run, placeholders in a dry run. */
+  readonly links: EmailLinks
 }
 
 /** What a job's template returns; the library adds the recipient, the unsubscribe headers and the job tag. */
@@ -195,11 +198,13 @@ export const make = <const Name extends string, const G extends string, D, C = u
     config: Settings,
     settings: C,
     recipient: Recipient,
-    data: D
+    data: D,
+    mode: LinkMode
   ): Effect.Effect<OutgoingEmail, RenderError> => {
-    const url = unsubscribeUrl(config.appUrl, makeToken(config.unsubscribeSecret, { userId: recipient.user_id, list: definition.name }))
+    const links = linksFor(config, { userId: recipient.user_id, list: definition.name }, mode)
+    const url = links.unsubscribeUrl
     return Effect.try({
-      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url }),
+      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url, links }),
       // A template that throws is a bug in that template; it costs one recipient, never the run.
       catch: (cause) =>
         new RenderError(`the template threw for user ${recipient.user_id}: ${cause instanceof Error ? cause.message : String(cause)}`)
@@ -222,12 +227,12 @@ export const make = <const Name extends string, const G extends string, D, C = u
     }))
   }
 
-  const prepare = (config: Settings, settings: C) => (recipient: Recipient) =>
+  const prepare = (config: Settings, settings: C, mode: LinkMode) => (recipient: Recipient) =>
     decode(recipient.data).pipe(
       Effect.mapError(() => new RenderError(`ledger data of user ${recipient.user_id} does not decode`)),
       Effect.flatMap((data) =>
         Effect.map(
-          renderData(config, settings, recipient, data),
+          renderData(config, settings, recipient, data, mode),
           (email) => ({ email, group: definition.group(data, recipient) })
         )
       )
@@ -276,7 +281,8 @@ export const make = <const Name extends string, const G extends string, D, C = u
       list: definition.name,
       selection: yield* statement(ctx.asOf),
       finalSkips: definition.finalSkips ?? [],
-      prepare: prepare(config, settings)
+      // A dry run prints its emails: their links carry a placeholder, never a token signed with the real secret.
+      prepare: prepare(config, settings, ctx.dryRun ? "dryRun" : "live")
     })
     const counts = Object.fromEntries(definition.groups.map((g) => [g, report.sent[g] ?? 0])) as { readonly [K in G]: number }
     const stats: Stats<G> = {
@@ -309,7 +315,8 @@ export const make = <const Name extends string, const G extends string, D, C = u
       Effect.flatMap(readSettings, (settings) =>
         Effect.forEach(definition.samples, (sample) =>
           Effect.map(
-            renderData(config, settings, { ...SAMPLE_RECIPIENT, dedupe_key: sample.name, data: sample.data }, sample.data),
+            // Previews are for the sample learner, who is nobody: a real signature shows what the link will look like.
+            renderData(config, settings, { ...SAMPLE_RECIPIENT, dedupe_key: sample.name, data: sample.data }, sample.data, "live"),
             (email): Preview => ({ name: sample.name, email })
           )))
   }
@@ -383,7 +390,7 @@ export const runJob = Effect.fn("Job.run")(function*<Name extends string, G exte
       asOf: ctx.asOf,
       startedAt: ctx.asOf,
       trigger: options.trigger ?? "cli",
-      host: config.host
+      host: config.machine
     })
   }
   const finish = (outcome: Outcome, stats: CommonStats | null, error: string | null) =>

@@ -27,10 +27,15 @@ export interface Batch {
   readonly deadline?: number | undefined
 }
 
-/** What the provider said about one email of a batch, in the batch's order. */
+/**
+ * What the provider said about one email of a batch, in the batch's order. `Rejected` is about the recipient
+ * (the address is invalid: it is suppressed); `Refused` is about anything else (the sender, the content, the
+ * account): it says nothing about the address, and the run stops with the email left pending for a re-run.
+ */
 export type DeliveryResult =
   | { readonly _tag: "Accepted"; readonly providerId: string | null }
   | { readonly _tag: "Rejected"; readonly reason: string }
+  | { readonly _tag: "Refused"; readonly reason: string }
 
 /** Why a whole batch could not be handed over. */
 export const MailerErrorKind = Schema.Literals([
@@ -39,7 +44,9 @@ export const MailerErrorKind = Schema.Literals([
   "idempotency", // same key, different payload: never resend, report loudly
   "transient", // 5xx, network, rate limit, timeout: the batch stays pending
   "deadline", // retries ran out of time: the batch stays pending
-  "invalid" // the request itself was refused (validation of the whole batch)
+  "invalid", // the request itself was refused (validation of the whole batch)
+  "refused", // emails refused for their sender, content or account, not their recipients: stop, suppress nothing
+  "rejections" // circuit breaker: too many recipients of one batch rejected to be a few bad addresses
 ])
 export type MailerErrorKind = typeof MailerErrorKind.Type
 

@@ -142,10 +142,24 @@ const BatchResponse = Schema.Struct({
 type BatchResponse = typeof BatchResponse.Type
 const decodeBatchResponse = Schema.decodeUnknownEffect(BatchResponse)
 
+// What Resend's per-email validation messages name: "Invalid `to` field. The email address needs to follow the
+// `email@example.com` or `Name <email@example.com>` format." is about the recipient; "Invalid `from` field. ..." (the
+// same words for the sender), a missing subject, a bad header or tag is not. `reply_to` must not pass for `to`.
+const TO_FIELD = /(?<![\w`'"])[`'"]?to[`'"]?\s+field/i
+const OTHER_FIELD = /[`'"](?:from|reply_to|replyTo|subject|html|text|headers?|tags?|attachments?|scheduled_at)[`'"]|\bfrom field|\bsender\b/i
+
+/**
+ * True when a per-email error is about that email's recipient (its `to` address), and only then: the address may
+ * be suppressed. Any other error (the sender, the content, the account, or a message we do not recognise) says
+ * nothing about the address.
+ */
+export const isAboutRecipient = (message: string): boolean => TO_FIELD.test(message) && !OTHER_FIELD.test(message)
+
 /**
  * Maps a permissive batch response onto the batch's order. `data` lists only the accepted emails, in batch
- * order, so the k-th id belongs to the k-th index that is not in `errors`. Returns a description of the problem
- * when the response cannot be reconciled with a batch of `size` emails.
+ * order, so the k-th id belongs to the k-th index that is not in `errors`. An error about the recipient is
+ * `Rejected`; any other is `Refused` (see `isAboutRecipient`). Returns a description of the problem when the
+ * response cannot be reconciled with a batch of `size` emails.
  */
 export const deliveryResults = (size: number, response: BatchResponse): ReadonlyArray<DeliveryResult> | string => {
   const rejected = new Map<number, string>()
@@ -159,7 +173,8 @@ export const deliveryResults = (size: number, response: BatchResponse): Readonly
   let next = 0
   return Array.from({ length: size }, (_, i): DeliveryResult => {
     const reason = rejected.get(i)
-    return reason !== undefined ? { _tag: "Rejected", reason } : { _tag: "Accepted", providerId: response.data[next++]!.id }
+    if (reason === undefined) return { _tag: "Accepted", providerId: response.data[next++]!.id }
+    return isAboutRecipient(reason) ? { _tag: "Rejected", reason } : { _tag: "Refused", reason }
   })
 }
 

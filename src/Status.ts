@@ -5,7 +5,7 @@
  * levels (src/DeliveryHealth.ts). Shared by `kaiwa-jobs status` and `GET /health`; carries no personal data.
  */
 import { Clock, Duration, Effect } from "effect"
-import { Database } from "./Database.ts"
+import { Database, type FutureRows } from "./Database.ts"
 import { type DeliveryHealth, deliveryHealth } from "./DeliveryHealth.ts"
 import { Jobs } from "./jobs/index.ts"
 
@@ -37,12 +37,16 @@ export interface JobStatus {
   readonly atRisk: boolean
 }
 
-/** The status of every registered job (`Jobs`), as of the Clock's instant. */
+/**
+ * The status of every registered job (`Jobs`), as of the Clock's instant. Runs dated after that instant (left by
+ * a `--now` in the future) are ignored: one would otherwise count as a success until its date and keep the job
+ * from ever being reported overdue. `futureRowsNow` names them.
+ */
 export const jobStatuses = Effect.gen(function*() {
   const registry = yield* Jobs
   const db = yield* Database
   const now = yield* Clock.currentTimeMillis
-  const rows = yield* db.lastRuns
+  const rows = yield* db.lastRunsBefore(new Date(now))
   const health = yield* deliveryHealth
   return registry.map((job): JobStatus => {
     const row = rows.find((r) => r.job === job.name)
@@ -68,3 +72,20 @@ export const jobStatuses = Effect.gen(function*() {
     }
   })
 })
+
+/**
+ * Run and ledger rows dated after the Clock's instant, with a one-line description of each group for the
+ * operator: they block the cross-job cap and mislead `status` until that date, so they are worth deleting.
+ * Reads the ledger, so `status` asks for it, not `/health`.
+ */
+export const futureRowsNow = Effect.gen(function*() {
+  const db = yield* Database
+  const now = new Date(yield* Clock.currentTimeMillis)
+  const rows = yield* db.futureRows(now)
+  return rows.map((r) => ({ ...r, description: describeFutureRows(r) }))
+})
+
+/** "3 run row(s) of practice-reminders dated in the future (latest 2099-01-01T09:00:00.000Z; ids 12, 11, 10)". */
+export const describeFutureRows = (r: FutureRows): string =>
+  `${r.rows} ${r.table === "runs" ? "run" : "ledger"} row(s) of ${r.job} dated in the future ` +
+  `(latest ${r.latest.toISOString()}; kaiwa_jobs.${r.table} ids ${r.ids.join(", ")}${r.rows > r.ids.length ? ", ..." : ""})`

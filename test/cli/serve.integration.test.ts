@@ -29,7 +29,8 @@ describe("serve", () => {
         APP_URL: "https://kaiwa.example",
         UNSUBSCRIBE_SECRET: "serve-unsubscribe-secret-0123456789",
         PORT: String(port),
-        CRON_SECRET: "x".repeat(40)
+        CRON_SECRET: "serve-cron-secret-0123456789-abcdefghij",
+        FOUNDER_NAME: "Yuki Sato"
       }
       // As on Fly: the release command migrates, then the web process starts.
       const migrated = yield* Effect.promise(() => run("dist/cli.js", ["migrate"], env))

@@ -17,10 +17,14 @@ import { registry } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
 import { type Batch, type DeliveryResult, Mailer, MailerError, MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
 import { Telemetry } from "../../src/Telemetry.ts"
-import { makeToken } from "../../src/Unsubscribe.ts"
+import { DRY_RUN_TOKEN } from "../../src/Links.ts"
+import { makeToken, verifyToken } from "../../src/Unsubscribe.ts"
 import { freshDatabaseUrl, insertUsers, snapshotLibraryTables } from "../support/TestDb.ts"
 
 const CRON_SECRET = "cron-secret-for-tests-0123456789abcdef"
+// Short and exact-length secrets for the length rule; varied characters, since a trivially weak one exits 2.
+const CRON_32 = "0123456789abcdefghijklmnopqrstuv"
+const CRON_31 = CRON_32.slice(0, 31)
 const UNSUBSCRIBE_SECRET = "unsubscribe-secret-for-tests-0123456789"
 const DAY = 86_400_000
 // Tuesday 10:00 UTC: inside the reminder window for UTC users.
@@ -191,21 +195,21 @@ describe("cron endpoints: the secret", () => {
       }))
   })
 
-  layer(serverWith({ CRON_SECRET: "x".repeat(31) }), { excludeTestServices: true })((it) => {
+  layer(serverWith({ CRON_SECRET: CRON_31 }), { excludeTestServices: true })((it) => {
     it.effect("CRON_SECRET of 31 characters: 503 even for the matching token, and nothing runs", () =>
       Effect.gen(function*() {
         yield* learners("u", 2)
-        assert.strictEqual((yield* call("/api/cron/send-reminders", bearer(`Bearer ${"x".repeat(31)}`))).status, 503)
-        assert.strictEqual((yield* call("/api/cron/founder-emails?dryRun=1", bearer(`Bearer ${"x".repeat(31)}`, "POST"))).status, 503)
+        assert.strictEqual((yield* call("/api/cron/send-reminders", bearer(`Bearer ${CRON_31}`))).status, 503)
+        assert.strictEqual((yield* call("/api/cron/founder-emails?dryRun=1", bearer(`Bearer ${CRON_31}`, "POST"))).status, 503)
         assert.strictEqual(yield* count("runs"), 0)
         assert.deepStrictEqual(yield* sentTo, [])
       }))
   })
 
-  layer(serverWith({ CRON_SECRET: "y".repeat(32) }), { excludeTestServices: true })((it) => {
+  layer(serverWith({ CRON_SECRET: CRON_32 }), { excludeTestServices: true })((it) => {
     it.effect("CRON_SECRET of exactly 32 characters enables the endpoints", () =>
       Effect.gen(function*() {
-        const r = yield* call("/api/cron/founder-emails", bearer(`Bearer ${"y".repeat(32)}`))
+        const r = yield* call("/api/cron/founder-emails", bearer(`Bearer ${CRON_32}`))
         assert.strictEqual(r.status, 200)
         assert.strictEqual(r.json().outcome, "succeeded")
       }))
@@ -264,6 +268,13 @@ describe("cron endpoints: runs", () => {
         // Each dry run printed its emails through the console mailer instead.
         const printed = (yield* TestConsole.logLines).map(String).filter((l) => l.includes("To:       w"))
         assert.strictEqual(printed.length, 6)
+        // Issue 19: what a dry run prints holds no usable unsubscribe token, only the placeholder.
+        const tokens = printed.flatMap((l) => [...l.matchAll(/token=([^\s>"&<]+)/g)].map((m) => decodeURIComponent(m[1]!)))
+        assert.strictEqual(tokens.length, 6)
+        for (const token of tokens) {
+          assert.strictEqual(token, DRY_RUN_TOKEN)
+          assert.isTrue(verifyToken(Redacted.make(UNSUBSCRIBE_SECRET), token)._tag === "None")
+        }
       }))
 
     it.effect("an unknown query parameter or dryRun value: 400 and nothing runs (a typo never sends for real)", () =>

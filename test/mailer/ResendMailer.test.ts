@@ -8,7 +8,7 @@ import { TestClock } from "effect/testing"
 import { Resend } from "resend"
 import { afterEach, vi } from "vitest"
 import { type Batch, type DeliveryResult, Mailer, MailerError, type OutgoingEmail } from "../../src/Mailer.ts"
-import { deliveryResults, layer, make, makeRateLimiter, RATE_HEADROOM, type ResendMailerOptions } from "../../src/ResendMailer.ts"
+import { deliveryResults, isAboutRecipient, layer, make, makeRateLimiter, RATE_HEADROOM, type ResendMailerOptions } from "../../src/ResendMailer.ts"
 import { type FakeResend, type FakeResendOptions, startFakeResend } from "../support/FakeResend.ts"
 
 const fakeResend = (options?: FakeResendOptions) =>
@@ -303,19 +303,63 @@ describe("ResendMailer", () => {
 
   it.effect("permissive results map ids to the indexes not rejected, whatever the order of errors", () =>
     Effect.sync(() => {
+      const bad = (n: number) => `Invalid \`to\` field. The email address needs to follow the \`email@example.com\` or \`Name <email@example.com>\` format. Received: bad${n}`
       const results = deliveryResults(5, {
         data: [{ id: "a" }, { id: "b" }, { id: "c" }],
-        errors: [{ index: 3, message: "bad 3" }, { index: 0, message: "bad 0" }]
+        errors: [{ index: 3, message: bad(3) }, { index: 0, message: bad(0) }]
       })
       assert.deepStrictEqual(results, [
-        { _tag: "Rejected", reason: "bad 0" },
+        { _tag: "Rejected", reason: bad(0) },
         { _tag: "Accepted", providerId: "a" },
         { _tag: "Accepted", providerId: "b" },
-        { _tag: "Rejected", reason: "bad 3" },
+        { _tag: "Rejected", reason: bad(3) },
         { _tag: "Accepted", providerId: "c" }
       ])
       assert.isString(deliveryResults(3, { data: [{ id: "a" }] }), "a response that does not add up is refused")
       assert.isString(deliveryResults(2, { data: [{ id: "a" }], errors: [{ index: 2, message: "x" }] }))
+    }))
+
+  it.effect("only an error about the recipient is a Rejected address; the sender, the content or anything unknown is Refused", () =>
+    Effect.sync(() => {
+      const about = {
+        recipient: [
+          "Invalid `to` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.",
+          "The `to` field is missing.",
+          "Invalid 'to' field. The email address needs to follow the email@example.com or Name <email@example.com> format.",
+          "Invalid `to` field. Received: someone@domain.example"
+        ],
+        other: [
+          "Invalid `from` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.",
+          "Invalid `reply_to` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.",
+          "The `subject` field is required.",
+          "Either `html` or `text` must be provided.",
+          "The kaiwa.example domain is not verified.",
+          "Something went wrong."
+        ]
+      }
+      for (const message of about.recipient) {
+        assert.isTrue(isAboutRecipient(message), message)
+        assert.strictEqual((deliveryResults(1, { data: [], errors: [{ index: 0, message }] }) as ReadonlyArray<DeliveryResult>)[0]!._tag, "Rejected")
+      }
+      for (const message of about.other) {
+        assert.isFalse(isAboutRecipient(message), message)
+        assert.strictEqual((deliveryResults(1, { data: [], errors: [{ index: 0, message }] }) as ReadonlyArray<DeliveryResult>)[0]!._tag, "Refused")
+      }
+    }))
+
+  it.live("a bad `from` against the fake Resend: every email of the batch is Refused (Resend's own message), none Rejected", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeResend()
+      const mailer = yield* mailerFor(fake)
+      const batch = batchOf("batch-bad-from", 3)
+      const results = yield* mailer.send({ ...batch, emails: batch.emails.map((e) => ({ ...e, from: "Kaiwa hello@kaiwa.example" })) })
+      assert.deepStrictEqual(results.map((r) => r._tag), ["Refused", "Refused", "Refused"])
+      const first = results[0]!
+      assert.strictEqual(
+        first._tag === "Refused" ? first.reason : "",
+        "Invalid `from` field. The email address needs to follow the `email@example.com` or `Name <email@example.com>` format."
+      )
+      assert.strictEqual(fake.accepted.length, 0)
     }))
 
   it.live("rps 2 spaces 10 concurrent batches over >= 4.5 s and the provider never answers 429", () =>
