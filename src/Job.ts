@@ -21,7 +21,7 @@ import { type DeliveryReport, deliver, type Recipient, RenderError, type RunCont
 import { findProblems } from "./emails/problems.ts"
 import type { Mailer, OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
-import { makeToken, unsubscribeHeaders, unsubscribeUrl } from "./Unsubscribe.ts"
+import { makePreferencesToken, makeToken, preferencesUrl, unsubscribeHeaders, unsubscribeUrl } from "./Unsubscribe.ts"
 
 /** Stats every job reports besides its own groups. */
 export interface CommonStats {
@@ -100,6 +100,8 @@ export interface RenderContext<C = undefined> {
   readonly recipient: Recipient
   /** This recipient's signed one-click unsubscribe link for this job's list; the template shows it. */
   readonly unsubscribeUrl: string
+  /** This recipient's signed link to their preference center (every list); the template's footer shows it. */
+  readonly preferencesUrl: string
 }
 
 /** What a job's template returns; the library adds the recipient, the unsubscribe headers and the job tag. */
@@ -180,8 +182,9 @@ export const make = <const Name extends string, const G extends string, D, C = u
     data: D
   ): Effect.Effect<OutgoingEmail, RenderError> => {
     const url = unsubscribeUrl(config.appUrl, makeToken(config.unsubscribeSecret, { userId: recipient.user_id, list: definition.name }))
+    const preferences = preferencesUrl(config.appUrl, makePreferencesToken(config.unsubscribeSecret, { userId: recipient.user_id }))
     return Effect.try({
-      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url }),
+      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url, preferencesUrl: preferences }),
       // A template that throws is a bug in that template; it costs one recipient, never the run.
       catch: (cause) =>
         new RenderError(`the template threw for user ${recipient.user_id}: ${cause instanceof Error ? cause.message : String(cause)}`)

@@ -18,6 +18,7 @@ import {
 const appUrl = "https://kaiwa.example/app"
 // A token's shape (base64url with a dot), not a real one: the template only prints the URL it is given.
 const unsubscribe = "https://kaiwa.example/unsubscribe?token=eyJ1IjoidXNlcl8xIiwibCI6IndlZWtseS1wcm9ncmVzcyJ9.c2lnbmF0dXJl-_x"
+const preferences = "https://kaiwa.example/preferences?token=eyJ2IjoxLCJ1IjoidXNlcl8xIiwicCI6InByZWZlcmVuY2VzIn0.c2lnbmF0dXJl-_y"
 
 const base: ProgressData = {
   displayName: "Aiko Tanaka",
@@ -30,7 +31,8 @@ const base: ProgressData = {
   previousMinutes: 30,
   changePercent: 50,
   appUrl,
-  unsubscribeUrl: unsubscribe
+  unsubscribeUrl: unsubscribe,
+  preferencesUrl: preferences
 }
 
 // The figures that give each trend.

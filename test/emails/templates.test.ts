@@ -15,13 +15,17 @@ import {
 } from "../../src/emails/templates.ts"
 import { JobsConfig } from "../../src/Config.ts"
 import { registry } from "../../src/jobs/index.ts"
-import { makeToken, unsubscribeUrl, verifyToken } from "../../src/Unsubscribe.ts"
+import { makePreferencesToken, makeToken, preferencesUrl, unsubscribeUrl, verifyToken } from "../../src/Unsubscribe.ts"
 
 const appUrl = "https://kaiwa.example/app"
 const callUrl = "https://cal.example/kaiwa/15min?src=email&step=3"
 const unsubscribe = unsubscribeUrl(
   "https://kaiwa.example/",
   makeToken(Redacted.make("templates-test-secret"), { userId: "user_1", list: "practice-reminders" })
+)
+const preferences = preferencesUrl(
+  "https://kaiwa.example/",
+  makePreferencesToken(Redacted.make("templates-test-secret"), { userId: "user_1" })
 )
 
 // Days since the last session that land in each segment.
@@ -80,10 +84,10 @@ interface Variant {
 }
 
 const founder = (step: 1 | 2 | 3, displayName: string | null, overrides: Partial<FounderData> = {}): Rendered =>
-  renderFounder({ step, displayName, appUrl, callUrl, unsubscribeUrl: unsubscribe, founderName: "Sam", ...overrides })
+  renderFounder({ step, displayName, appUrl, callUrl, unsubscribeUrl: unsubscribe, preferencesUrl: preferences, founderName: "Yuki", ...overrides })
 
 const reminder = (segment: ReminderSegment, language: string | null, displayName: string | null): Rendered =>
-  renderReminder({ displayName, language, daysSinceLastSession: daysFor[segment], appUrl, unsubscribeUrl: unsubscribe })
+  renderReminder({ displayName, language, daysSinceLastSession: daysFor[segment], appUrl, unsubscribeUrl: unsubscribe, preferencesUrl: preferences })
 
 // Every template variant for one display name: 5 segments x each hostile language, then founder days 1-3.
 const variantsFor = (displayName: string | null): ReadonlyArray<Variant> => [

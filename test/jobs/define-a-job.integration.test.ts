@@ -79,7 +79,7 @@ const streakSaver = Job.make({
     ${capJoin(sql, asOf, config)}`,
   groups: ["nudged"],
   group: () => "nudged",
-  render: (data, { config, settings, unsubscribeUrl }) =>
+  render: (data, { config, settings, unsubscribeUrl, preferencesUrl }) =>
     renderEmail({
       subject: settings.subject,
       preheader: "Two minutes today keeps it alive.",
@@ -89,6 +89,7 @@ const streakSaver = Job.make({
       closing: ["The Kaiwa team"],
       reason: "You get this because you practised on Kaiwa yesterday.",
       unsubscribe: link("Unsubscribe from streak saver nudges", unsubscribeUrl),
+      preferencesUrl,
       appUrl: config.appUrl
     }),
   samples: [{ name: "streak-saver-two", data: { displayName: "Aiko Tanaka", sessions: 2 } }],
