@@ -46,9 +46,10 @@ export const link = (label: string, url: string): Link => ({ _tag: "Link", label
  */
 export type Paragraph = ReadonlyArray<string | Link>
 
-/** A row of large figures, each with its label ("45" / "minutes"), and an optional line under them. */
+/** A row of large figures, each with its label ("45" / "minutes"), an optional title above and line under them. */
 export interface Tiles {
   readonly _tag: "Tiles"
+  readonly title?: string | undefined
   readonly tiles: ReadonlyArray<{ readonly value: string; readonly label: string }>
   readonly note?: string | undefined
 }
@@ -186,6 +187,7 @@ const tilesHtml = (t: Tiles): string => {
   )
   const spacer = "<td width=\"8\" style=\"width:8px;\"></td>"
   return [
+    ...(t.title === undefined || cleanInline(t.title) === "" ? [] : [`<p style="margin:0 0 8px 0;font-weight:600;">${h(t.title)}</p>`]),
     "<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\">",
     `<tr>${cells.join(spacer)}</tr>`,
     "</table>",
@@ -296,6 +298,7 @@ const renderHtml = (c: EmailContent): string => {
 }
 
 const tilesText = (t: Tiles): ReadonlyArray<string> => [
+  ...(t.title === undefined || cleanInline(t.title) === "" ? [] : wrapLine(cleanInline(t.title))),
   ...t.tiles.map((tile) => `${cleanInline(tile.value)} ${cleanInline(tile.label)}`),
   ...(t.note === undefined || cleanInline(t.note) === "" ? [] : wrapLine(cleanInline(t.note))),
   ""

@@ -139,6 +139,7 @@ export const renderProgress = (data: ProgressData): Rendered => {
 
   const tiles: Tiles = {
     _tag: "Tiles",
+    title: range === "" ? undefined : range,
     tiles: [
       ...(trend === "unknown" ? [] : [tile(minutes, "minute", "minutes")]),
       tile(sessions, "conversation", "conversations"),
@@ -148,7 +149,7 @@ export const renderProgress = (data: ProgressData): Rendered => {
   }
   const chart = trend === "unknown" ? undefined : chartOf(data)
   const blocks: Array<Block> = [
-    [range === "" ? "Here's your past week on Kaiwa." : `Here's your past week on Kaiwa, ${range}.`],
+    ["Here's how your past week on Kaiwa went."],
     tiles
   ]
   if (chart !== undefined) blocks.push(chart)

@@ -100,7 +100,7 @@ const assertWrapped = (text: string, label: string) => {
 
 describe("the HTML and text parts", () => {
   it("say the same words in the same order in every sample `preview` renders", async () => {
-    const samples = await allSamples()
+    const samples = allSamples()
     assert.isAtLeast(samples.length, 20)
     for (const s of samples) assertSameWords(s.email, s.name)
   })
@@ -121,12 +121,12 @@ describe("the HTML and text parts", () => {
 
 describe("the text part", () => {
   it("wraps at 78 columns in every sample, with a URL too long for a line alone on its own line", async () => {
-    for (const s of await allSamples()) assertWrapped(s.email.text, s.name)
+    for (const s of allSamples()) assertWrapped(s.email.text, s.name)
     for (const r of renders) assertWrapped(r.rendered.text, r.label)
   })
 
   it("carries every link of the HTML part whole, on one line", async () => {
-    for (const s of await allSamples()) {
+    for (const s of allSamples()) {
       const lines = s.email.text.split("\n")
       for (const url of hrefs(s.email.html)) {
         assert.isTrue(lines.some((line) => line.includes(url)), `${s.name}: ${url}`)
@@ -147,7 +147,7 @@ describe("the text part", () => {
 
 describe("every email's footer", () => {
   it("links the preference center in both parts, beside the unsubscribe link", async () => {
-    for (const s of await allSamples()) {
+    for (const s of allSamples()) {
       const url = /Manage email preferences:\s+(\S+)/.exec(s.email.text)?.[1] ?? ""
       assert.match(url, /^http:\/\/localhost:8080\/preferences\?token=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/, s.name)
       assert.include(s.email.html, `<a href="${escapeHtml(url)}"`, s.name)
@@ -159,7 +159,7 @@ describe("every email's footer", () => {
 describe("every email's size", () => {
   it("stays under Gmail's 102 KB clipping limit, HTML and visible text, with the longest inputs", async () => {
     const limit = 102 * 1024
-    const all = [...(await allSamples()).map((s) => ({ label: s.name, rendered: s.email })), ...renders]
+    const all = [...(allSamples()).map((s) => ({ label: s.name, rendered: s.email })), ...renders]
     for (const r of all) {
       assert.isBelow(Buffer.byteLength(r.rendered.html, "utf8"), limit, r.label)
       assert.isBelow(Buffer.byteLength(visibleText(r.rendered.html), "utf8"), limit, r.label)

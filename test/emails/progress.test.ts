@@ -146,7 +146,7 @@ describe("weekly progress report copy", () => {
   it("says nothing about the trend when no session recorded a duration", () => {
     const r = render({ ...trendData.unknown, sessions: 2, activeDays: 2 })
     assert.strictEqual(r.subject, "Last week on Kaiwa: 2 conversations")
-    assert.include(r.text, "on Kaiwa, March 8–14.\n\n2 conversations\n2 active days\n")
+    assert.include(r.text, "on Kaiwa went.\n\nMarch 8–14\n2 conversations\n2 active days\n")
     assert.notInclude(r.text, "minute")
     assert.notInclude(r.text, "%")
     assert.notInclude(r.text, "week before")
@@ -174,10 +174,10 @@ describe("weekly progress report copy", () => {
   })
 
   it("shows the week's dates, across a month's end too, and nothing when they are malformed", () => {
-    assert.include(render().text, "Here's your past week on Kaiwa, March 8–14.")
+    assert.include(render().text, "Here's how your past week on Kaiwa went.\n\nMarch 8–14\n45 minutes\n")
     assert.strictEqual(weekRange("2026-03-29", "2026-04-04"), "March 29 – April 4")
     assert.strictEqual(weekRange("2026-12-27", "2027-01-02"), "December 27 – January 2")
-    assert.include(render({ weekStart: "nope" }).text, "Here's your past week on Kaiwa.\n")
+    assert.include(render({ weekStart: "nope" }).text, "Here's how your past week on Kaiwa went.\n\n45 minutes\n")
   })
 
   it("greets by first name, falling back to 'there'", () => {

@@ -14,9 +14,9 @@ export const sampleSettings = (env: Record<string, string> = {}): Effect.Effect<
     Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: { FOUNDER_NAME: "Yuki", ...env } }))
   )
 
-/** Every sample of every job, with its job's name. */
-export const allSamples = (env: Record<string, string> = {}): Promise<ReadonlyArray<Preview & { readonly job: string }>> =>
-  Effect.runPromise(Effect.gen(function*() {
+/** Every sample of every job, with its job's name (rendering is synchronous, so test files can list them). */
+export const allSamples = (env: Record<string, string> = {}): ReadonlyArray<Preview & { readonly job: string }> =>
+  Effect.runSync(Effect.gen(function*() {
     const config = yield* sampleSettings(env)
     const out: Array<Preview & { readonly job: string }> = []
     for (const job of [...registry, winBack]) {
