@@ -178,14 +178,15 @@ const isChart = (b: Block): b is BarChart => !Array.isArray(b) && (b as Tiles | 
 const paragraphHtml = (inner: string): string => `<p style="margin:0 0 16px 0;">${inner}</p>`
 
 const tilesHtml = (t: Tiles): string => {
-  const width = Math.floor(100 / Math.max(1, t.tiles.length))
+  // Percentages that leave room for 2% gaps, so the gaps survive at every width.
+  const width = Math.floor((100 - 2 * (t.tiles.length - 1)) / Math.max(1, t.tiles.length))
   const cells = t.tiles.map((tile) =>
     `<td class="k-tile" width="${width}%" align="center" valign="top" bgcolor="${TILE}" ` +
     `style="background:${TILE};border-radius:8px;padding:12px 4px;">` +
     `<div class="k-text" style="font-size:30px;line-height:1.2;font-weight:700;color:${TEXT};">${h(tile.value)}</div>` +
     `<div class="k-muted" style="font-size:14px;line-height:1.3;color:${MUTED};">${h(tile.label)}</div></td>`
   )
-  const spacer = "<td width=\"8\" style=\"width:8px;\"></td>"
+  const spacer = "<td width=\"2%\" style=\"width:2%;\"></td>"
   return [
     ...(t.title === undefined || cleanInline(t.title) === "" ? [] : [`<p style="margin:0 0 8px 0;font-weight:600;">${h(t.title)}</p>`]),
     "<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\">",
@@ -285,7 +286,10 @@ const renderHtml = (c: EmailContent): string => {
     `<tr><td class="k-muted" style="padding:20px 20px 8px 20px;font-family:${FONT};font-size:14px;line-height:1.6;` +
     `color:${MUTED};">`,
     `<p style="margin:0 0 8px 0;">${h(c.reason)}</p>`,
-    `<p style="margin:0;">${footerLinks.map((l) => anchor(l, footerLink, "k-muted")).join(" &middot; ")}</p>`,
+    // The fixed labels never break inside; the unsubscribe label (a job's own words) may.
+    `<p style="margin:0;">${
+      footerLinks.map((l, i) => anchor(l, i === 0 ? footerLink : `${footerLink}white-space:nowrap;`, "k-muted")).join(" &middot; ")
+    }</p>`,
     "</td></tr>",
     "</table>",
     "<!--[if mso]></td></tr></table><![endif]-->",
