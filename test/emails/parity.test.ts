@@ -6,6 +6,7 @@
  * test/emails/browser.test.ts checks the same parity against Chromium's own `innerText`.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { Effect, Option } from "effect"
 import {
   escapeHtml,
   type ProgressData,
@@ -16,7 +17,8 @@ import {
   renderReminder,
   wrapLine
 } from "../../src/emails/templates.ts"
-import { allSamples } from "../support/EmailSamples.ts"
+import { verifyPreferencesToken } from "../../src/Unsubscribe.ts"
+import { allSamples, sampleSettings } from "../support/EmailSamples.ts"
 import { firstDifference, hrefs, visibleText, words } from "../support/EmailText.ts"
 
 const appUrl = "https://kaiwa.example/app"
@@ -146,10 +148,13 @@ describe("the text part", () => {
 })
 
 describe("every email's footer", () => {
-  it("links the preference center in both parts, beside the unsubscribe link", async () => {
+  it("links the recipient's own preference center in both parts, beside the unsubscribe link", async () => {
+    const secret = Effect.runSync(sampleSettings()).unsubscribeSecret
     for (const s of allSamples()) {
       const url = /Manage email preferences:\s+(\S+)/.exec(s.email.text)?.[1] ?? ""
       assert.match(url, /^http:\/\/localhost:8080\/preferences\?token=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/, s.name)
+      const claim = verifyPreferencesToken(secret, new URL(url).searchParams.get("token") ?? "")
+      assert.deepStrictEqual(Option.getOrUndefined(claim), { userId: "sample-user" }, s.name)
       assert.include(s.email.html, `<a href="${escapeHtml(url)}"`, s.name)
       assert.include(visibleText(s.email.html), "Manage email preferences", s.name)
     }
