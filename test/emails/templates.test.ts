@@ -15,6 +15,7 @@ import {
 } from "../../src/emails/templates.ts"
 import { JobsConfig } from "../../src/Config.ts"
 import { registry } from "../../src/jobs/index.ts"
+import { allSamples } from "../support/EmailSamples.ts"
 import { makePreferencesToken, makeToken, preferencesUrl, unsubscribeUrl, verifyToken } from "../../src/Unsubscribe.ts"
 
 const appUrl = "https://kaiwa.example/app"
@@ -263,6 +264,22 @@ describe("founder copy", () => {
     assert.include(day3.html, "&amp;step=3")
     assert.notInclude(founder(1, "Ann").text, callUrl)
     assert.notInclude(founder(2, "Ann").text, callUrl)
+  })
+
+  it("names the founder by FOUNDER_NAME only, never by the sender's display name", () => {
+    const samples = allSamples({ FOUNDER_FROM: "Yuki at Kaiwa <yuki@kaiwa.example>", FOUNDER_NAME: "Yuki" })
+    const day = (n: number) => samples.find((s) => s.name === `founder-day${n}`)!.email
+    assert.strictEqual(day(3).subject, "Want to talk for 15 minutes? A call with Yuki")
+    assert.include(day(1).text, "I'm Yuki, and I started Kaiwa.")
+    for (const n of [1, 2, 3]) {
+      assert.strictEqual(day(n).from, "Yuki at Kaiwa <yuki@kaiwa.example>")
+      assert.notInclude(`${day(n).subject}\n${day(n).text}\n${day(n).html}`, "Yuki at Kaiwa", `day ${n}`)
+    }
+    // Without a name the copy does without one, rather than call the founder "Kaiwa" or "the founder".
+    const unnamed = founder(1, "Ann", { founderName: " " })
+    assert.include(unnamed.text, "I started Kaiwa. Thank you for signing up!")
+    assert.notMatch(unnamed.text, /I'm (Kaiwa|the founder)/)
+    assert.strictEqual(founder(3, "Ann", { founderName: "" }).subject, "Want to talk for 15 minutes? A call with Kaiwa's founder")
   })
 
   it("signs with the founder's name, cleaned and escaped", () => {
