@@ -116,6 +116,10 @@ const DARK_STYLE = [
   "</style>"
 ].join("\n")
 
+// A name or language of 40 characters without a space must wrap rather than push a phone screen sideways
+// (inherited by everything inside the cell; `word-break:break-word` for clients without `overflow-wrap:anywhere`).
+const BREAK_LONG = "overflow-wrap:anywhere;word-break:break-word;"
+
 const h = (s: string): string => escapeHtml(cleanInline(s))
 
 const anchor = (l: Link, style: string, className: string): string =>
@@ -201,6 +205,9 @@ const tilesHtml = (t: Tiles): string => {
 // A cell that holds only a bar: no line box of its own, so its height is exactly the one given (Outlook too).
 const ZERO_LINE = "font-size:0;line-height:0;mso-line-height-rule:exactly;"
 
+/** A whole number as English readers write it: "12,345". */
+export const count = (n: number): string => n.toLocaleString("en-US", { maximumFractionDigits: 0 })
+
 const chartValue = (n: number): number => Number.isFinite(n) ? Math.max(0, Math.round(n)) : 0
 
 const chartHtml = (c: BarChart): string => {
@@ -220,7 +227,7 @@ const chartHtml = (c: BarChart): string => {
       `<td class="k-track" bgcolor="${TRACK}" height="14" style="background:${TRACK};height:14px;border-radius:3px;` +
       `${ZERO_LINE}">${bar}</td></tr></table></td>` +
       `<td class="k-text" width="40" align="right" style="width:40px;padding:3px 0 3px 8px;font-size:14px;color:${TEXT};">` +
-      `${value}</td></tr>`
+      `${count(value)}</td></tr>`
   })
   return [
     `<p style="margin:0 0 8px 0;font-weight:600;">${h(c.title)}</p>`,
@@ -275,7 +282,7 @@ const renderHtml = (c: EmailContent): string => {
     "border=\"0\"><tr><td><![endif]-->",
     `<table role="presentation" class="k-card" width="100%" cellpadding="0" cellspacing="0" border="0" bgcolor="${CARD}" ` +
     `style="max-width:560px;background:${CARD};border-radius:8px;">`,
-    `<tr><td class="k-text" style="padding:28px 20px;font-family:${FONT};font-size:16px;line-height:1.6;color:${TEXT};">`,
+    `<tr><td class="k-text" style="padding:28px 20px;font-family:${FONT};font-size:16px;line-height:1.6;color:${TEXT};${BREAK_LONG}">`,
     paragraphHtml(h(c.greeting)),
     ...c.paragraphs.map(blockHtml),
     buttonHtml(c.cta),
@@ -284,7 +291,7 @@ const renderHtml = (c: EmailContent): string => {
     "</table>",
     "<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\" style=\"max-width:560px;\">",
     `<tr><td class="k-muted" style="padding:20px 20px 8px 20px;font-family:${FONT};font-size:14px;line-height:1.6;` +
-    `color:${MUTED};">`,
+    `color:${MUTED};${BREAK_LONG}">`,
     `<p style="margin:0 0 8px 0;">${h(c.reason)}</p>`,
     // The fixed labels never break inside; the unsubscribe label (a job's own words) may.
     `<p style="margin:0;">${
@@ -316,7 +323,7 @@ const chartText = (c: BarChart): ReadonlyArray<string> => {
     ...c.rows.map((r) => {
       const value = chartValue(r.value)
       const bar = value === 0 ? "" : `${"#".repeat(Math.max(1, Math.round((value / max) * 30)))} `
-      return `${cleanInline(r.label).padEnd(WEEKDAY_PAD)} ${bar}${value}`
+      return `${cleanInline(r.label).padEnd(WEEKDAY_PAD)} ${bar}${count(value)}`
     }),
     ""
   ]

@@ -6,7 +6,7 @@
  * without a top language, and when no session recorded its duration.
  */
 import { firstName, languageName } from "./fields.ts"
-import { type BarChart, type Block, type EmailContent, link, type Rendered, renderEmail, type Tiles } from "./html.ts"
+import { type BarChart, type Block, count, type EmailContent, link, type Rendered, renderEmail, type Tiles } from "./html.ts"
 
 /** What a progress report needs: the week's figures as the selection computed them. */
 export interface ProgressData {
@@ -54,7 +54,7 @@ export const progressTrend = (data: Pick<ProgressData, "minutes" | "changePercen
 // prints as 0 rather than as "NaN".
 const whole = (n: number): number => Number.isFinite(n) ? Math.max(0, Math.round(n)) : 0
 
-const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`
+const plural = (n: number, one: string, many: string): string => `${count(n)} ${n === 1 ? one : many}`
 
 const MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
   "November", "December"] as const
@@ -114,10 +114,10 @@ export const renderProgress = (data: ProgressData): Rendered => {
   const minutesText = plural(minutes, "minute", "minutes")
   const previousText = plural(previous, "minute", "minutes")
   const conversations = plural(sessions, "conversation", "conversations")
-  const tile = (n: number, one: string, many: string) => ({ value: String(n), label: n === 1 ? one : many })
+  const tile = (n: number, one: string, many: string) => ({ value: count(n), label: n === 1 ? one : many })
   const note: Record<ProgressTrend, string | undefined> = {
-    up: `Up ${change}% on the week before (${previousText})`,
-    down: `Down ${change}% on the week before (${previousText})`,
+    up: `Up ${count(change)}% on the week before (${previousText})`,
+    down: `Down ${count(change)}% on the week before (${previousText})`,
     same: `The same as the week before (${previousText})`,
     new: "Up from no practice the week before",
     unknown: undefined
@@ -130,7 +130,7 @@ export const renderProgress = (data: ProgressData): Rendered => {
     unknown: undefined
   }
   const subjectTail: Record<ProgressTrend, string> = {
-    up: `${minutesText}, up ${change}%`,
+    up: `${minutesText}, up ${count(change)}%`,
     down: `${minutesText} of conversation`,
     same: `${minutesText}, same as the week before`,
     new: `${minutesText} of conversation`,

@@ -10,6 +10,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { useBrowser, screenshot, withPage } from "../support/Browser.ts"
 import { asWordSees, contrast, inverted, type Layout, measure, paintedBoxBehind } from "../support/EmailLayout.ts"
+import { renderProgress, renderReminder } from "../../src/emails/templates.ts"
 import { allSamples } from "../support/EmailSamples.ts"
 import { firstDifference, words } from "../support/EmailText.ts"
 
@@ -76,6 +77,20 @@ describe("every email sample in Chromium", () => {
       })
     }
   }
+
+  it("keeps the longest name and language a template prints inside a 375 px screen", async () => {
+    const long = [
+      renderReminder({ displayName: "x".repeat(5_000), language: "y".repeat(5_000), daysSinceLastSession: 4, appUrl: "https://kaiwa.example", unsubscribeUrl: "https://kaiwa.example/unsubscribe?token=t", preferencesUrl: "https://kaiwa.example/preferences?token=t" }),
+      renderProgress({ displayName: "W".repeat(5_000), topLanguage: "W".repeat(5_000), weekStart: "2026-03-08", weekEnd: "2026-03-14", minutes: 12_345, sessions: 1_234, activeDays: 7, previousMinutes: 99_999, changePercent: -88, minutesByDay: [9_999, 0, 1, 2, 3, 4, 2_335], appUrl: "https://kaiwa.example", unsubscribeUrl: "https://kaiwa.example/unsubscribe?token=t", preferencesUrl: "https://kaiwa.example/preferences?token=t" })
+    ]
+    for (const r of long) {
+      await withPage(browser(), { width: 375, html: r.html }, async (page) => {
+        await screenshot(page, `long-input-${long.indexOf(r)}-375`)
+        const layout = await measure(page)
+        assert.isAtMost(layout.scrollWidth, layout.innerWidth, r.subject.slice(0, 40))
+      })
+    }
+  })
 
   it("shows on screen the same words, in the same order, as each sample's text part, under 102 KB", async () => {
     for (const s of samples) {

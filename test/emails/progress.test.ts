@@ -219,6 +219,13 @@ describe("weekly progress report figures", () => {
     assert.include(render({ weekStart: "2026-03-09", minutesByDay: days }).text, "Minutes per day\nMon  0\n")
   })
 
+  it("writes large figures with thousands separators, in the tiles, the chart, the note and the subject", () => {
+    const r = render({ minutes: 12_345, sessions: 1_234, previousMinutes: 1_000, changePercent: 1_135, minutesByDay: [9_999, 0, 0, 0, 0, 0, 2_346] })
+    assert.strictEqual(r.subject, "Last week on Kaiwa: 12,345 minutes, up 1,135%")
+    assert.include(r.text, "12,345 minutes\n1,234 conversations\n2 active days\nUp 1,135% on the week before (1,000 minutes)\n")
+    assert.include(r.text, `Sun  ${"#".repeat(30)} 9,999\n`)
+  })
+
   it("declares both colour schemes, so clients that darken emails use its own dark colours", () => {
     const r = render()
     assert.include(r.html, "<meta name=\"color-scheme\" content=\"light dark\">")
