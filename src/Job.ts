@@ -119,6 +119,8 @@ export interface RenderContext<C = undefined> {
   readonly recipient: Recipient
   /** This recipient's signed one-click unsubscribe link for this job's list; the template shows it. */
   readonly unsubscribeUrl: string
+  /** This recipient's link to their preference center (every list); the template's footer shows it. */
+  readonly preferencesUrl: string
   /** Every per-recipient link (src/Links.ts): signed in a live run, placeholders in a dry run. */
   readonly links: EmailLinks
 }
@@ -204,7 +206,7 @@ export const make = <const Name extends string, const G extends string, D, C = u
     const links = linksFor(config, { userId: recipient.user_id, list: definition.name }, mode)
     const url = links.unsubscribeUrl
     return Effect.try({
-      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url, links }),
+      try: () => definition.render(data, { config, settings, recipient, unsubscribeUrl: url, preferencesUrl: links.preferencesUrl, links }),
       // A template that throws is a bug in that template; it costs one recipient, never the run.
       catch: (cause) =>
         new RenderError(`the template threw for user ${recipient.user_id}: ${cause instanceof Error ? cause.message : String(cause)}`)

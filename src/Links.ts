@@ -5,12 +5,14 @@
  * production secret (issue 19). A link added later (the preference center) belongs here, under the same rule.
  */
 import type { Settings } from "./Config.ts"
-import { makeToken, type UnsubscribeClaim, unsubscribeUrl } from "./Unsubscribe.ts"
+import { makePreferencesToken, makeToken, preferencesUrl, type UnsubscribeClaim, unsubscribeUrl } from "./Unsubscribe.ts"
 
 /** Every per-recipient link a template shows. */
 export interface EmailLinks {
   /** The one-click unsubscribe page for this recipient and list (also the List-Unsubscribe header). */
   readonly unsubscribeUrl: string
+  /** The recipient's preference center (every list), linked from every footer. */
+  readonly preferencesUrl: string
 }
 
 /**
@@ -24,6 +26,12 @@ export type LinkMode = "live" | "dryRun"
 
 /** The links of one email for `claim` (its recipient and list). */
 export const linksFor = (config: Settings, claim: UnsubscribeClaim, mode: LinkMode): EmailLinks => {
-  const token = mode === "dryRun" ? DRY_RUN_TOKEN : makeToken(config.unsubscribeSecret, claim)
-  return { unsubscribeUrl: unsubscribeUrl(config.appUrl, token) }
+  const dryRun = mode === "dryRun"
+  return {
+    unsubscribeUrl: unsubscribeUrl(config.appUrl, dryRun ? DRY_RUN_TOKEN : makeToken(config.unsubscribeSecret, claim)),
+    preferencesUrl: preferencesUrl(
+      config.appUrl,
+      dryRun ? DRY_RUN_TOKEN : makePreferencesToken(config.unsubscribeSecret, { userId: claim.userId })
+    )
+  }
 }

@@ -7,7 +7,8 @@
  * version field lets a later format coexist. Tokens never expire: a link in an old email must still work, and
  * the worst a leaked token can do is unsubscribe its own recipient from one list. Verification is total: any
  * malformed, truncated or forged token gives `None`, never an exception, and the signature is checked (in
- * constant time) before the payload is even parsed.
+ * constant time) before the payload is even parsed. Every email's footer also links the learner's preference
+ * center with a per-user token of the same form under its own domain (`makePreferencesToken`).
  */
 import { createHmac, timingSafeEqual } from "node:crypto"
 import { Effect, Option, Redacted, Schema } from "effect"
@@ -51,8 +52,11 @@ export const makeToken = (secret: Redacted.Redacted<string>, claim: UnsubscribeC
   return `${payloadB64}.${sign(secret, payloadB64)}`
 }
 
-/** Returns the claim of a token signed with `secret`, or `None` for anything else; never throws. */
-export const verifyToken = (secret: Redacted.Redacted<string>, token: string): Option.Option<UnsubscribeClaim> => {
+/**
+ * The payload (JSON text) of a `payload.signature` token whose signature is `sign(payload)`, or `None`. The
+ * signature is checked, in constant time, before the payload is decoded.
+ */
+const verifiedPayload = (token: string, sign: (payloadB64: string) => string): Option.Option<string> => {
   if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH) return Option.none()
   const parts = token.split(".")
   if (parts.length !== 2) return Option.none()
@@ -61,14 +65,59 @@ export const verifyToken = (secret: Redacted.Redacted<string>, token: string): O
   // Compare the base64url text rather than decoded bytes: Node's decoder ignores the unused low bits of the
   // last character, so two different strings can decode to the same bytes; text comparison keeps exactly one
   // valid spelling of each signature.
-  const expected = Buffer.from(sign(secret, payloadB64), "ascii")
+  const expected = Buffer.from(sign(payloadB64), "ascii")
   const given = Buffer.from(signatureB64, "ascii")
   if (expected.length !== given.length || !timingSafeEqual(expected, given)) return Option.none()
-  return Option.map(
-    decodePayload(Buffer.from(payloadB64, "base64url").toString("utf8")),
-    (payload): UnsubscribeClaim => ({ userId: payload.u, list: payload.l })
-  )
+  return Option.some(Buffer.from(payloadB64, "base64url").toString("utf8"))
 }
+
+/** Returns the claim of a token signed with `secret`, or `None` for anything else; never throws. */
+export const verifyToken = (secret: Redacted.Redacted<string>, token: string): Option.Option<UnsubscribeClaim> =>
+  Option.flatMap(
+    verifiedPayload(token, (payloadB64) => sign(secret, payloadB64)),
+    (json) => Option.map(decodePayload(json), (payload): UnsubscribeClaim => ({ userId: payload.u, list: payload.l }))
+  )
+
+/** What a preferences token proves: this link was sent to this user, to manage all of their email lists. */
+export interface PreferencesClaim {
+  readonly userId: string
+}
+
+// Its own domain and payload shape: a preferences signature is never valid as an unsubscribe token (which would
+// let the preference link leave a list in one click) and an unsubscribe token never opens the preference center.
+const PREFERENCES_DOMAIN = "kaiwa-jobs/preferences/v1."
+
+const PreferencesPayload = Schema.Struct({ v: Schema.Literal(1), u: Schema.String, p: Schema.Literal("preferences") })
+const decodePreferencesPayload = Schema.decodeUnknownOption(Schema.fromJsonString(PreferencesPayload))
+
+const signPreferences = (secret: Redacted.Redacted<string>, payloadB64: string): string =>
+  createHmac("sha256", Redacted.value(secret)).update(PREFERENCES_DOMAIN + payloadB64, "utf8").digest("base64url")
+
+/**
+ * Signs a user's preference-center token: `base64url(JSON {v:1,u,p:"preferences"}) + "." + base64url(HMAC-SHA256(
+ * secret, "kaiwa-jobs/preferences/v1." + payload))`. Per user, not per list (the page shows every list); like
+ * unsubscribe tokens it never expires, so the footer of an old email still opens the page.
+ */
+export const makePreferencesToken = (secret: Redacted.Redacted<string>, claim: PreferencesClaim): string => {
+  const payloadB64 = Buffer.from(JSON.stringify({ v: 1, u: claim.userId, p: "preferences" }), "utf8").toString(
+    "base64url"
+  )
+  return `${payloadB64}.${signPreferences(secret, payloadB64)}`
+}
+
+/** Returns the claim of a preferences token signed with `secret`, or `None` for anything else; never throws. */
+export const verifyPreferencesToken = (
+  secret: Redacted.Redacted<string>,
+  token: string
+): Option.Option<PreferencesClaim> =>
+  Option.flatMap(
+    verifiedPayload(token, (payloadB64) => signPreferences(secret, payloadB64)),
+    (json) => Option.map(decodePreferencesPayload(json), (payload): PreferencesClaim => ({ userId: payload.u }))
+  )
+
+/** The preference center for a token: `${appUrl}/preferences?token=…`. */
+export const preferencesUrl = (appUrl: string, token: string): string =>
+  `${appUrl.replace(/\/+$/, "")}/preferences?token=${encodeURIComponent(token)}`
 
 /** The one-click unsubscribe page for a token: `${appUrl}/unsubscribe?token=…`. */
 export const unsubscribeUrl = (appUrl: string, token: string): string =>

@@ -2,10 +2,13 @@ import { assert, describe, it } from "@effect/vitest"
 import { createHmac } from "node:crypto"
 import { Option, Redacted } from "effect"
 import {
+  makePreferencesToken,
   makeToken,
+  preferencesUrl,
   type UnsubscribeClaim,
   unsubscribeHeaders,
   unsubscribeUrl,
+  verifyPreferencesToken,
   verifyToken
 } from "../src/Unsubscribe.ts"
 
@@ -183,5 +186,59 @@ describe("unsubscribeHeaders", () => {
       "List-Unsubscribe": "<https://kaiwa.app/unsubscribe?token=abc>",
       "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"
     })
+  })
+})
+
+describe("Preferences tokens", () => {
+  const user = { userId: "user_123" }
+
+  it("round-trip a user, for unusual user ids too", () => {
+    for (const userId of ["user_123", "ユーザー🎉", "a.b.c", "", "x".repeat(500)]) {
+      assert.deepStrictEqual(verifyPreferencesToken(secret, makePreferencesToken(secret, { userId })), Option.some({ userId }))
+    }
+  })
+
+  it("sign the documented recipe: base64url(JSON {v,u,p}).base64url(HMAC(secret, preferences domain + payload))", () => {
+    const payload = Buffer.from(JSON.stringify({ v: 1, u: user.userId, p: "preferences" }), "utf8").toString("base64url")
+    const signature = createHmac("sha256", Redacted.value(secret)).update(`kaiwa-jobs/preferences/v1.${payload}`).digest("base64url")
+    assert.strictEqual(makePreferencesToken(secret, user), `${payload}.${signature}`)
+    assert.match(makePreferencesToken(secret, user), /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/)
+  })
+
+  it("are distinct from list tokens: neither verifies as the other, even re-signed across domains", () => {
+    const preferences = makePreferencesToken(secret, user)
+    const list = makeToken(secret, claim)
+    assert.isTrue(Option.isNone(verifyToken(secret, preferences)))
+    assert.isTrue(Option.isNone(verifyPreferencesToken(secret, list)))
+    // A list payload under a preferences-domain signature, and a preferences payload under a list signature.
+    const listPayload = list.split(".")[0] ?? ""
+    const preferencesPayload = preferences.split(".")[0] ?? ""
+    const signIn = (domain: string, payload: string) =>
+      `${payload}.${createHmac("sha256", Redacted.value(secret)).update(domain + payload).digest("base64url")}`
+    assert.isTrue(Option.isNone(verifyPreferencesToken(secret, signIn("kaiwa-jobs/preferences/v1.", listPayload))))
+    assert.isTrue(Option.isNone(verifyToken(secret, signIn("kaiwa-jobs/unsubscribe/v1.", preferencesPayload))))
+  })
+
+  it("reject another secret, another user's signature, any changed character, truncation and garbage", () => {
+    const token = makePreferencesToken(secret, user)
+    assert.isTrue(Option.isNone(verifyPreferencesToken(secret, makePreferencesToken(otherSecret, user))))
+    const theirs = makePreferencesToken(secret, { userId: "user_456" })
+    assert.isTrue(Option.isNone(verifyPreferencesToken(secret, `${theirs.split(".")[0]}.${token.split(".")[1]}`)))
+    const dot = token.indexOf(".")
+    for (let i = 0; i < token.length; i++) {
+      if (i !== dot) assert.isTrue(Option.isNone(verifyPreferencesToken(secret, flip(token, i))), `changed at ${i}`)
+    }
+    for (let n = 0; n < token.length; n++) assert.isTrue(Option.isNone(verifyPreferencesToken(secret, token.slice(0, n))))
+    for (const g of ["", ".", "a.b", `${token}.`, `${token} `, "x".repeat(100_000), "🎉.🎉", "null"]) {
+      assert.isTrue(Option.isNone(verifyPreferencesToken(secret, g)), JSON.stringify(g.slice(0, 40)))
+    }
+  })
+
+  it("make a /preferences URL whose token reads back", () => {
+    const token = makePreferencesToken(secret, user)
+    const url = new URL(preferencesUrl("https://kaiwa.app//", token))
+    assert.strictEqual(url.origin + url.pathname, "https://kaiwa.app/preferences")
+    assert.deepStrictEqual(verifyPreferencesToken(secret, url.searchParams.get("token") ?? ""), Option.some(user))
+    assert.strictEqual(preferencesUrl("https://kaiwa.app", "a b&c"), "https://kaiwa.app/preferences?token=a%20b%26c")
   })
 })

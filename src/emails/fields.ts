@@ -15,9 +15,14 @@ const INVISIBLE = /[\p{Cc}\p{Cf}\p{Cs}]/gu
 // never add a line to a header or to the text part.
 const SPACES = /[\s\u0085]+/gu
 
+/**
+ * Like `cleanInline` but keeps one leading or trailing space: for a piece of a sentence that a link follows or
+ * precedes ("If you have 15 minutes, " + link), whose edge space separates two words.
+ */
+export const collapseInline = (s: string): string => s.replace(SPACES, " ").replace(INVISIBLE, "").replace(/ {2,}/g, " ")
+
 /** Makes a value single-line and printable: whitespace collapsed, control/format characters removed. */
-export const cleanInline = (s: string): string =>
-  s.replace(SPACES, " ").replace(INVISIBLE, "").replace(/ {2,}/g, " ").trim()
+export const cleanInline = (s: string): string => collapseInline(s).trim()
 
 const graphemes = new Intl.Segmenter("en", { granularity: "grapheme" })
 

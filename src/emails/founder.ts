@@ -6,13 +6,18 @@
 import { cleanInline, firstName } from "./fields.ts"
 import { type EmailContent, link, type Link, type Paragraph, type Rendered, renderEmail } from "./html.ts"
 
-/** What a founder email needs; `founderName` and the URLs come from configuration. */
+/**
+ * What a founder email needs; `founderName` (FOUNDER_NAME) and the URLs come from configuration. The founder's
+ * name is only ever this field, never a sender's display name ("Yuki at Kaiwa <yuki@...>" names a mailbox, not
+ * a person); when it is empty the copy does without a name rather than invent one.
+ */
 export interface FounderData {
   readonly step: 1 | 2 | 3
   readonly displayName: string | null
   readonly appUrl: string
   readonly callUrl: string
   readonly unsubscribeUrl: string
+  readonly preferencesUrl: string
   readonly founderName: string
 }
 
@@ -24,14 +29,14 @@ interface Copy {
   readonly closing: string
 }
 
-const copy = (data: FounderData, founder: string): Copy => {
+const copy = (data: FounderData, founder: string | undefined): Copy => {
   switch (data.step) {
     case 1:
       return {
         subject: "Welcome to Kaiwa (and one small ask)",
         preheader: "One short conversation is all it takes to see how Kaiwa works.",
         paragraphs: [
-          [`I'm ${founder}, and I started Kaiwa. Thank you for signing up!`],
+          [founder === undefined ? "I started Kaiwa. Thank you for signing up!" : `I'm ${founder}, and I started Kaiwa. Thank you for signing up!`],
           [
             "Kaiwa is about one thing: getting you speaking. You practise by having real conversations with an " +
             "AI partner that adapts to your level, so you can make mistakes without anyone watching."
@@ -65,7 +70,7 @@ const copy = (data: FounderData, founder: string): Copy => {
       }
     case 3:
       return {
-        subject: `Want to talk for 15 minutes? A call with ${founder}`,
+        subject: `Want to talk for 15 minutes? A call with ${founder ?? "Kaiwa's founder"}`,
         preheader: "No sales pitch: I'd just like to hear what you're hoping for.",
         paragraphs: [
           [
@@ -91,7 +96,7 @@ const copy = (data: FounderData, founder: string): Copy => {
 
 /** Renders step 1, 2 or 3 of the founder sequence for one user. */
 export const renderFounder = (data: FounderData): Rendered => {
-  const founder = cleanInline(data.founderName) || "the founder of Kaiwa"
+  const founder = cleanInline(data.founderName) || undefined
   const c = copy(data, founder)
   const content: EmailContent = {
     subject: c.subject,
@@ -99,9 +104,10 @@ export const renderFounder = (data: FounderData): Rendered => {
     greeting: `Hi ${firstName(data.displayName)},`,
     paragraphs: c.paragraphs,
     cta: c.cta,
-    closing: [c.closing, founder, "Founder, Kaiwa"],
+    closing: founder === undefined ? [c.closing, "Founder, Kaiwa"] : [c.closing, founder, "Founder, Kaiwa"],
     reason: "You're receiving this because you recently signed up for Kaiwa.",
     unsubscribe: link("Unsubscribe from these emails", data.unsubscribeUrl),
+    preferencesUrl: data.preferencesUrl,
     appUrl: data.appUrl
   }
   return renderEmail(content)

@@ -1,11 +1,12 @@
 /**
- * The weekly progress report (CONTRACT 5.4): a short, readable summary of the learner's week (minutes of
- * conversation, sessions, active days, the language practised most) and how it compares with the week before.
- * The copy changes with the trend (up, down, the same, new this week) and reads correctly in the singular (one
- * minute, one conversation, one day), without a top language, and when no session recorded its duration.
+ * The weekly progress report (CONTRACT 5.4): the learner's past week at a glance (minutes of conversation,
+ * sessions and active days as large figures, the change against the week before, minutes per day as a small
+ * chart), then the language practised most. The copy changes with the trend (up, down, the same, new after a
+ * week without practice) and reads correctly in the singular (one minute, one conversation, one active day),
+ * without a top language, and when no session recorded its duration.
  */
 import { firstName, languageName } from "./fields.ts"
-import { type EmailContent, link, type Paragraph, type Rendered, renderEmail } from "./html.ts"
+import { type BarChart, type Block, count, type EmailContent, link, type Rendered, renderEmail, type Tiles } from "./html.ts"
 
 /** What a progress report needs: the week's figures as the selection computed them. */
 export interface ProgressData {
@@ -21,12 +22,18 @@ export interface ProgressData {
   readonly previousMinutes: number
   /** Change in minutes against the week before, in percent; null when the week before had none. */
   readonly changePercent: number | null
+  /**
+   * Minutes on each of the report week's 7 local days, in order from `weekStart`; the chart is drawn only when
+   * it is given with 7 entries and some minutes.
+   */
+  readonly minutesByDay?: ReadonlyArray<number> | undefined
   readonly appUrl: string
   readonly unsubscribeUrl: string
+  readonly preferencesUrl: string
 }
 
 /**
- * How the week compares with the one before. "new": the week before had no minutes. "unknown": this week has
+ * How the week compares with the one before. "new": the week before had no minutes. "unknown": the past week has
  * no minutes (no session recorded a duration), so a comparison would only say "-100%", which is not what
  * happened; the report then says nothing about the trend.
  */
@@ -47,7 +54,7 @@ export const progressTrend = (data: Pick<ProgressData, "minutes" | "changePercen
 // prints as 0 rather than as "NaN".
 const whole = (n: number): number => Number.isFinite(n) ? Math.max(0, Math.round(n)) : 0
 
-const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`
+const plural = (n: number, one: string, many: string): string => `${count(n)} ${n === 1 ? one : many}`
 
 const MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
   "November", "December"] as const
@@ -66,7 +73,34 @@ export const weekRange = (start: string, end: string): string => {
   return a.month === b.month ? `${a.month} ${a.day}–${b.day}` : `${a.month} ${a.day} – ${b.month} ${b.day}`
 }
 
-/** Renders the weekly progress report for one user. */
+const WEEKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"] as const
+
+/** The short names of the 7 days from `weekStart` ("Sun" ... "Sat"); empty when the date is malformed. */
+export const weekdayLabels = (weekStart: string): ReadonlyArray<string> => {
+  const first = /^\d{4}-\d{2}-\d{2}$/.test(weekStart) ? new Date(`${weekStart}T00:00:00Z`).getUTCDay() : Number.NaN
+  return Number.isNaN(first) ? [] : Array.from({ length: 7 }, (_, i) => WEEKDAYS[(first + i) % 7]!)
+}
+
+const DAYS_IN_WEEK = 7
+
+/** The per-day chart, when the data has 7 days with some minutes and the dates name the days. */
+const chartOf = (data: ProgressData): BarChart | undefined => {
+  const labels = weekdayLabels(data.weekStart)
+  const days = data.minutesByDay
+  if (days === undefined || days.length !== DAYS_IN_WEEK || labels.length !== DAYS_IN_WEEK) return undefined
+  const values = days.map(whole)
+  if (values.every((v) => v === 0)) return undefined
+  return { _tag: "BarChart", title: "Minutes per day", rows: values.map((value, i) => ({ label: labels[i]!, value })) }
+}
+
+/**
+ * Renders the weekly progress report for one user. It leads with the past week's figures as large tiles (minutes,
+ * conversations, active days) and the change against the week before, then the minutes of each day as a bar
+ * chart when the data has them. Wording (decisions): the report is read on the report day, so the week it
+ * covers is "the past week" or "last week" and the one before it "the week before"; "this week" only ever means
+ * the week that is starting. With no minutes recorded ("unknown") the minutes tile and the comparison are left
+ * out rather than showing 0 minutes and -100%.
+ */
 export const renderProgress = (data: ProgressData): Rendered => {
   const minutes = whole(data.minutes)
   const sessions = whole(data.sessions)
@@ -77,45 +111,63 @@ export const renderProgress = (data: ProgressData): Rendered => {
   const trend = progressTrend(data)
   const range = weekRange(data.weekStart, data.weekEnd)
 
+  const minutesText = plural(minutes, "minute", "minutes")
+  const previousText = plural(previous, "minute", "minutes")
   const conversations = plural(sessions, "conversation", "conversations")
-  const onDays = days === 1 ? "all on one day" : `on ${days} different days`
-  const figures = minutes > 0
-    ? `You practised for ${plural(minutes, "minute", "minutes")} in ${conversations}, ${onDays}.`
-    : `You had ${conversations}, ${onDays}.`
-  const trendLine: Record<ProgressTrend, string | undefined> = {
-    up: `That's ${change}% more than the week before (${plural(previous, "minute", "minutes")}). Great momentum!`,
-    down: `That's ${change}% less than the week before (${plural(previous, "minute", "minutes")}). Every ` +
-      "conversation counts: one short one early this week keeps the habit going.",
-    same: `That's the same as the week before (${plural(previous, "minute", "minutes")}). Nice and steady!`,
-    new: "You had no practice time the week before, so this week is a fresh start. Keep it going!",
+  const tile = (n: number, one: string, many: string) => ({ value: count(n), label: n === 1 ? one : many })
+  const note: Record<ProgressTrend, string | undefined> = {
+    up: `Up ${count(change)}% on the week before (${previousText})`,
+    down: `Down ${count(change)}% on the week before (${previousText})`,
+    same: `The same as the week before (${previousText})`,
+    new: "Up from no practice the week before",
+    unknown: undefined
+  }
+  const remark: Record<ProgressTrend, string | undefined> = {
+    up: "Great momentum! Keep it going.",
+    down: "Every conversation counts: one short one early this week keeps the habit going.",
+    same: "Nice and steady!",
+    new: "A fresh start after a week off. Keep it going!",
     unknown: undefined
   }
   const subjectTail: Record<ProgressTrend, string> = {
-    up: `${plural(minutes, "minute", "minutes")}, up ${change}%`,
-    down: `${plural(minutes, "minute", "minutes")} of conversation`,
-    same: `${plural(minutes, "minute", "minutes")}, same as last week`,
-    new: `${plural(minutes, "minute", "minutes")} of conversation`,
+    up: `${minutesText}, up ${count(change)}%`,
+    down: `${minutesText} of conversation`,
+    same: `${minutesText}, same as the week before`,
+    new: `${minutesText} of conversation`,
     unknown: conversations
   }
 
-  const paragraphs: Array<Paragraph> = [
-    [range === "" ? "Here's your week on Kaiwa." : `Here's your week on Kaiwa, ${range}.`],
-    [figures]
+  const tiles: Tiles = {
+    _tag: "Tiles",
+    title: range === "" ? undefined : range,
+    tiles: [
+      ...(trend === "unknown" ? [] : [tile(minutes, "minute", "minutes")]),
+      tile(sessions, "conversation", "conversations"),
+      tile(days, "active day", "active days")
+    ],
+    note: note[trend]
+  }
+  const chart = trend === "unknown" ? undefined : chartOf(data)
+  const blocks: Array<Block> = [
+    ["Here's how your past week on Kaiwa went."],
+    tiles
   ]
-  if (language !== null) paragraphs.push([`Your most practised language was ${language}.`])
-  const line = trendLine[trend]
-  if (line !== undefined) paragraphs.push([line])
+  if (chart !== undefined) blocks.push(chart)
+  if (language !== null) blocks.push([`Your most practised language was ${language}.`])
+  const line = remark[trend]
+  if (line !== undefined) blocks.push([line])
 
   const content: EmailContent = {
-    subject: `Your week on Kaiwa: ${subjectTail[trend]}`,
-    preheader: `${minutes > 0 ? `${plural(minutes, "minute", "minutes")}, ` : ""}${conversations}, ` +
-      `${plural(days, "active day", "active days")}: your week at a glance.`,
+    subject: `Last week on Kaiwa: ${subjectTail[trend]}`,
+    preheader: `${trend === "unknown" ? "" : `${minutesText}, `}${conversations}, ` +
+      `${plural(days, "active day", "active days")}: your past week at a glance.`,
     greeting: `Hi ${firstName(data.displayName)},`,
-    paragraphs,
+    paragraphs: blocks,
     cta: link("Start this week's first conversation", data.appUrl),
     closing: ["See you in your next conversation,", "The Kaiwa team"],
     reason: "You're receiving this because weekly progress reports are turned on for your Kaiwa account.",
     unsubscribe: link("Unsubscribe from weekly progress reports", data.unsubscribeUrl),
+    preferencesUrl: data.preferencesUrl,
     appUrl: data.appUrl
   }
   return renderEmail(content)

@@ -40,6 +40,7 @@ export interface ReminderData {
   readonly daysSinceLastSession: number | null
   readonly appUrl: string
   readonly unsubscribeUrl: string
+  readonly preferencesUrl: string
 }
 
 interface Copy {
@@ -138,6 +139,7 @@ export const renderReminder = (data: ReminderData): Rendered => {
     closing: ["Happy practising,", "The Kaiwa team"],
     reason: "You're receiving this because practice reminders are turned on for your Kaiwa account.",
     unsubscribe: link("Unsubscribe from practice reminders", data.unsubscribeUrl),
+    preferencesUrl: data.preferencesUrl,
     appUrl: data.appUrl
   }
   return renderEmail(content)

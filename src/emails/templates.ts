@@ -3,7 +3,7 @@
  * jobs, the preview command and tests call them directly. Every user-supplied value is cleaned (`fields.ts`)
  * and escaped (`html.ts`), and `findProblems` is the check a sender runs before anything leaves.
  */
-export { escapeHtml, type Rendered } from "./html.ts"
+export { escapeHtml, type Rendered, TEXT_WIDTH, wrapLine } from "./html.ts"
 export { firstName, languageName } from "./fields.ts"
 export { findProblems } from "./problems.ts"
 export {
@@ -20,5 +20,6 @@ export {
   progressTrend,
   progressTrends,
   renderProgress,
+  weekdayLabels,
   weekRange
 } from "./progress.ts"

@@ -69,13 +69,14 @@ export const founderEmails = Job.make({
   selection,
   groups: ["Day1", "Day2", "Day3"],
   group: (data) => `Day${data.step}` as const,
-  render: (data, { config, unsubscribeUrl }) => ({
+  render: (data, { config, unsubscribeUrl, preferencesUrl }) => ({
     ...renderFounder({
       step: data.step,
       displayName: data.displayName,
       appUrl: config.appUrl,
       callUrl: config.founderCallUrl,
       unsubscribeUrl,
+      preferencesUrl,
       founderName: config.founderName
     }),
     from: config.founderFrom,

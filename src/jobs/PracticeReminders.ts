@@ -145,13 +145,14 @@ export const practiceReminders = Job.make({
   selection,
   groups: ["sent"],
   group: () => "sent",
-  render: (data, { config, unsubscribeUrl }) =>
+  render: (data, { config, unsubscribeUrl, preferencesUrl }) =>
     renderReminder({
       displayName: data.displayName,
       language: data.language,
       daysSinceLastSession: data.daysSince,
       appUrl: config.appUrl,
-      unsubscribeUrl
+      unsubscribeUrl,
+      preferencesUrl
     }),
   samples: reminderSegments.flatMap((segment) =>
     ([["with-language", "ja"], ["no-language", null]] as const).map(([suffix, language]) => ({

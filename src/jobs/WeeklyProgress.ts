@@ -240,7 +240,12 @@ export const WeeklyProgressData = Schema.Struct({
   topLanguage: Schema.NullOr(Schema.String),
   previousMinutes: Schema.Int,
   /** Change in minutes against the week before, in percent; null when the week before had none. */
-  changePercent: Schema.NullOr(Schema.Int)
+  changePercent: Schema.NullOr(Schema.Int),
+  /**
+   * Whole minutes on each of the report week's 7 local days, in order from weekStart (the email's chart). Optional:
+   * ledger rows written before it existed, and a selection that does not compute it, render without the chart.
+   */
+  minutesByDay: Schema.optional(Schema.Array(Schema.Int))
 })
 export type WeeklyProgressData = typeof WeeklyProgressData.Type
 
@@ -256,11 +261,12 @@ const sample = (overrides: Partial<WeeklyProgressData>): WeeklyProgressData => (
   topLanguage: "ja",
   previousMinutes: 30,
   changePercent: 50,
+  minutesByDay: [0, 15, 0, 20, 0, 0, 10],
   ...overrides
 })
 
 /** The template's input for one ledger row. */
-const progressData = (data: WeeklyProgressData, appUrl: string, unsubscribeUrl: string): ProgressData => ({
+const progressData = (data: WeeklyProgressData, appUrl: string, unsubscribeUrl: string, preferencesUrl: string): ProgressData => ({
   displayName: data.displayName,
   weekStart: data.weekStart,
   weekEnd: data.weekEnd,
@@ -270,8 +276,10 @@ const progressData = (data: WeeklyProgressData, appUrl: string, unsubscribeUrl: 
   topLanguage: data.topLanguage,
   previousMinutes: data.previousMinutes,
   changePercent: data.changePercent,
+  minutesByDay: data.minutesByDay,
   appUrl,
-  unsubscribeUrl
+  unsubscribeUrl,
+  preferencesUrl
 })
 
 /** The weekly progress report. */
@@ -286,18 +294,23 @@ export const weeklyProgress = Job.make({
   finalSkips: ["cap"],
   groups: ["sent"],
   group: () => "sent",
-  render: (data, { config, unsubscribeUrl }) => {
-    const email = renderProgress(progressData(data, config.appUrl, unsubscribeUrl))
+  render: (data, { config, unsubscribeUrl, preferencesUrl }) => {
+    const email = renderProgress(progressData(data, config.appUrl, unsubscribeUrl, preferencesUrl))
     return { subject: email.subject, html: email.html, text: email.text, tags: [{ name: "trend", value: progressTrend(data) }] }
   },
+  // Every trend, the singular, no minutes recorded, no language; with the per-day chart except where noted.
   samples: [
     { name: "weekly-progress-up", data: sample({}) },
-    { name: "weekly-progress-down", data: sample({ minutes: 18, changePercent: -40 }) },
-    { name: "weekly-progress-same", data: sample({ minutes: 30, changePercent: 0 }) },
+    { name: "weekly-progress-down", data: sample({ minutes: 18, changePercent: -40, minutesByDay: [0, 6, 0, 12, 0, 0, 0] }) },
+    { name: "weekly-progress-same", data: sample({ minutes: 30, changePercent: 0, minutesByDay: [0, 10, 0, 0, 20, 0, 0] }) },
     { name: "weekly-progress-new", data: sample({ previousMinutes: 0, changePercent: null }) },
-    { name: "weekly-progress-one-session", data: sample({ minutes: 1, sessions: 1, activeDays: 1, previousMinutes: 0, changePercent: null }) },
-    { name: "weekly-progress-no-minutes", data: sample({ minutes: 0, sessions: 2, changePercent: -100 }) },
-    { name: "weekly-progress-no-language", data: sample({ topLanguage: null, displayName: null }) }
+    {
+      name: "weekly-progress-one-session",
+      data: sample({ minutes: 1, sessions: 1, activeDays: 1, previousMinutes: 0, changePercent: null, minutesByDay: [0, 0, 0, 1, 0, 0, 0] })
+    },
+    { name: "weekly-progress-no-minutes", data: sample({ minutes: 0, sessions: 2, changePercent: -100, minutesByDay: [0, 0, 0, 0, 0, 0, 0] }) },
+    { name: "weekly-progress-no-language", data: sample({ topLanguage: null, displayName: null }) },
+    { name: "weekly-progress-no-chart", data: sample({ minutesByDay: undefined }) }
   ],
   completedLine: "🎉 Weekly progress reports completed!",
   statsLine: (s) => `📊 Stats: ${s.sent} sent, ${s.failed} failed`

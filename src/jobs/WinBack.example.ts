@@ -37,7 +37,7 @@ export const winBack = Job.make({
   groups: ["sent"],
   group: () => "sent",
   // The template: data in, subject/HTML/text out; renderEmail escapes every string it is given.
-  render: (data, { config, unsubscribeUrl }) =>
+  render: (data, { config, unsubscribeUrl, preferencesUrl }) =>
     renderEmail({
       subject: `Your ${languageName(data.language) ?? "language"} is waiting`,
       preheader: "Two weeks off is fine. Five minutes today brings it back.",
@@ -47,6 +47,7 @@ export const winBack = Job.make({
       closing: ["The Kaiwa team"],
       reason: "You get this because you practise on Kaiwa.",
       unsubscribe: link("Unsubscribe from win-back emails", unsubscribeUrl),
+      preferencesUrl,
       appUrl: config.appUrl
     }),
   samples: [{ name: "win-back", data: { displayName: "Aiko Tanaka", language: "ja" } }]

@@ -87,12 +87,21 @@ describe("preview", () => {
     assert.strictEqual(reminders.code, 0, reminders.stderr)
     const founder = await run("dist/cli.js", ["preview", "founder-emails", "--out", out])
     assert.strictEqual(founder.code, 0, founder.stderr)
+    const weekly = await run("dist/cli.js", ["preview", "weekly-progress", "--out", out])
+    assert.strictEqual(weekly.code, 0, weekly.stderr)
     const html = (await fs.readdir(out)).filter((f) => f.endsWith(".html")).sort()
     assert.strictEqual(html.filter((f) => f.startsWith("reminder-")).length, 10)
     assert.deepStrictEqual(html.filter((f) => f.startsWith("founder-")), ["founder-day1.html", "founder-day2.html", "founder-day3.html"])
+    // Every weekly variant, with the figure tiles, and the per-day chart where the sample has the minutes per day.
+    assert.strictEqual(html.filter((f) => f.startsWith("weekly-progress-")).length, 8)
+    const up = await fs.readFile(path.join(out, "weekly-progress-up.html"), "utf8")
+    assert.strictEqual(up.match(/class="k-tile"/g)?.length, 3)
+    assert.strictEqual(up.match(/class="k-track"/g)?.length, 7)
+    assert.notInclude(await fs.readFile(path.join(out, "weekly-progress-no-chart.html"), "utf8"), "class=\"k-track\"")
     for (const f of html) {
       const body = await fs.readFile(path.join(out, f), "utf8")
       assert.include(body, "/unsubscribe?token=")
+      assert.include(body, "/preferences?token=")
       assert.notInclude(body, "{{")
     }
     await fs.rm(out, { recursive: true, force: true })

@@ -18,6 +18,7 @@ import {
 const appUrl = "https://kaiwa.example/app"
 // A token's shape (base64url with a dot), not a real one: the template only prints the URL it is given.
 const unsubscribe = "https://kaiwa.example/unsubscribe?token=eyJ1IjoidXNlcl8xIiwibCI6IndlZWtseS1wcm9ncmVzcyJ9.c2lnbmF0dXJl-_x"
+const preferences = "https://kaiwa.example/preferences?token=eyJ2IjoxLCJ1IjoidXNlcl8xIiwicCI6InByZWZlcmVuY2VzIn0.c2lnbmF0dXJl-_y"
 
 const base: ProgressData = {
   displayName: "Aiko Tanaka",
@@ -30,7 +31,8 @@ const base: ProgressData = {
   previousMinutes: 30,
   changePercent: 50,
   appUrl,
-  unsubscribeUrl: unsubscribe
+  unsubscribeUrl: unsubscribe,
+  preferencesUrl: preferences
 }
 
 // The figures that give each trend.
@@ -103,7 +105,9 @@ describe("weekly progress report over hostile input", () => {
 
   it("puts the unsubscribe link and the app URL in both parts of every variant", () => {
     for (const v of allVariants) {
-      assert.include(v.rendered.text, `Unsubscribe from weekly progress reports: ${unsubscribe}`, v.label)
+      assert.include(v.rendered.text, `Unsubscribe from weekly progress reports:\n${unsubscribe}`, v.label)
+      assert.include(v.rendered.text, `Manage email preferences:\n${preferences}`, v.label)
+      assert.include(v.rendered.html, `href="${escapeHtml(preferences)}"`, v.label)
       assert.include(v.rendered.html, `href="${escapeHtml(unsubscribe)}"`, v.label)
       assert.include(v.rendered.html, `href="${escapeHtml(appUrl)}"`, v.label)
     }
@@ -112,7 +116,7 @@ describe("weekly progress report over hostile input", () => {
   it("prints 0 rather than NaN for a figure that is not a number", () => {
     const r = render({ minutes: Number.NaN, sessions: Number.NaN, activeDays: Number.POSITIVE_INFINITY, changePercent: Number.NaN })
     assert.deepStrictEqual(findProblems(r), [])
-    assert.include(r.text, "You had 0 conversations, on 0 different days.")
+    assert.include(r.text, "0 conversations\n0 active days\n")
   })
 })
 
@@ -123,39 +127,41 @@ describe("weekly progress report copy", () => {
 
   it("says up, down, the same or new, with the figures, in subject and body", () => {
     const up = render(trendData.up)
-    assert.strictEqual(up.subject, "Your week on Kaiwa: 45 minutes, up 50%")
-    assert.include(up.text, "You practised for 45 minutes in 3 conversations, on 2 different days.")
-    assert.include(up.text, "That's 50% more than the week before (30 minutes).")
+    assert.strictEqual(up.subject, "Last week on Kaiwa: 45 minutes, up 50%")
+    assert.include(up.text, "45 minutes\n3 conversations\n2 active days\nUp 50% on the week before (30 minutes)\n")
     const down = render(trendData.down)
-    assert.strictEqual(down.subject, "Your week on Kaiwa: 18 minutes of conversation")
-    assert.include(down.text, "That's 40% less than the week before (30 minutes).")
+    assert.strictEqual(down.subject, "Last week on Kaiwa: 18 minutes of conversation")
+    assert.include(down.text, "Down 40% on the week before (30 minutes)")
     const same = render(trendData.same)
-    assert.strictEqual(same.subject, "Your week on Kaiwa: 30 minutes, same as last week")
-    assert.include(same.text, "That's the same as the week before (30 minutes).")
+    assert.strictEqual(same.subject, "Last week on Kaiwa: 30 minutes, same as the week before")
+    assert.include(same.text, "The same as the week before (30 minutes)")
     const fresh = render(trendData.new)
-    assert.strictEqual(fresh.subject, "Your week on Kaiwa: 30 minutes of conversation")
-    assert.include(fresh.text, "You had no practice time the week before, so this week is a fresh start.")
+    assert.strictEqual(fresh.subject, "Last week on Kaiwa: 30 minutes of conversation")
+    assert.include(fresh.text, "Up from no practice the week before")
+    assert.include(fresh.text, "A fresh start after a week off.")
     assert.notInclude(fresh.text, "%")
     assert.strictEqual(new Set(progressTrends.map((t) => render(trendData[t]).text)).size, progressTrends.length)
   })
 
   it("says nothing about the trend when no session recorded a duration", () => {
     const r = render({ ...trendData.unknown, sessions: 2, activeDays: 2 })
-    assert.strictEqual(r.subject, "Your week on Kaiwa: 2 conversations")
-    assert.include(r.text, "You had 2 conversations, on 2 different days.")
+    assert.strictEqual(r.subject, "Last week on Kaiwa: 2 conversations")
+    assert.include(r.text, "on Kaiwa went.\n\nMarch 8–14\n2 conversations\n2 active days\n")
+    assert.notInclude(r.text, "minute")
     assert.notInclude(r.text, "%")
     assert.notInclude(r.text, "week before")
+    assert.notInclude(r.text, "Minutes per day")
   })
 
   it("uses singular forms for one minute, one conversation, one day", () => {
     const r = render({ minutes: 1, sessions: 1, activeDays: 1, previousMinutes: 1, changePercent: 0 })
-    assert.include(r.text, "You practised for 1 minute in 1 conversation, all on one day.")
-    assert.include(r.text, "the same as the week before (1 minute)")
-    assert.strictEqual(r.subject, "Your week on Kaiwa: 1 minute, same as last week")
-    assert.notMatch(r.text, /\b1 (minutes|conversations|days)\b/)
+    assert.include(r.text, "1 minute\n1 conversation\n1 active day\nThe same as the week before (1 minute)\n")
+    assert.strictEqual(r.subject, "Last week on Kaiwa: 1 minute, same as the week before")
+    assert.notMatch(r.text, /\b1 (minutes|conversations|days|active days)\b/)
+    assert.notInclude(r.text, "all on one day")
     const one = render({ ...trendData.unknown, sessions: 1, activeDays: 1 })
-    assert.strictEqual(one.subject, "Your week on Kaiwa: 1 conversation")
-    assert.include(one.text, "You had 1 conversation, all on one day.")
+    assert.strictEqual(one.subject, "Last week on Kaiwa: 1 conversation")
+    assert.include(one.text, "1 conversation\n1 active day\n")
   })
 
   it("names the top language by its display name, and leaves the line out without one", () => {
@@ -168,14 +174,61 @@ describe("weekly progress report copy", () => {
   })
 
   it("shows the week's dates, across a month's end too, and nothing when they are malformed", () => {
-    assert.include(render().text, "Here's your week on Kaiwa, March 8–14.")
+    assert.include(render().text, "Here's how your past week on Kaiwa went.\n\nMarch 8–14\n45 minutes\n")
     assert.strictEqual(weekRange("2026-03-29", "2026-04-04"), "March 29 – April 4")
     assert.strictEqual(weekRange("2026-12-27", "2027-01-02"), "December 27 – January 2")
-    assert.include(render({ weekStart: "nope" }).text, "Here's your week on Kaiwa.\n")
+    assert.include(render({ weekStart: "nope" }).text, "Here's how your past week on Kaiwa went.\n\n45 minutes\n")
   })
 
   it("greets by first name, falling back to 'there'", () => {
     assert.isTrue(render().text.startsWith("Hi Aiko,\n"))
     assert.isTrue(render({ displayName: null }).text.startsWith("Hi there,\n"))
+  })
+})
+
+describe("weekly progress report figures", () => {
+  const days = [0, 15, 0, 20, 0, 0, 10]
+
+  it("leads with the figures as tiles: large values with their labels, before the rest of the copy", () => {
+    const r = render({ minutesByDay: days })
+    const tiles = Array.from(r.html.matchAll(/<td class="k-tile"[^>]*>([\s\S]*?)<\/td>/g), (m) => m[1] ?? "")
+    assert.strictEqual(tiles.length, 3)
+    for (const [i, [value, label]] of ([["45", "minutes"], ["3", "conversations"], ["2", "active days"]] as const).entries()) {
+      assert.match(tiles[i] ?? "", new RegExp(`font-size:30px[^>]*>${value}</div>`), label)
+      assert.include(tiles[i], `>${label}</div>`)
+    }
+    assert.isBelow(r.html.indexOf("k-tile"), r.html.indexOf("Your most practised language"))
+  })
+
+  it("draws minutes per day as a table chart, one row per day of the week in order, only when given", () => {
+    const r = render({ minutesByDay: days })
+    assert.include(r.text, "Minutes per day\nSun  0\nMon  ")
+    const rows = r.text.slice(r.text.indexOf("Minutes per day")).split("\n").slice(1, 8)
+    assert.deepStrictEqual(rows.map((l) => l.slice(0, 3)), ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"])
+    assert.deepStrictEqual(rows.map((l) => Number(l.split(" ").at(-1))), days)
+    // The longest bar is the day with the most minutes; no image, bars are table cells with widths.
+    assert.strictEqual(rows[3], `Wed  ${"#".repeat(30)} 20`)
+    assert.notInclude(r.html, "<img")
+    assert.include(r.html, "<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\"><tr><td class=\"k-bar\"")
+    assert.strictEqual(r.html.match(/class="k-track"/g)?.length, 7)
+    for (const without of [undefined, [1, 2, 3], [0, 0, 0, 0, 0, 0, 0]]) {
+      const plain = render({ minutesByDay: without })
+      assert.notInclude(plain.text, "Minutes per day", JSON.stringify(without))
+      assert.notInclude(plain.html, "class=\"k-track\"", JSON.stringify(without))
+    }
+    assert.include(render({ weekStart: "2026-03-09", minutesByDay: days }).text, "Minutes per day\nMon  0\n")
+  })
+
+  it("writes large figures with thousands separators, in the tiles, the chart, the note and the subject", () => {
+    const r = render({ minutes: 12_345, sessions: 1_234, previousMinutes: 1_000, changePercent: 1_135, minutesByDay: [9_999, 0, 0, 0, 0, 0, 2_346] })
+    assert.strictEqual(r.subject, "Last week on Kaiwa: 12,345 minutes, up 1,135%")
+    assert.include(r.text, "12,345 minutes\n1,234 conversations\n2 active days\nUp 1,135% on the week before (1,000 minutes)\n")
+    assert.include(r.text, `Sun  ${"#".repeat(30)} 9,999\n`)
+  })
+
+  it("declares both colour schemes, so clients that darken emails use its own dark colours", () => {
+    const r = render()
+    assert.include(r.html, "<meta name=\"color-scheme\" content=\"light dark\">")
+    assert.include(r.html, "@media (prefers-color-scheme: dark)")
   })
 })

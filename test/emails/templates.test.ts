@@ -15,13 +15,18 @@ import {
 } from "../../src/emails/templates.ts"
 import { JobsConfig } from "../../src/Config.ts"
 import { registry } from "../../src/jobs/index.ts"
-import { makeToken, unsubscribeUrl, verifyToken } from "../../src/Unsubscribe.ts"
+import { allSamples } from "../support/EmailSamples.ts"
+import { makePreferencesToken, makeToken, preferencesUrl, unsubscribeUrl, verifyToken } from "../../src/Unsubscribe.ts"
 
 const appUrl = "https://kaiwa.example/app"
 const callUrl = "https://cal.example/kaiwa/15min?src=email&step=3"
 const unsubscribe = unsubscribeUrl(
   "https://kaiwa.example/",
   makeToken(Redacted.make("templates-test-secret"), { userId: "user_1", list: "practice-reminders" })
+)
+const preferences = preferencesUrl(
+  "https://kaiwa.example/",
+  makePreferencesToken(Redacted.make("templates-test-secret"), { userId: "user_1" })
 )
 
 // Days since the last session that land in each segment.
@@ -80,10 +85,10 @@ interface Variant {
 }
 
 const founder = (step: 1 | 2 | 3, displayName: string | null, overrides: Partial<FounderData> = {}): Rendered =>
-  renderFounder({ step, displayName, appUrl, callUrl, unsubscribeUrl: unsubscribe, founderName: "Sam", ...overrides })
+  renderFounder({ step, displayName, appUrl, callUrl, unsubscribeUrl: unsubscribe, preferencesUrl: preferences, founderName: "Yuki", ...overrides })
 
 const reminder = (segment: ReminderSegment, language: string | null, displayName: string | null): Rendered =>
-  renderReminder({ displayName, language, daysSinceLastSession: daysFor[segment], appUrl, unsubscribeUrl: unsubscribe })
+  renderReminder({ displayName, language, daysSinceLastSession: daysFor[segment], appUrl, unsubscribeUrl: unsubscribe, preferencesUrl: preferences })
 
 // Every template variant for one display name: 5 segments x each hostile language, then founder days 1-3.
 const variantsFor = (displayName: string | null): ReadonlyArray<Variant> => [
@@ -259,6 +264,22 @@ describe("founder copy", () => {
     assert.include(day3.html, "&amp;step=3")
     assert.notInclude(founder(1, "Ann").text, callUrl)
     assert.notInclude(founder(2, "Ann").text, callUrl)
+  })
+
+  it("names the founder by FOUNDER_NAME only, never by the sender's display name", () => {
+    const samples = allSamples({ FOUNDER_FROM: "Yuki at Kaiwa <yuki@kaiwa.example>", FOUNDER_NAME: "Yuki" })
+    const day = (n: number) => samples.find((s) => s.name === `founder-day${n}`)!.email
+    assert.strictEqual(day(3).subject, "Want to talk for 15 minutes? A call with Yuki")
+    assert.include(day(1).text, "I'm Yuki, and I started Kaiwa.")
+    for (const n of [1, 2, 3]) {
+      assert.strictEqual(day(n).from, "Yuki at Kaiwa <yuki@kaiwa.example>")
+      assert.notInclude(`${day(n).subject}\n${day(n).text}\n${day(n).html}`, "Yuki at Kaiwa", `day ${n}`)
+    }
+    // Without a name the copy does without one, rather than call the founder "Kaiwa" or "the founder".
+    const unnamed = founder(1, "Ann", { founderName: " " })
+    assert.include(unnamed.text, "I started Kaiwa. Thank you for signing up!")
+    assert.notMatch(unnamed.text, /I'm (Kaiwa|the founder)/)
+    assert.strictEqual(founder(3, "Ann", { founderName: "" }).subject, "Want to talk for 15 minutes? A call with Kaiwa's founder")
   })
 
   it("signs with the founder's name, cleaned and escaped", () => {

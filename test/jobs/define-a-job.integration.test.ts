@@ -77,7 +77,7 @@ const streakSaver = Job.make({
   }),
   groups: ["nudged"],
   group: () => "nudged",
-  render: (data, { config, settings, unsubscribeUrl }) =>
+  render: (data, { config, settings, unsubscribeUrl, preferencesUrl }) =>
     renderEmail({
       subject: settings.subject,
       preheader: "Two minutes today keeps it alive.",
@@ -87,6 +87,7 @@ const streakSaver = Job.make({
       closing: ["The Kaiwa team"],
       reason: "You get this because you practised on Kaiwa yesterday.",
       unsubscribe: link("Unsubscribe from streak saver nudges", unsubscribeUrl),
+      preferencesUrl,
       appUrl: config.appUrl
     }),
   samples: [{ name: "streak-saver-two", data: { displayName: "Aiko Tanaka", sessions: 2 } }],

@@ -430,7 +430,7 @@ describe.each(["kaiwa", "simple"] as const)("a week in the life, on the %s shape
           const u = byId.get(s.userId)!
           const report = expectedReport(s.at, u.zone, u.sessions.map((x) => ({ ...x, durationSeconds: 300 })))!
           const { minutes, sessions } = report.data
-          assert.include(s.email.text, `You practised for ${minutes} minute${minutes === 1 ? "" : "s"} in ${sessions} conversation${sessions === 1 ? "" : "s"}`, u.id)
+          assert.include(s.email.text, `\n${minutes} minute${minutes === 1 ? "" : "s"}\n${sessions} conversation${sessions === 1 ? "" : "s"}\n`, u.id)
         }
         // Those who refused never got the mail they refused.
         for (const s of sent) {

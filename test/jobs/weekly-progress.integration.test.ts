@@ -18,7 +18,7 @@ import { findProblems } from "../../src/emails/templates.ts"
 import { practiceReminders } from "../../src/jobs/index.ts"
 import * as WeeklyProgress from "../../src/jobs/WeeklyProgress.ts"
 import { weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
-import { verifyToken } from "../../src/Unsubscribe.ts"
+import { verifyPreferencesToken, verifyToken } from "../../src/Unsubscribe.ts"
 import { insertUsers, nameOf, type Session, testLayer, uid, type UserFixture } from "../support/TestDb.ts"
 import { DAY, effectiveZone, HOUR, localTime, MINUTE, runAt, type Sent } from "./localTime.ts"
 import { expectedReport, type OracleSession, zonedInstant } from "./weeklyOracle.ts"
@@ -403,10 +403,9 @@ describe("weekly progress job: hourly ticks beside the reminders, the cap, re-ru
 
         // The email: the week's figures, an unsubscribe link for this list, RFC 8058 headers, the job's tag.
         const report = sent.find((s) => s.userId === "plain" && s.job === "weekly-progress")!.email
-        assert.strictEqual(report.subject, "Your week on Kaiwa: 25 minutes of conversation")
-        assert.include(report.text, "You practised for 25 minutes in 1 conversation, all on one day.")
+        assert.strictEqual(report.subject, "Last week on Kaiwa: 25 minutes of conversation")
+        assert.include(report.text, "March 8–14\n25 minutes\n1 conversation\n1 active day\n")
         assert.include(report.text, "Your most practised language was Japanese.")
-        assert.include(report.text, "Here's your week on Kaiwa, March 8–14.")
         assert.deepStrictEqual(findProblems(report), [])
         assert.deepStrictEqual(report.tags, [{ name: "job", value: "weekly-progress" }, { name: "trend", value: "new" }])
         assert.strictEqual(report.headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click")
@@ -415,6 +414,12 @@ describe("weekly progress job: hourly ticks beside the reminders, the cap, re-ru
         const config = yield* JobsConfig
         const claim = verifyToken(config.unsubscribeSecret, new URL(url).searchParams.get("token")!)
         assert.deepStrictEqual(Option.getOrUndefined(claim), { userId: uid("plain"), list: "weekly-progress" })
+        // The footer's preference center link: this learner's own per-user token.
+        const preferences = /Manage email preferences:\s+(\S+)/.exec(report.text)?.[1] ?? ""
+        assert.strictEqual(new URL(preferences).pathname, "/preferences")
+        assert.include(report.html, `href="${preferences}"`)
+        const owner = verifyPreferencesToken(config.unsubscribeSecret, new URL(preferences).searchParams.get("token") ?? "")
+        assert.deepStrictEqual(Option.getOrUndefined(owner), { userId: uid("plain") })
       }).pipe(Effect.provide(TestClock.layer())))
   })
 })

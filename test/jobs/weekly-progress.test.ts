@@ -87,11 +87,14 @@ describe("weekly progress preview samples", () => {
     Effect.gen(function*() {
       const config = yield* load("lenient").pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: {} })))
       const previews = yield* weeklyProgress.preview(config)
-      assert.strictEqual(previews.length, 7)
-      assert.strictEqual(new Set(previews.map((p) => p.email.subject + p.email.text)).size, 7)
+      assert.strictEqual(previews.length, 8)
+      assert.strictEqual(new Set(previews.map((p) => p.email.subject + p.email.text)).size, 8)
+      // The per-day chart in the samples that carry minutesByDay, and a sample without it.
+      assert.include(previews.find((p) => p.name === "weekly-progress-up")?.email.text, "Minutes per day")
+      assert.notInclude(previews.find((p) => p.name === "weekly-progress-no-chart")?.email.text, "Minutes per day")
       for (const p of previews) {
         assert.deepStrictEqual(findProblems(p.email), [], p.name)
-        assert.include(p.email.text, "Unsubscribe from weekly progress reports: ", p.name)
+        assert.include(p.email.text, "Unsubscribe from weekly progress reports:", p.name)
         assert.strictEqual(p.email.headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click", p.name)
       }
     }))

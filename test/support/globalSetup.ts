@@ -8,6 +8,7 @@ import * as path from "node:path"
 import { Effect, Exit, Redacted, Scope } from "effect"
 import type { TestProject } from "vitest/node"
 import { start } from "../../src/EmbeddedPostgres.ts"
+import { chromiumPath } from "./Browser.ts"
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -31,6 +32,9 @@ export default async function setup(project: TestProject) {
       ? fs.readdirSync(cache, { recursive: true }).map(String).filter((f) => fs.statSync(path.join(cache, f)).isFile())
       : []
   )
+  // The browser tests' Chromium ships compressed inside its npm package: unpack it once, here, before test files
+  // run in parallel (two unpacking at once could each see the other's half-written binary).
+  await chromiumPath()
   const external = process.env["DATABASE_URL"]
   if (external) {
     project.provide("pgAdminUrl", external)
