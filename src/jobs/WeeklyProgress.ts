@@ -183,9 +183,13 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
     SELECT c1.user_id, s.language,
       count(*) FILTER (WHERE s.start_time >= c1.week_start) AS n,
       coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time >= c1.week_start), 0) AS seconds,
-      coalesce(bit_or(1 << ((s.start_time AT TIME ZONE c1.tz)::date - (c1.day::date - 7)))
+      coalesce(bit_or(1 << d.k)
         FILTER (WHERE s.start_time >= c1.week_start), 0) AS days,
-      coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time < c1.week_start), 0) AS previous_seconds
+      coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time < c1.week_start), 0) AS previous_seconds,
+      -- seconds per local day of the week (0 = the first day), for the email's chart
+      ${sql.csv([0, 1, 2, 3, 4, 5, 6].map((k) =>
+      sql`coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time >= c1.week_start AND d.k = ${k}), 0) AS ${sql(`d${k}`)}`
+    ))}
     FROM ${fresh} c1
     -- The fortnight's sessions of every zone (the constant bounds: one range of
     -- the sessions' start-time index), hashed against the few
@@ -194,6 +198,7 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
     JOIN ${app.sessions} s ON s.app_user_id = c1.app_id
       AND s.start_raw >= ${app.at.start(previousFrom)} AND s.start_raw < ${app.at.start(weekTo)}
       AND s.start_raw >= ${app.rawStart(sql`c1.prev_start`)} AND s.start_raw < ${app.rawStart(sql`c1.week_end`)}
+    CROSS JOIN LATERAL (SELECT (s.start_time AT TIME ZONE c1.tz)::date - (c1.day::date - 7) AS k) d
     GROUP BY c1.user_id, s.language
   ),
   figures AS (
@@ -202,7 +207,8 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
       bit_count(bit_or(p.days)::bit(7))::int AS active_days,
       round(sum(p.previous_seconds) / 60.0)::int AS previous_minutes,
       (array_agg(p.language ORDER BY p.seconds DESC, p.n DESC, p.language COLLATE "C") FILTER (WHERE p.n > 0))[1]
-        AS top_language
+        AS top_language,
+      jsonb_build_array(${sql.csv([0, 1, 2, 3, 4, 5, 6].map((k) => sql`round(sum(p.${sql(`d${k}`)}) / 60.0)::int`))}) AS minutes_by_day
     FROM per_language p
     GROUP BY p.user_id
   )
@@ -218,7 +224,8 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
       'topLanguage', f.top_language,
       'previousMinutes', f.previous_minutes,
       'changePercent', CASE WHEN f.previous_minutes = 0 THEN NULL
-        ELSE round((f.minutes - f.previous_minutes) * 100.0 / f.previous_minutes)::int END
+        ELSE round((f.minutes - f.previous_minutes) * 100.0 / f.previous_minutes)::int END,
+      'minutesByDay', f.minutes_by_day
     ) AS data,
     -- the instant the window closes: the report day at PROGRESS_LOCAL_TIME + 10 h, in the user's zone
     c.expires AS expires_at

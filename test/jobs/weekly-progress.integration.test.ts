@@ -298,7 +298,9 @@ describe("weekly progress figures", () => {
           activeDays: 4,
           topLanguage: "ja",
           previousMinutes: 40,
-          changePercent: 38 // 37.5, rounded half away from zero
+          changePercent: 38, // 37.5, rounded half away from zero
+          // per local day, Sunday 8 to Saturday 14 March: 23:50 on the 9th and 00:10 on the 10th on two days
+          minutesByDay: [0, 10, 10, 0, 20, 15, 0]
         })
         assert.deepStrictEqual(
           [data("f-new")].map((d) => d as Record<string, unknown>).map((d) => [d["minutes"], d["previousMinutes"], d["changePercent"], d["activeDays"]]),

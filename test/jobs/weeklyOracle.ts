@@ -27,6 +27,7 @@ export interface OracleReport {
     readonly topLanguage: string | null
     readonly previousMinutes: number
     readonly changePercent: number | null
+    readonly minutesByDay: ReadonlyArray<number>
   }
 }
 
@@ -96,7 +97,9 @@ export const expectedReport = (
       activeDays: new Set(week.map((s) => s.date)).size,
       topLanguage,
       previousMinutes,
-      changePercent: previousMinutes === 0 ? null : roundHalfAway(((minutes - previousMinutes) * 100) / previousMinutes)
+      changePercent: previousMinutes === 0 ? null : roundHalfAway(((minutes - previousMinutes) * 100) / previousMinutes),
+      // Whole minutes of each local day of the week, Monday-or-whichever first: weekStart to weekEnd.
+      minutesByDay: [0, 1, 2, 3, 4, 5, 6].map((k) => Math.round(seconds(week.filter((s) => s.date === addDays(weekStart, k))) / 60))
     }
   }
 }
