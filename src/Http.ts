@@ -60,6 +60,7 @@ import { findJob, Jobs, type Registry } from "./jobs/index.ts"
 import { Mailer } from "./Mailer.ts"
 import { jobStatuses } from "./Status.ts"
 import { confirm, verifyToken } from "./Unsubscribe.ts"
+import * as Console from "./Console.ts"
 import * as PreferenceCenter from "./PreferenceCenter.ts"
 import * as Webhooks from "./Webhooks.ts"
 
@@ -322,7 +323,7 @@ const redactTokens = Layer.succeed(UrlParams.CurrentRedactedNames, [
 ])
 
 /** The routes served on whichever HttpServer is provided (a test server on an ephemeral port, say). */
-export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | ServerServices> = HttpRouter.serve(Layer.mergeAll(Routes, Webhooks.Routes, PreferenceCenter.Routes)).pipe(
+export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | ServerServices> = HttpRouter.serve(Layer.mergeAll(Routes, Webhooks.Routes, PreferenceCenter.Routes, Console.Routes)).pipe(
   Layer.provide(redactTokens)
 )
 

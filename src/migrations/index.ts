@@ -283,6 +283,15 @@ export const kaiwaJobs = Migrator.fromRecord({
       created_at timestamptz NOT NULL
     )`,
     `CREATE INDEX preference_changes_user_idx ON kaiwa_jobs.preference_changes (user_id, created_at)`
+  ),
+  // The operator console's sign-in links (issue 21, src/Console.ts): each link's nonce is recorded when it is
+  // used, so a link signs in once; rows are pruned once the link has expired.
+  "0010_console_sessions": statements(
+    `CREATE TABLE kaiwa_jobs.console_nonces (
+      nonce text PRIMARY KEY,
+      expires_at timestamptz NOT NULL,
+      used_at timestamptz NOT NULL
+    )`
   )
 })
 
