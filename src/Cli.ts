@@ -456,7 +456,7 @@ const sendTest = Command.make(
       )
       yield* Console.log(
         `sent "${sent.subject}" to ${sent.to} (provider id ${sent.providerId ?? "none"})\n  data: ${sent.source}\n` +
-          "  tagged test=true; not on the ledger, not counted in the cap or the delivery health; its links do not work"
+          "  tagged test=true; not on the ledger, not counted in the cap or the delivery health; its links never act for a real learner"
       )
     })
 ).pipe(Command.withDescription("Send one [test] copy of a job's email to an address: a learner's real data or a sample"))

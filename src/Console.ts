@@ -363,6 +363,4 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
     })
   ))
 
-  // Anything else under /console: 404 while disabled, else a plain not-found page (signed in or not, no details).
-  yield* router.add("*", `${PATH}/*`, route(() => Effect.succeed(plain("Not found", `<p><a href="${PATH}">The console</a></p>`, 404))))
 }))

@@ -335,7 +335,13 @@ const GRACEFUL_SHUTDOWN = "20 seconds"
 export const layerServer: Layer.Layer<never, HttpServerError.ServeError, ServerServices> = layerApp.pipe(
   Layer.provide(Layer.unwrap(Effect.map(
     JobsConfig,
-    (config) => NodeHttpServer.layer(createServer, { port: config.port, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
+    (config) =>
+      NodeHttpServer.layer(createServer, {
+        port: config.port,
+        // HOST: the bind address (the demo's console listens on loopback only); unset, every interface.
+        ...(Option.isSome(config.host) ? { host: config.host.value } : {}),
+        gracefulShutdownTimeout: GRACEFUL_SHUTDOWN
+      })
   )))
 )
 
