@@ -46,10 +46,10 @@ const STYLE = `<style>body{max-width:62rem}nav{display:flex;flex-wrap:wrap;gap:.
   `border-bottom:1px solid #d0d7de;overflow-wrap:anywhere}input[type=text]{font:inherit;min-height:44px;` +
   `box-sizing:border-box;padding:.3rem .5rem;max-width:100%;width:22rem;border:1px solid #8c959f;border-radius:8px}` +
   `.row{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}pre{white-space:pre-wrap;overflow-wrap:anywhere}` +
-  `td,th{overflow-wrap:anywhere}a{color:#0969da}` +
+  `td,th{overflow-wrap:anywhere}a{color:#0969da}.notice.warn{background:#fff8c5;border-color:#9a6700}` +
   `@media (prefers-color-scheme: dark){.card,nav,ul.plain li{border-color:#30363d}a{color:#58a6ff}` +
   `.b-ok{background:#033a16;color:#7ee787}.b-bad{background:#490202;color:#ffa198}.b-pause{background:#3b2e00;` +
-  `color:#e3b341}input[type=text]{background:#0d1117;color:#e6edf3}}</style>`
+  `color:#e3b341}input[type=text]{background:#0d1117;color:#e6edf3}.notice.warn{background:#3b2e00;border-color:#e3b341}}</style>`
 
 const time = (d: Date | string | null) =>
   d === null ? "never" : (typeof d === "string" ? d : d.toISOString()).replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, " UTC")
@@ -109,7 +109,7 @@ const jobCard = (s: JobStatus, runs: ReadonlyArray<RunRow>, pause: Pause | undef
   `last success ${esc(time(s.lastSuccessAt))}</p>` +
   (pause === undefined
     ? ""
-    : `<p class="notice" role="status">Paused by ${esc(pause.pausedBy)} at ${esc(time(pause.pausedAt))}` +
+    : `<p class="notice warn" role="status">Paused by ${esc(pause.pausedBy)} at ${esc(time(pause.pausedAt))}` +
       `${pause.reason ? `: ${esc(pause.reason)}` : ""}. Its runs send nothing until it is resumed.</p>`) +
   `<p><strong>Delivery, last 7 days${s.atRisk ? " (AT RISK)" : ""}:</strong> ${esc(describeHealth(s.delivery))}</p>` +
   `<h3>Last runs</h3>` +
