@@ -349,7 +349,7 @@ const unsubscribe = Command.make(
 const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
   Effect.flatMap(Effect.all([Stacks, Effect.promise(() => import("./Http.ts"))]), ([stacks, Http]) =>
     Layer.launch(Http.layerServer.pipe(Layer.provide(local ? stacks.local(LOCAL_DIR) : stacks.live))))).pipe(
-    Command.withDescription("Serve /api/cron/*, /health, /unsubscribe and /webhooks/resend on PORT (default 8080)")
+    Command.withDescription("Serve /api/cron/*, /health, /unsubscribe, /preferences, /webhooks/resend and /console on PORT (default 8080)")
   )
 
 /** A Fly main: `run <job>` with the job fixed, the same flags, the same exit codes. */

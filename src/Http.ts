@@ -26,7 +26,8 @@
  * so they are left out. 503 when the database cannot be read; with `?strict=1`, also when any job is overdue or
  * at risk (`healthy: false`), so an uptime monitor that reads only status codes can alert.
  *
- * `POST /webhooks/resend` (Resend's delivery events) lives in src/Webhooks.ts, merged into the app below.
+ * `POST /webhooks/resend` (Resend's delivery events) lives in src/Webhooks.ts, the learner's `/preferences` in
+ * src/PreferenceCenter.ts and the operator's `/console` in src/Console.ts, each merged into the app below.
  *
  * `GET /unsubscribe?token=…` only shows a confirmation form (mail scanners prefetch links; an unsubscribe must be
  * a person's act or the provider's one-click POST). `POST /unsubscribe` (token in the query, or in a urlencoded
