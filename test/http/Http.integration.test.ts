@@ -19,7 +19,7 @@ import { type Batch, type DeliveryResult, Mailer, MailerError, MailerTestRef, ty
 import { Telemetry } from "../../src/Telemetry.ts"
 import { DRY_RUN_TOKEN } from "../../src/Links.ts"
 import { makeToken, verifyToken } from "../../src/Unsubscribe.ts"
-import { freshDatabaseUrl, insertUsers, snapshotLibraryTables } from "../support/TestDb.ts"
+import { freshDatabaseUrl, insertUsers, snapshotLibraryTables, uid } from "../support/TestDb.ts"
 
 const CRON_SECRET = "cron-secret-for-tests-0123456789abcdef"
 // Short and exact-length secrets for the length rule; varied characters, since a trivially weak one exits 2.
@@ -268,9 +268,14 @@ describe("cron endpoints: runs", () => {
         // Each dry run printed its emails through the console mailer instead.
         const printed = (yield* TestConsole.logLines).map(String).filter((l) => l.includes("To:       w"))
         assert.strictEqual(printed.length, 6)
-        // Issue 19: what a dry run prints holds no usable unsubscribe token, only the placeholder.
+        // Issue 19: what a dry run prints holds no usable token, only the placeholder: in each email the unsubscribe
+        // link and the preference center's link (issue 20's footer).
+        for (const l of printed) {
+          assert.include(l, `/unsubscribe?token=${DRY_RUN_TOKEN}`)
+          assert.include(l, `/preferences?token=${DRY_RUN_TOKEN}`)
+        }
         const tokens = printed.flatMap((l) => [...l.matchAll(/token=([^\s>"&<]+)/g)].map((m) => decodeURIComponent(m[1]!)))
-        assert.strictEqual(tokens.length, 6)
+        assert.strictEqual(tokens.length, 12)
         for (const token of tokens) {
           assert.strictEqual(token, DRY_RUN_TOKEN)
           assert.isTrue(verifyToken(Redacted.make(UNSUBSCRIBE_SECRET), token)._tag === "None")
@@ -351,7 +356,7 @@ describe("/health", () => {
         ])
         const run = yield* call("/api/cron/send-reminders", authorized())
         assert.strictEqual(run.status, 200)
-        assert.deepStrictEqual(run.json().stats.badRows, { invalid_email: ["h-bad-row-user"] })
+        assert.deepStrictEqual(run.json().stats.badRows, { invalid_email: [uid("h-bad-row-user")] })
 
         const r = yield* call("/health")
         assert.strictEqual(r.status, 200)
@@ -467,14 +472,24 @@ describe("the per-job lock, and runs that outlive their client", () => {
 
 describe("unsubscribe", () => {
   const secret = Redacted.make(UNSUBSCRIBE_SECRET)
-  const token = makeToken(secret, { userId: "s1", list: "practice-reminders" })
-  const founderToken = makeToken(secret, { userId: "s2", list: "founder-emails" })
+  // Tokens name the app's id (a uuid on Kaiwa's shape, the fixture here).
+  const token = makeToken(secret, { userId: uid("s1", "kaiwa"), list: "practice-reminders" })
+  const founderToken = makeToken(secret, { userId: uid("s2", "kaiwa"), list: "founder-emails" })
   credentials.push(token, founderToken)
   const oneClick = form("List-Unsubscribe=One-Click")
   const suppressions = Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     return yield* sql<{ userId: string | null; email: string | null; list: string; reason: string }>`
       SELECT user_id AS "userId", email, list, reason FROM kaiwa_jobs.suppressions ORDER BY id`
+  })
+  // The app's own preferences (Kaiwa's user_settings has a column for each of these lists).
+  const appSettings = Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ userId: string; reminders: boolean; founder: boolean; progress: boolean }>`
+      SELECT user_id::text AS "userId", receive_practice_reminders AS reminders, receive_founder_emails AS founder,
+        receive_progress_reports AS progress
+      FROM user_settings`
+    return rows.map((r) => ({ ...r })).sort((a, b) => a.userId.localeCompare(b.userId))
   })
 
   layer(serverWith({ CRON_SECRET }), { excludeTestServices: true })((it) => {
@@ -524,24 +539,28 @@ describe("unsubscribe", () => {
         assert.deepStrictEqual(yield* snapshotLibraryTables, before)
       }))
 
-    it.effect("the one-click POST records the suppression (idempotently); the user is then skipped as suppressed", () =>
+    it.effect("the one-click POST records the opt-out in the app's user_settings (idempotently); the user is then skipped as opted out", () =>
       Effect.gen(function*() {
         yield* learners("s", 3)
+        assert.deepStrictEqual(yield* appSettings, [], "the app made no settings row at sign-up")
         const post = yield* call(`/unsubscribe?token=${encodeURIComponent(token)}`, oneClick)
         assert.strictEqual(post.status, 200)
         assert.match(post.headers.get("content-type") ?? "", /^text\/html/)
         assert.include(post.text, "You're unsubscribed")
-        assert.deepStrictEqual(yield* suppressions, [
-          { userId: "s1", email: null, list: "practice-reminders", reason: "unsubscribed" }
-        ])
-        // A second click (or a provider retrying) is still a 200 and records nothing new.
+        // Preferences have one home (issue 18): the app's column, where its profile page reads it; the other lists
+        // keep their defaults, and the library records no suppression of its own.
+        const optedOut = [{ userId: uid("s1", "kaiwa"), reminders: false, founder: true, progress: true }]
+        assert.deepStrictEqual(yield* appSettings, optedOut)
+        assert.deepStrictEqual(yield* suppressions, [])
+        // A second click (or a provider retrying) is still a 200 and changes nothing.
         const again = yield* call(`/unsubscribe?token=${encodeURIComponent(token)}`, oneClick)
         assert.strictEqual(again.status, 200)
-        assert.strictEqual((yield* suppressions).length, 1)
+        assert.deepStrictEqual(yield* appSettings, optedOut)
+        assert.deepStrictEqual(yield* suppressions, [])
 
         const run = yield* call("/api/cron/send-reminders", authorized())
         assert.strictEqual(run.status, 200)
-        assert.strictEqual(run.json().stats.skipped.suppressed, 1)
+        assert.deepStrictEqual(run.json().stats.skipped, { opted_out: 1 })
         assert.strictEqual(run.json().stats.sent, 2)
         assert.deepStrictEqual(yield* sentTo, ["s0@example.com", "s2@example.com"])
       }))
@@ -551,10 +570,11 @@ describe("unsubscribe", () => {
         const r = yield* call("/unsubscribe", form(`List-Unsubscribe=One-Click&token=${encodeURIComponent(founderToken)}`))
         assert.strictEqual(r.status, 200)
         assert.include(r.text, "founder")
-        assert.deepStrictEqual((yield* suppressions).map((s) => [s.userId, s.list]), [
-          ["s1", "practice-reminders"],
-          ["s2", "founder-emails"]
-        ])
+        assert.deepStrictEqual(yield* appSettings, [
+          { userId: uid("s1", "kaiwa"), reminders: false, founder: true, progress: true },
+          { userId: uid("s2", "kaiwa"), reminders: true, founder: false, progress: true }
+        ].sort((a, b) => a.userId.localeCompare(b.userId)))
+        assert.deepStrictEqual(yield* suppressions, [])
       }))
 
     it.effect("requests are logged by method, path and status; never the query string", () =>
