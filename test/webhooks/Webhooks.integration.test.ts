@@ -18,7 +18,7 @@ import { practiceReminders } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
 import { MailerTestRef } from "../../src/Mailer.ts"
 import { MAX_WEBHOOK_BODY } from "../../src/Webhooks.ts"
-import { freshDatabaseUrl, insertUsers } from "../support/TestDb.ts"
+import { freshDatabaseUrl, insertUsers, uid } from "../support/TestDb.ts"
 
 const SECRET = `whsec_${randomBytes(32).toString("base64")}`
 const OTHER_SECRET = `whsec_${randomBytes(32).toString("base64")}`
@@ -499,7 +499,7 @@ describe("webhook: the ledger and the jobs", () => {
         assert.strictEqual(first.outcome, "succeeded", first.error ?? "")
         const sql = yield* SqlClient.SqlClient
         const row = (yield* sql<{ provider_id: string }>`
-          SELECT provider_id FROM kaiwa_jobs.deliveries WHERE user_id = 'c-unhappy' AND status = 'sent'`)[0]!
+          SELECT provider_id FROM kaiwa_jobs.deliveries WHERE user_id = ${uid("c-unhappy")} AND status = 'sent'`)[0]!
         const mailer = yield* MailerTestRef
         assert.includeMembers((yield* Ref.get(mailer)).map((e) => e.to), ["c-unhappy@example.com", "c-happy@example.com"])
 
