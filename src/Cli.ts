@@ -137,7 +137,8 @@ export const Stacks = Context.Reference<{
 
 /** The mode stack for a run. */
 const stackFor = (options: { readonly dryRun: boolean; readonly local: boolean }) =>
-  Effect.map(Stacks, (stacks) => options.dryRun ? stacks.dryRun : options.local ? stacks.local(LOCAL_DIR) : stacks.live)
+  // --local reads (and, unless --dry-run, writes) the local demo database; a dry run writes nothing either way.
+  Effect.map(Stacks, (stacks) => options.local ? stacks.local(LOCAL_DIR) : options.dryRun ? stacks.dryRun : stacks.live)
 
 const list = Command.make("list", { json: jsonFlag }, ({ json }) =>
   Effect.flatMap(Jobs, (jobs) =>

@@ -34,10 +34,10 @@
  */
 import { ByteSize, Clock, Effect, Option, Redacted, Result, Schema } from "effect"
 import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import type { SqlClient } from "effect/sql"
+import { SqlClient } from "effect/sql"
 import { Webhook } from "standardwebhooks"
 import { JobsConfig } from "./Config.ts"
-import { Database, DatabaseError, describeSqlCause } from "./Database.ts"
+import { DatabaseError, describeSqlCause } from "./Database.ts"
 
 /** Where Resend posts its events. */
 export const RESEND_WEBHOOK_PATH = "/webhooks/resend"
@@ -226,7 +226,9 @@ export const verifiedBody = (
 /** `POST /webhooks/resend`, as its own router layer (Http.ts merges it into the app). */
 export const Routes = HttpRouter.use(Effect.fn(function*(router) {
   const config = yield* JobsConfig
-  const db = yield* Database
+  // The owner of webhook_events; it also records each event's delivery state on the ledger row and suppresses a
+  // bounced or complaining address, in the event's own transaction (see applyEvent).
+  const sql = yield* SqlClient.SqlClient
   // Built once; the secret is unwrapped here, at the one call that needs it.
   const verifier = Option.map(config.resendWebhookSecret, (secret) => new Webhook(Redacted.value(secret)))
   const limit = Number(MAX_WEBHOOK_BODY)
@@ -252,7 +254,7 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
     const event = decodeEvent(body)
     if (Option.isNone(event)) return json({ error: "the body is not a Resend event" }, 400)
     const receivedAt = new Date(yield* Clock.currentTimeMillis)
-    const applied = yield* applyEvent(db.sql, { svixId: headers["webhook-id"], body, event: event.value }, receivedAt)
+    const applied = yield* applyEvent(sql, { svixId: headers["webhook-id"], body, event: event.value }, receivedAt)
     yield* Effect.logInfo(
       `webhook ${event.value.type}: ${applied.duplicate ? "already applied" : applied.matched ? "applied to the ledger" : "stored (not an email of this library)"}` +
         (applied.suppressed.length > 0 ? `, ${applied.suppressed.length} address(es) suppressed` : "")
