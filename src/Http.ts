@@ -23,8 +23,11 @@
  *
  * `GET /health` answers each job's last run, last success and overdue flag, and its 7-day delivery counts and
  * rates with the AT RISK flag (src/DeliveryHealth.ts), and nothing else: run stats can hold user ids (bad rows),
- * so they are left out. 503 when the database cannot be read; with `?strict=1`, also when any job is overdue or
- * at risk (`healthy: false`), so an uptime monitor that reads only status codes can alert.
+ * so they are left out. 503 when the database cannot be read (or does not answer within HEALTH_TIMEOUT); with
+ * `?strict=1`, also when any job is overdue or at risk (`healthy: false`), so an uptime monitor that reads only
+ * status codes can alert. It stays unauthenticated (Fly's health check and uptime monitors call it), so it answers
+ * from one summary at most HEALTH_MAX_AGE old, shared by every request meanwhile: a flood of requests costs the
+ * database one summary per 5 s (bench/health.ts).
  *
  * `POST /webhooks/resend` (Resend's delivery events) lives in src/Webhooks.ts, merged into the app below.
  *
@@ -41,7 +44,7 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
 import { isIP } from "node:net"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { ByteSize, Cause, Config, Duration, Effect, Fiber, Layer, Option, Redacted } from "effect"
+import { ByteSize, Cause, Config, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 import {
   HttpIncomingMessage,
@@ -53,12 +56,13 @@ import {
   UrlParams
 } from "effect/http"
 import { InvalidConfig, JobsConfig } from "./Config.ts"
+import { DatabaseError } from "./Database.ts"
 import { escapeHtml } from "./emails/index.ts"
 import { describeFailure, type JobServices, type RunReport, runJob } from "./Job.ts"
 import type * as Job from "./Job.ts"
 import { findJob, Jobs, type Registry } from "./jobs/index.ts"
 import { Mailer } from "./Mailer.ts"
-import { jobStatuses } from "./Status.ts"
+import { type JobStatus, jobStatuses } from "./Status.ts"
 import { confirm, verifyToken } from "./Unsubscribe.ts"
 import * as Webhooks from "./Webhooks.ts"
 
@@ -143,6 +147,31 @@ const parseDryRun = (params: URLSearchParams): boolean | undefined => {
   return ({ "1": true, "true": true, "0": false, "false": false } as Record<string, boolean>)[values[0]!]
 }
 
+/** The longest /health's summary may be; requests within it share one (issue 19). */
+export const HEALTH_MAX_AGE = Duration.seconds(5)
+
+/** A summary not computed within this answers 503, as an unreachable database does. */
+export const HEALTH_TIMEOUT = Duration.seconds(3)
+
+/** How long a failed summary (the database unreachable) is kept before the next request asks again. */
+const HEALTH_FAILURE_TTL = Duration.seconds(1)
+
+/** The body of /health: each job's last run, overdue flag and delivery health. Run stats are left out (user ids). */
+const healthBody = (statuses: ReadonlyArray<JobStatus>) => ({
+  ok: true,
+  healthy: statuses.every((s) => !s.overdue && !s.atRisk),
+  jobs: statuses.map((s) => ({
+    job: s.job,
+    lastRunAt: s.lastRun?.startedAt ?? null,
+    lastOutcome: s.lastRun?.outcome ?? null,
+    lastSuccessAt: s.lastSuccessAt,
+    overdue: s.overdue,
+    overdueAfterMinutes: s.overdueAfterMinutes,
+    atRisk: s.atRisk,
+    delivery: s.delivery
+  }))
+})
+
 /** The JSON a cron trigger answers with: the run's report. */
 const reportBody = (report: RunReport) => ({
   job: report.job,
@@ -183,6 +212,26 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServic
     const serverScope: Scope.Scope = yield* Effect.scope
     const running = new Set<string>()
 
+    // One summary for every /health request of HEALTH_MAX_AGE: concurrent requests share the computation in
+    // flight, later ones the finished summary, so a flood costs the database one query set per 5 s (issue 19:
+    // 2,000 concurrent requests, each its own 7-day scan of 200,000 rows, took 65 s and starved a webhook). A run
+    // this server started refreshes it when it ends; runs elsewhere (the cron machines) show within 5 s.
+    const [healthSummary, refreshHealth] = yield* jobStatuses.pipe(
+      Effect.provideContext(services),
+      Effect.provideService(Jobs, jobs),
+      Effect.timeoutOrElse({
+        duration: HEALTH_TIMEOUT,
+        orElse: () => Effect.fail(new DatabaseError({ message: "the health summary timed out" }))
+      }),
+      Effect.timed,
+      Effect.map(([took, statuses]) => ({ took, summary: healthBody(statuses) })),
+      // A summary is as old as its first query: it is kept for what is left of HEALTH_MAX_AGE once it is done.
+      // A failure is kept a second, so a database that is down is not asked again by every request.
+      Effect.cachedInvalidateWithTTL((exit) =>
+        Exit.isSuccess(exit) ? Duration.subtract(HEALTH_MAX_AGE, exit.value.took) : HEALTH_FAILURE_TTL
+      )
+    )
+
     /** Starts a run unless the job is running already; the lock is released when the run's fiber ends, however. */
     const start = (job: Job.Any, dryRun: boolean) =>
       Effect.uninterruptible(Effect.suspend(() => {
@@ -194,7 +243,14 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServic
           Effect.provideContext(services),
           Effect.provideService(Jobs, jobs),
           Effect.forkIn(serverScope),
-          Effect.tap((fiber) => Effect.sync(() => fiber.addObserver(() => running.delete(job.name)))),
+          Effect.tap((fiber) =>
+            Effect.sync(() =>
+              fiber.addObserver(() => {
+                running.delete(job.name)
+                Effect.runSync(refreshHealth)
+              })
+            )
+          ),
           Effect.map(Option.some)
         )
       }))
@@ -233,28 +289,13 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | JobServic
       "GET",
       "/health",
       guarded(
-        Effect.zip(jobStatuses, HttpServerRequest.HttpServerRequest).pipe(
-          Effect.provideContext(services),
-          Effect.provideService(Jobs, jobs),
-          Effect.map(([statuses, request]) => {
-            // ?strict=1: 503 when any job is overdue or at risk, for monitors that read only the status code.
-            const strict = ["1", "true"].includes(searchParams(request).get("strict") ?? "")
-            const healthy = statuses.every((s) => !s.overdue && !s.atRisk)
-            return json({
-              ok: true,
-              healthy,
-              jobs: statuses.map((s) => ({
-                job: s.job,
-                lastRunAt: s.lastRun?.startedAt ?? null,
-                lastOutcome: s.lastRun?.outcome ?? null,
-                lastSuccessAt: s.lastSuccessAt,
-                overdue: s.overdue,
-                overdueAfterMinutes: s.overdueAfterMinutes,
-                atRisk: s.atRisk,
-                delivery: s.delivery
-              }))
-            }, strict && !healthy ? 503 : 200)
-          }),
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const { summary } = yield* healthSummary
+          // ?strict=1: 503 when any job is overdue or at risk, for monitors that read only the status code.
+          const strict = ["1", "true"].includes(searchParams(request).get("strict") ?? "")
+          return json(summary, strict && !summary.healthy ? 503 : 200)
+        }).pipe(
           Effect.catchTag("DatabaseError", () => Effect.succeed(json({ ok: false, error: "the database is unreachable" }, 503)))
         ),
         (error) => json({ ok: false, error }, 500)
