@@ -42,7 +42,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
-import { isIP } from "node:net"
+import { isIP, type Socket } from "node:net"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { ByteSize, Cause, Config, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import type { Scope } from "effect"
@@ -372,6 +372,48 @@ export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | JobServ
  */
 export const GRACEFUL_SHUTDOWN = Duration.millis(2_500)
 
+/** At most this many connections are served at once; later ones wait their turn, unread (issue 19). */
+export const MAX_OPEN_CONNECTIONS = 128
+
+/** Connections waiting for a turn beyond this many are closed at once. */
+export const MAX_WAITING_CONNECTIONS = 8192
+
+/**
+ * Node's HTTP server with a bound on the connections it reads at once. Node reads up to 64 KiB from every
+ * connection as soon as it is accepted, body included, before any handler can look at the request: 2,000
+ * connections posting large bodies at once cost ~130 MB of buffers even when every request is refused on its
+ * headers. A connection beyond MAX_OPEN_CONNECTIONS is paused before its first read (its bytes wait in the
+ * kernel, not in this process) and resumed, in arrival order, when an open one closes. Fly's proxy already caps
+ * the requests it sends (fly.toml `hard_limit`, below this); this holds for a client that reaches the port.
+ */
+export const makeNodeServer = () => {
+  const server = createServer()
+  let open = 0
+  const waiting = new Set<Socket>()
+  const admit = (socket: Socket) => {
+    open++
+    socket.once("close", () => {
+      open--
+      for (const next of waiting) {
+        if (open >= MAX_OPEN_CONNECTIONS) break
+        waiting.delete(next)
+        admit(next)
+        next.resume()
+      }
+    })
+  }
+  // Runs after Node's own listener, which has attached the HTTP parser; pausing here stops the reading that the
+  // socket's creation scheduled, before any byte is read.
+  server.on("connection", (socket: Socket) => {
+    if (open < MAX_OPEN_CONNECTIONS) return admit(socket)
+    if (waiting.size >= MAX_WAITING_CONNECTIONS) return void socket.destroy()
+    socket.pause()
+    waiting.add(socket)
+    socket.once("close", () => waiting.delete(socket))
+  })
+  return server
+}
+
 /**
  * HOST, the address `serve` binds: an IP address or a host name. Unset, `fallback`: every interface (undefined,
  * Node's `::` with IPv4 mapped, or 0.0.0.0 without IPv6) on Fly, whose proxy reaches the machine over its
@@ -399,7 +441,7 @@ export const layerServerOn = (
     Layer.provide(Layer.unwrap(Effect.map(
       Effect.zip(JobsConfig, hostSetting(defaultHost)),
       ([config, host]) =>
-        NodeHttpServer.layer(createServer, { port: config.port, host, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
+        NodeHttpServer.layer(makeNodeServer, { port: config.port, host, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
     )))
   )
 

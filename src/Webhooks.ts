@@ -65,7 +65,7 @@ export const MAX_WEBHOOK_BODY = ByteSize.kibibytes(256)
 export const MAX_BODIES_IN_FLIGHT = 16
 
 /** At most this many requests wait for a turn to read their body; one more is answered 503 before it is read. */
-export const MAX_BODIES_WAITING = 128
+export const MAX_BODIES_WAITING = 64
 
 /** A body must have arrived this long after reading it began, or the request is answered 408. */
 export const BODY_READ_TIMEOUT = Duration.seconds(10)
