@@ -6,7 +6,7 @@
 import { createServer, type AddressInfo } from "node:net"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
-import { Cause, ConfigProvider, Deferred, Effect, Fiber, Layer, Logger, Redacted, References, Ref, Tracer } from "effect"
+import { Cause, ConfigProvider, Deferred, Duration, Effect, Fiber, Layer, Logger, Redacted, References, Ref, Tracer } from "effect"
 import { HttpServer } from "effect/http"
 import { SqlClient } from "effect/sql"
 import { TestConsole } from "effect/testing"
@@ -379,6 +379,43 @@ describe("/health", () => {
         assert.notInclude(r.text, "h-valid")
         assert.notInclude(r.text, "@")
         assert.notInclude(r.text, "stats")
+      }))
+  })
+})
+
+describe("/health under a flood", () => {
+  layer(serverWith({ CRON_SECRET }), { excludeTestServices: true })((it) => {
+    // The delivery-health statement (src/DeliveryHealth.ts), as the SQL client's spans record it.
+    const healthQueries = () =>
+      spans.filter((s) => String(s.attributes.get("db.query.text") ?? "").includes("FILTER (WHERE delivery_state = 'delivered')")).length
+
+    it.effect("concurrent requests share one summary: 500 at once cost the database one summary per 5 s, not 500", () =>
+      Effect.gen(function*() {
+        const before = healthQueries()
+        const started = performance.now()
+        const replies = yield* Effect.forEach(Array.from({ length: 500 }), () => call("/health"), { concurrency: "unbounded" })
+        const elapsed = performance.now() - started
+        assert.deepStrictEqual([...new Set(replies.map((r) => r.status))], [200])
+        // One summary serves every request of its 5 s: however long the flood took on this machine, it cost one
+        // summary per HEALTH_MAX_AGE it lasted (and one more for a summary cached before it), where each request
+        // used to run its own.
+        const summaries = healthQueries() - before
+        const bound = 2 + Math.floor(elapsed / Duration.toMillis(Http.HEALTH_MAX_AGE))
+        assert.isAtMost(summaries, bound, `${summaries} summaries in ${Math.round(elapsed)} ms`)
+        assert.isAtMost(new Set(replies.map((r) => r.text)).size, bound)
+      }))
+
+    it.effect("the summary is at most HEALTH_MAX_AGE old: a run recorded elsewhere shows once it has expired", () =>
+      Effect.gen(function*() {
+        const first = yield* call("/health")
+        assert.isNull(first.json().jobs.find((j: { job: string }) => j.job === "founder-emails").lastRunAt)
+        // A run recorded by another process (a cron machine), straight into the history.
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`INSERT INTO kaiwa_jobs.runs (id, job, as_of, started_at, finished_at, outcome, trigger, host)
+          VALUES (gen_random_uuid(), 'founder-emails', ${AT}, ${AT}, ${AT}, 'succeeded', 'cli', 'elsewhere')`
+        yield* Effect.sleep(Http.HEALTH_MAX_AGE)
+        const later = yield* call("/health")
+        assert.strictEqual(later.json().jobs.find((j: { job: string }) => j.job === "founder-emails").lastOutcome, "succeeded")
       }))
   })
 })
