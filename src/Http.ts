@@ -60,6 +60,7 @@ import { DatabaseError } from "./Database.ts"
 import { escapeHtml } from "./emails/index.ts"
 import { describeFailure, type JobServices, type RunReport, runJob } from "./Job.ts"
 import type { Preferences } from "./Preferences.ts"
+import type { Suppressions } from "./Suppressions.ts"
 import type * as Job from "./Job.ts"
 import { findJob, Jobs, type Registry } from "./jobs/index.ts"
 import { Mailer } from "./Mailer.ts"
@@ -205,7 +206,7 @@ const guarded = <E, R>(
   )
 
 /** What the server needs: a mode stack's services and the learners' preferences. */
-export type ServerServices = JobServices | Preferences
+export type ServerServices = JobServices | Preferences | Suppressions
 
 /** The routes of CONTRACT section 7. They need the services of a mode stack, read once when the server starts. */
 export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerServices> = HttpRouter.use(

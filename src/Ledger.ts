@@ -219,6 +219,10 @@ export interface FutureDeliveries {
   readonly ids: ReadonlyArray<string>
 }
 
+/** What became of a sent email, in precedence order: a later event never lowers it. */
+export const DELIVERY_STATES = ["delayed", "delivered", "bounced", "complained"] as const
+export type DeliveryState = (typeof DELIVERY_STATES)[number]
+
 /** One job's sent emails since an instant, by what became of them. */
 export interface DeliveryCounts {
   readonly job: string
@@ -254,6 +258,15 @@ export class Ledger extends Context.Service<Ledger, {
   readonly timelineOf: (userId: string) => Effect.Effect<ReadonlyArray<TimelineEntry>, DatabaseError>
   /** Ledger rows dated after `now`, per job, for an operator to clean up (scans the ledger: `status` only). */
   readonly future: (now: Date) => Effect.Effect<ReadonlyArray<FutureDeliveries>, DatabaseError>
+  /** Whether an email with this provider id is on the ledger. */
+  readonly hasProviderId: (providerId: string) => Effect.Effect<boolean, DatabaseError>
+  /**
+   * Serialises with the ledger's trigger that copies stored provider events onto a row as it gets its provider id
+   * (migration 0004): inside a transaction, one of the two sees the other's write.
+   */
+  readonly lockProviderId: (providerId: string) => Effect.Effect<void, DatabaseError>
+  /** Raises the delivery state of the email with this provider id (delayed < delivered < bounced < complained). */
+  readonly raiseDeliveryState: (providerId: string, state: DeliveryState, at: Date) => Effect.Effect<void, DatabaseError>
   /** Each job's emails sent since `since`, with what became of them (the 7-day delivery health). */
   readonly deliveryCounts: (from: Date, to: Date) => Effect.Effect<ReadonlyArray<DeliveryCounts>, DatabaseError>
 }>()("kaiwa-jobs/Ledger") {
@@ -538,7 +551,33 @@ function makeLedger(sql: SqlClient.SqlClient, suppressions: Suppressions["Servic
       FROM kaiwa_jobs.deliveries WHERE status = 'sent' AND sent_at > ${from} AND sent_at <= ${to}
       GROUP BY job ORDER BY job`.pipe(Effect.mapError(toDatabaseError("reading delivery health failed")))
 
+  const hasProviderId = (providerId: string) =>
+    sql<{ n: number }>`SELECT count(*)::int AS n FROM kaiwa_jobs.deliveries WHERE provider_id = ${providerId}`.pipe(
+      Effect.map((rows) => (rows[0]?.n ?? 0) > 0),
+      Effect.mapError(toDatabaseError("looking up a provider id failed"))
+    )
+
+  // The same lock key as the deliveries_take_events trigger (migration 0004).
+  const lockProviderId = (providerId: string) =>
+    sql`SELECT pg_advisory_xact_lock(hashtextextended(${"kaiwa_jobs.provider:" + providerId}, 0))`.pipe(
+      Effect.asVoid,
+      Effect.mapError(toDatabaseError("locking a provider id failed"))
+    )
+
+  const raiseDeliveryState = (providerId: string, state: DeliveryState, at: Date) =>
+    sql`
+      UPDATE kaiwa_jobs.deliveries
+      SET delivery_state = ${state}, delivery_state_at = ${at}
+      WHERE provider_id = ${providerId}
+        AND coalesce(array_position(${DELIVERY_STATES as unknown as Array<string>}::text[], delivery_state), 0) < ${DELIVERY_STATES.indexOf(state) + 1}`.pipe(
+      Effect.asVoid,
+      Effect.mapError(toDatabaseError("recording a delivery state failed"))
+    )
+
   return Ledger.of({
+    hasProviderId,
+    lockProviderId,
+    raiseDeliveryState,
     enqueue,
     sweep,
     claimBatch,

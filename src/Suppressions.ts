@@ -40,6 +40,8 @@ export const suppressedFor = (sql: Statement.Constructor, list: Statement.Fragme
 export class Suppressions extends Context.Service<Suppressions, {
   /** Records a suppression; false when it was already there. */
   readonly suppress: (s: Suppression) => Effect.Effect<boolean, DatabaseError>
+  /** Suppresses addresses (a bounce's or complaint's recipients) for every list, in the order given. */
+  readonly suppressAddresses: (addresses: ReadonlyArray<string>, reason: "hard_bounce" | "complaint", at: Date) => Effect.Effect<void, DatabaseError>
   /** Suppresses several addresses for every list at once (the provider rejected them as invalid). */
   readonly suppressInvalid: (rows: ReadonlyArray<{ readonly userId: string; readonly email: string }>, now: Date) => Effect.Effect<void, DatabaseError>
   /**
@@ -96,6 +98,18 @@ const make = (sql: SqlClient.SqlClient): Suppressions["Service"] => {
         Effect.mapError(toDatabaseError("recording a suppression failed"))
       )
 
+  // In the order given: two events for the same addresses insert them alike, so they cannot deadlock on the index.
+  const suppressAddresses = (addresses: ReadonlyArray<string>, reason: "hard_bounce" | "complaint", at: Date) =>
+    sql`
+      INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
+      SELECT NULL, a.email, '*', ${reason}, ${at}
+      FROM unnest(${[...addresses]}::text[]) WITH ORDINALITY AS a(email, n)
+      ORDER BY a.n
+      ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`.pipe(
+      Effect.asVoid,
+      Effect.mapError(toDatabaseError("recording a suppression failed"))
+    )
+
   const of = (user: { readonly userId: string; readonly email: string | null }) =>
     sql<{ list: string; reason: string; created_at: Date }>`
       SELECT s.list, s.reason, s.created_at FROM kaiwa_jobs.suppressions s
@@ -108,5 +122,5 @@ const make = (sql: SqlClient.SqlClient): Suppressions["Service"] => {
   const firstFor = (user: { readonly userId: string; readonly email: string }, list: string) =>
     Effect.map(of(user), (rows) => rows.find((r) => r.list === "*" || r.list === list))
 
-  return Suppressions.of({ suppress, suppressInvalid, unsuppress, of, firstFor })
+  return Suppressions.of({ suppress, suppressAddresses, suppressInvalid, unsuppress, of, firstFor })
 }

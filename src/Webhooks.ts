@@ -50,6 +50,8 @@ import { SqlClient } from "effect/sql"
 import { Webhook } from "standardwebhooks"
 import { JobsConfig } from "./Config.ts"
 import { DatabaseError, describeSqlCause } from "./Database.ts"
+import { type DeliveryState, Ledger } from "./Ledger.ts"
+import { Suppressions } from "./Suppressions.ts"
 
 /** Where Resend posts its events. */
 export const RESEND_WEBHOOK_PATH = "/webhooks/resend"
@@ -76,14 +78,8 @@ export const TIMESTAMP_TOLERANCE_SECONDS = 5 * 60
 /** Objects and arrays nested deeper than this in a stored payload are replaced by null (Resend's go 3 deep). */
 export const MAX_PAYLOAD_DEPTH = 32
 
-/** Delivery states in precedence order: a ledger row's state only ever moves to the right. */
-export const DELIVERY_STATES = ["delayed", "delivered", "bounced", "complained"] as const
-/** What became of a sent email, as the provider reported it. */
-export type DeliveryState = typeof DELIVERY_STATES[number]
-
-// The precedence as an SQL array literal (a constant of this module, never user input); migration 0004's
-// trigger spells out the same order.
-const STATES_SQL = `ARRAY[${DELIVERY_STATES.map((s) => `'${s}'`).join(", ")}]`
+/** Delivery states in precedence order: a ledger row's state only ever moves to the right (src/Ledger.ts). */
+export { DELIVERY_STATES, type DeliveryState } from "./Ledger.ts"
 
 /** The delivery state each event type sets. */
 export const STATE_OF_EVENT: Readonly<Record<string, DeliveryState>> = {
@@ -185,16 +181,17 @@ const recipientsOf = (event: ResendEvent): ReadonlyArray<string> => {
   return [...new Set(list.map(addressOf).filter((a) => a.includes("@")))].sort()
 }
 
-// The same lock key as the deliveries_take_events trigger (migration 0004).
-const providerLock = (sql: SqlClient.SqlClient, providerId: string) =>
-  sql`SELECT pg_advisory_xact_lock(hashtextextended(${"kaiwa_jobs.provider:" + providerId}, 0))`
-
 /**
  * Applies one verified event in one transaction: records its svix-id, raises the ledger row's delivery state,
  * suppresses the addresses. A svix-id seen before changes nothing.
  */
 export const applyEvent = Effect.fn("Webhooks.applyEvent")(
-  function*(sql: SqlClient.SqlClient, verified: VerifiedEvent, receivedAt: Date) {
+  function*(
+    owners: { readonly sql: SqlClient.SqlClient; readonly ledger: Ledger["Service"]; readonly suppressions: Suppressions["Service"] },
+    verified: VerifiedEvent,
+    receivedAt: Date
+  ) {
+    const { ledger, sql, suppressions } = owners
     const { event } = verified
     const providerId = event.data?.email_id ?? null
     const state = STATE_OF_EVENT[event.type] ?? null
@@ -206,15 +203,13 @@ export const applyEvent = Effect.fn("Webhooks.applyEvent")(
     return yield* sql.withTransaction(Effect.gen(function*() {
       let matched = false
       if (providerId !== null) {
-        const exists = sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM kaiwa_jobs.deliveries WHERE provider_id = ${providerId}`
-        matched = (yield* exists)[0]!.n > 0
+        matched = yield* ledger.hasProviderId(providerId)
         if (!matched) {
           // The ledger may be recording this email's provider id right now (its transaction not yet committed).
           // The trigger that copies stored events onto a row that gets its provider id holds this lock while it
           // reads them; taking it here and looking again means one of the two sees the other's write.
-          yield* providerLock(sql, providerId)
-          matched = (yield* exists)[0]!.n > 0
+          yield* ledger.lockProviderId(providerId)
+          matched = yield* ledger.hasProviderId(providerId)
         }
       }
       const claimed = yield* sql<{ svix_id: string }>`
@@ -225,21 +220,8 @@ export const applyEvent = Effect.fn("Webhooks.applyEvent")(
         ON CONFLICT (svix_id) DO NOTHING
         RETURNING svix_id`
       if (claimed.length === 0) return { duplicate: true, matched, state, suppressed: [] } satisfies Applied
-      if (matched && state !== null) {
-        yield* sql`
-          UPDATE kaiwa_jobs.deliveries
-          SET delivery_state = ${state}, delivery_state_at = ${occurredAt}
-          WHERE provider_id = ${providerId}
-            AND coalesce(array_position(${sql.literal(STATES_SQL)}, delivery_state), 0) < ${DELIVERY_STATES.indexOf(state) + 1}`
-      }
-      if (reason !== null && addresses.length > 0) {
-        yield* sql`
-          INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
-          SELECT NULL, a.email, '*', ${reason}, ${occurredAt}
-          FROM jsonb_array_elements_text(${JSON.stringify(addresses)}::jsonb) WITH ORDINALITY AS a(email, n)
-          ORDER BY a.n
-          ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`
-      }
+      if (matched && state !== null && providerId !== null) yield* ledger.raiseDeliveryState(providerId, state, occurredAt)
+      if (reason !== null && addresses.length > 0) yield* suppressions.suppressAddresses(addresses, reason, occurredAt)
       return { duplicate: false, matched, state, suppressed: addresses } satisfies Applied
     }))
   },
@@ -310,7 +292,7 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
   const config = yield* JobsConfig
   // The owner of webhook_events; it also records each event's delivery state on the ledger row and suppresses a
   // bounced or complaining address, in the event's own transaction (see applyEvent).
-  const sql = yield* SqlClient.SqlClient
+  const owners = { sql: yield* SqlClient.SqlClient, ledger: yield* Ledger, suppressions: yield* Suppressions }
   // Built once; the secret is unwrapped here, at the one call that needs it.
   const verifier = Option.map(config.resendWebhookSecret, (secret) => new Webhook(Redacted.value(secret)))
   const limit = Number(MAX_WEBHOOK_BODY)
@@ -376,7 +358,7 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
     if (Option.isNone(event)) return json({ error: "the body is not a Resend event" }, 400)
     const receivedAt = new Date(yield* Clock.currentTimeMillis)
     const verified = { svixId: headers["webhook-id"], body: event.value.payload, event: event.value.event }
-    const applied = yield* applyEvent(sql, verified, receivedAt)
+    const applied = yield* applyEvent(owners, verified, receivedAt)
     yield* Effect.logInfo(
       `webhook ${verified.event.type}: ${applied.duplicate ? "already applied" : applied.matched ? "applied to the ledger" : "stored (not an email of this library)"}` +
         (applied.suppressed.length > 0 ? `, ${applied.suppressed.length} address(es) suppressed` : "") +
