@@ -15,8 +15,9 @@
  *
  * The ticks:
  * - practice-reminders at AT (12:00 UTC): ~half of the users are inside their 09:00-21:00 window; of those, 60%
- *   already got today's reminder (ledger rows), 38% practised in the last 24 hours, 2% are due (13,334);
- * - founder-emails at AT: the founder cohort (signed up 24 to 96 h ago, never practised) in the zones whose
+ *   already got today's reminder (ledger rows), 38% practised in the last 24 hours, 2% are due (13,868: 13,334
+ *   plus 534 of the founder cohort who practised on 8 March);
+ * - founder-emails at AT: the founder cohort (signed up 24 to 96 h ago) who never practised, in the zones whose
  *   14:00-18:00 window is open (Asia/Kolkata and Asia/Kathmandu);
  * - weekly-progress on Sunday 22 March 2026 07:30 UTC, with the tick of 06:30 planned and sent (see WEEKLY_AT);
  * - and, timed as the statement alone, a weekly tick with no window open (Wednesday 12:00 UTC), which reads nothing.
