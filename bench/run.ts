@@ -10,9 +10,11 @@ import { ratelimit } from "./ratelimit.ts"
 import { selection } from "./selection.ts"
 import { startup } from "./startup.ts"
 import { throughput } from "./throughput.ts"
+import { health } from "./health.ts"
+import { webhookFlood } from "./webhook-flood.ts"
 import { webhooks } from "./webhooks.ts"
 
-const all = { throughput, startup, selection, memory, scale: scaleOut, webhooks, ratelimit } as const
+const all = { throughput, startup, selection, memory, scale: scaleOut, webhooks, ratelimit, health, webhookFlood } as const
 type Name = keyof typeof all
 const wanted = process.argv.slice(2)
 const names = (wanted.length > 0 ? wanted : Object.keys(all)) as Array<Name>
@@ -47,6 +49,14 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
     `7-day health over ${r.health.ledgerRows} rows ${r.health.indexedMs} ms vs ${r.health.withoutIndexMs} ms unindexed; ` +
     `webhook ${r.http.concurrentPerSecond} events/s (50 in flight) vs ${r.http.sequentialPerSecond}/s one at a time`,
     null
+  ],
+  health: (r) => [
+    `${r.requests} concurrent /health with ${r.windowRows} rows in the 7-day window ${r.fullMs} ms vs ${r.emptyMs} ms on an empty ledger (${r.ratio}x, target <= ${r.target}x); a signed webhook in the flood ${r.webhookDuringFullFloodMs} ms`,
+    r.met
+  ],
+  webhookFlood: (r) => [
+    `2,000 held-open 255 KB webhook bodies: unsigned peak ${r.unsigned.peakRssMb} MB / idle ${r.unsigned.idleRssMb} MB (${r.unsigned.ratio}x), forged signatures ${r.forged.peakRssMb} / ${r.forged.idleRssMb} MB (${r.forged.ratio}x), target <= 1.5x`,
+    r.met
   ],
   ratelimit: (r) => [
     `shared limit: 4 workers ${(r.variants.fourShared.ofCeiling * 100).toFixed(1)}% of the ceiling with ` +

@@ -6,7 +6,7 @@
  * plans in at most 1.25x the time it takes on the simple shape.
  *
  * Planning is what production does at each tick: the job's whole statement (`job.statement(asOf)`, the job's rule
- * inside the library's ledger check, shared rules and cap) inserted into the ledger by `Database.enqueue`, on a
+ * inside the library's ledger check, shared rules and cap) inserted into the ledger by `Ledger.enqueue`, on a
  * fresh connection (as a scheduled Machine has), rolled back after each run so every run plans the same tick
  * from scratch; the rolled-back rows are vacuumed away before the next run, as autovacuum would, outside the
  * timing. Each job is planned once per shape untimed (warm-up), then BENCH_SHAPE_RUNS times per shape (default 7),
@@ -15,8 +15,9 @@
  *
  * The ticks:
  * - practice-reminders at AT (12:00 UTC): ~half of the users are inside their 09:00-21:00 window; of those, 60%
- *   already got today's reminder (ledger rows), 38% practised in the last 24 hours, 2% are due (13,334);
- * - founder-emails at AT: the founder cohort (signed up 24 to 96 h ago, never practised) in the zones whose
+ *   already got today's reminder (ledger rows), 38% practised in the last 24 hours, 2% are due (13,868: 13,334
+ *   plus 534 of the founder cohort who practised on 8 March);
+ * - founder-emails at AT: the founder cohort (signed up 24 to 96 h ago) who never practised, in the zones whose
  *   14:00-18:00 window is open (Asia/Kolkata and Asia/Kathmandu);
  * - weekly-progress on Sunday 22 March 2026 07:30 UTC, with the tick of 06:30 planned and sent (see WEEKLY_AT);
  * - and, timed as the statement alone, a weekly tick with no window open (Wednesday 12:00 UTC), which reads nothing.
@@ -33,9 +34,9 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import { Effect, Layer, type Redacted } from "effect"
 import { SqlClient } from "effect/sql"
-import { AppTables } from "../src/App.ts"
 import { JobsConfig, type Settings, WEEKDAYS } from "../src/Config.ts"
-import { type Candidate, Database, type EnqueueResult, pgLayer } from "../src/Database.ts"
+import { type Candidate, Database, type Owners, pgLayer } from "../src/Database.ts"
+import { type EnqueueResult, Ledger } from "../src/Ledger.ts"
 import type * as Job from "../src/Job.ts"
 import { founderEmails, practiceReminders, weeklyProgress } from "../src/jobs/index.ts"
 import * as WeeklyProgress from "../src/jobs/WeeklyProgress.ts"
@@ -64,17 +65,17 @@ const WEEKLY_PREVIOUS_TICK = new Date("2026-03-22T06:30:00Z")
 const WEEKLY_ONE_ZONE_AT = new Date("2026-03-22T08:30:00Z")
 const WEEKLY_CLOSED_AT = new Date("2026-03-18T12:00:00Z")
 // What weeklyProgress declares as `finalSkips` (CONTRACT 5.4: a report the cap blocks is settled for the week);
-// a Job does not expose it, and Database.enqueue needs it.
+// a Job does not expose it, and Ledger.enqueue needs it.
 const WEEKLY_FINAL_SKIPS = ["cap"]
 
 const SHAPES: ReadonlyArray<AppFixture> = ["simple", "kaiwa"]
 type Urls = Readonly<Record<AppFixture, Redacted.Redacted<string>>>
-type Services = Database | AppTables | JobsConfig | SqlClient.SqlClient
+type Services = Database | Owners | JobsConfig | SqlClient.SqlClient
 
 /** Runs an effect with the library's services over a fresh pool to `url` (the app's shape read from the catalog). */
 const withServices = <A, E>(url: Redacted.Redacted<string>, effect: Effect.Effect<A, E, Services>): Promise<A> =>
   Effect.runPromise(effect.pipe(
-    Effect.provide(Layer.mergeAll(Database.layerFromSql.pipe(Layer.provideMerge(pgLayer(url))), JobsConfig.layer))
+    Effect.provide(Layer.mergeAll(Database.layerFromSql("bench").pipe(Layer.provideMerge(pgLayer(url))), JobsConfig.layer))
   ) as Effect.Effect<A, unknown>)
 
 /** Thrown out of a transaction to roll it back, carrying what happened inside. */
@@ -82,10 +83,10 @@ class Rollback<A> {
   constructor(readonly value: A) {}
 }
 
-/** Plans one tick of `job` as production does (Database.enqueue), rolled back; the time of the planning alone. */
+/** Plans one tick of `job` as production does (Ledger.enqueue), rolled back; the time of the planning alone. */
 const planOnce = (url: Redacted.Redacted<string>, job: Job.Any, asOf: Date, finalSkips: ReadonlyArray<string>) =>
   withServices(url, Effect.gen(function*() {
-    const db = yield* Database
+    const db = yield* Ledger
     const sql = yield* SqlClient.SqlClient
     const statement = yield* job.statement(asOf)
     // The pool's connection is open already (the adapter read the catalog through it); the planning is timed alone.
@@ -101,7 +102,7 @@ const planOnce = (url: Redacted.Redacted<string>, job: Job.Any, asOf: Date, fina
 /** Plans and commits a tick, marking its rows sent (the steady state a later tick of the same day finds). */
 const planAndSend = (url: Redacted.Redacted<string>, job: Job.Any, asOf: Date, finalSkips: ReadonlyArray<string>) =>
   withServices(url, Effect.gen(function*() {
-    const db = yield* Database
+    const db = yield* Ledger
     const sql = yield* SqlClient.SqlClient
     const r = yield* db.enqueue({ job: job.name, runId: randomUUID(), asOf, selection: yield* job.statement(asOf), finalSkips })
     yield* sql`UPDATE kaiwa_jobs.deliveries SET status = 'sent', sent_at = planned_at WHERE job = ${job.name} AND status = 'pending'`
@@ -109,7 +110,7 @@ const planAndSend = (url: Redacted.Redacted<string>, job: Job.Any, asOf: Date, f
     return r.enqueued
   }))
 
-/** EXPLAIN (ANALYZE, BUFFERS) of the planning's CREATE TABLE AS, as Database.enqueue runs it, rolled back. */
+/** EXPLAIN (ANALYZE, BUFFERS) of the planning's CREATE TABLE AS, as Ledger.enqueue runs it, rolled back. */
 const explainPlanning = (url: Redacted.Redacted<string>, job: Job.Any, asOf: Date) =>
   withServices(url, Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -293,7 +294,7 @@ const olderMeasures = async (url: Redacted.Redacted<string>) => {
   // repeats while it delivers: "anything left?" (`outstanding`) and the claim of a batch of 100. Both read the
   // partial index of pending rows, so neither grows with the ledger.
   const ledgerReads = await withServices(url, Effect.gen(function*() {
-    const db = yield* Database
+    const db = yield* Ledger
     const sql = yield* SqlClient.SqlClient
     const statement = yield* practiceReminders.statement(AT)
     const outcome = yield* Effect.flip(sql.withTransaction(Effect.gen(function*() {
@@ -375,7 +376,7 @@ const olderMeasures = async (url: Redacted.Redacted<string>) => {
  * - finding the candidates: the bare count of the users in the open zones (their names passed in as values) who
  *   had a session inside the bounds that hold for every zone (wider than each zone's own week, so this is less
  *   work than the real rule) and have no report for the week yet;
- * - inserting the tick's due rows into the ledger (the columns `Database.enqueue` writes, none of its sorting or
+ * - inserting the tick's due rows into the ledger (the columns `Ledger.enqueue` writes, none of its sorting or
  *   counting), from rows already selected into a temporary table (not timed), rolled back.
  * If their sum is over 1 s, no reshaping of the selection plans the tick in 1 s on this machine. Written against
  * the simple shape's tables (`users.timezone`).

@@ -1,7 +1,7 @@
 /**
  * What provider feedback (migration 0004, src/Webhooks.ts, src/DeliveryHealth.ts) costs and delivers, each beside
  * its baseline in the same run:
- * - recording: `Database.completeBatch` (100 rows `sent` with their provider ids) with 0004's trigger and two
+ * - recording: `Ledger.completeBatch` (100 rows `sent` with their provider ids) with 0004's trigger and two
  *   partial indexes, with the indexes only, and with neither (the baseline): the price the send path pays for
  *   the provider-id lookup, the 7-day counts and picking up early events, beside 200,000 sent rows and 100,000
  *   stored events.
@@ -15,9 +15,10 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { ConfigProvider, Effect, Layer, References } from "effect"
 import { HttpServer } from "effect/http"
 import type { Redacted } from "effect"
-import type { SqlClient } from "effect/sql"
+import { SqlClient } from "effect/sql"
 import { Webhook } from "standardwebhooks"
-import { Database, pgLayer } from "../src/Database.ts"
+import { Database, type Owners, pgLayer } from "../src/Database.ts"
+import { Ledger } from "../src/Ledger.ts"
 import { deliveryHealth } from "../src/DeliveryHealth.ts"
 import * as Http from "../src/Http.ts"
 import * as Layers from "../src/Layers.ts"
@@ -32,8 +33,8 @@ const HEALTH_DAYS = Number(process.env["BENCH_HEALTH_DAYS"] ?? 365)
 const HTTP_EVENTS = 2000
 const SECRET = `whsec_${randomBytes(32).toString("base64")}`
 
-const onDatabase = <A, E>(url: Redacted.Redacted<string>, f: Effect.Effect<A, E, Database | SqlClient.SqlClient>) =>
-  Effect.runPromise(f.pipe(Effect.provide(Database.layerFromSql.pipe(Layer.provideMerge(pgLayer(url))))) as Effect.Effect<A>)
+const onDatabase = <A, E>(url: Redacted.Redacted<string>, f: Effect.Effect<A, E, Database | Owners | SqlClient.SqlClient>) =>
+  Effect.runPromise(f.pipe(Effect.provide(Database.layerFromSql("bench").pipe(Layer.provideMerge(pgLayer(url))))) as Effect.Effect<A>)
 
 /**
  * Drops part of 0004 ("all": the trigger and both ledger indexes; "trigger"; "sent index": the 7-day index),
@@ -80,8 +81,9 @@ const pendingBatches = (sql: SqlClient.SqlClient, n: number, now: Date) =>
 /** Times completeBatch over `batchIds`, each with 100 provider ids; ms per batch. */
 const completeAll = (batchIds: ReadonlyArray<string>, now: Date) =>
   Effect.gen(function*() {
-    const db = yield* Database
-    const rows = yield* db.sql<{ id: string; batch_id: string }>`
+    const db = yield* Ledger
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ id: string; batch_id: string }>`
       SELECT id::text AS id, batch_id::text AS batch_id FROM kaiwa_jobs.deliveries
       WHERE batch_id IN (SELECT jsonb_array_elements_text(${JSON.stringify(batchIds)}::jsonb)::bigint)`
     const byBatch = new Map<string, Array<string>>()

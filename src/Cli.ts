@@ -137,7 +137,8 @@ export const Stacks = Context.Reference<{
 
 /** The mode stack for a run. */
 const stackFor = (options: { readonly dryRun: boolean; readonly local: boolean }) =>
-  Effect.map(Stacks, (stacks) => options.dryRun ? stacks.dryRun : options.local ? stacks.local(LOCAL_DIR) : stacks.live)
+  // --local reads (and, unless --dry-run, writes) the local demo database; a dry run writes nothing either way.
+  Effect.map(Stacks, (stacks) => options.local ? stacks.local(LOCAL_DIR) : options.dryRun ? stacks.dryRun : stacks.live)
 
 const list = Command.make("list", { json: jsonFlag }, ({ json }) =>
   Effect.flatMap(Jobs, (jobs) =>
@@ -345,10 +346,41 @@ const unsubscribe = Command.make(
     }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
 ).pipe(Command.withDescription("Record an unsubscribe by hand (a request that arrived by email, say)"))
 
-// The HTTP server and its routes are imported only by `serve` (issue 13).
+/** `serve` exits this long after SIGINT or SIGTERM at the latest, whatever state its database is in (issue 19). */
+export const SERVE_EXIT_DEADLINE_MS = 4_500
+
+/**
+ * The last word on `serve`'s shutdown: once a signal arrives, the process exits (130, as after any signal)
+ * SERVE_EXIT_DEADLINE_MS later if the orderly shutdown has not ended it by then. The orderly one fits in that
+ * time (Http.GRACEFUL_SHUTDOWN, then the stack's bounded finalizers); this is for a finalizer that waits on a
+ * database that does not answer (a wedged server, a network partition). A run it cuts short is left `running`
+ * in the history (reported abandoned after an hour) and its ledger rows are taken over by the next run.
+ * Process-wide signal listeners, removed when the server ends: Node calls them beside Effect's own handlers.
+ */
+const exitDeadline = Effect.acquireRelease(
+  Effect.sync(() => {
+    const arm = () => setTimeout(() => process.exit(130), SERVE_EXIT_DEADLINE_MS).unref()
+    process.once("SIGINT", arm)
+    process.once("SIGTERM", arm)
+    return arm
+  }),
+  (arm) =>
+    Effect.sync(() => {
+      process.removeListener("SIGINT", arm)
+      process.removeListener("SIGTERM", arm)
+    })
+)
+
+// The HTTP server and its routes are imported only by `serve` (issue 13). `--local` binds loopback unless HOST
+// says otherwise: the demo's server is for the person at the laptop.
 const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
   Effect.flatMap(Effect.all([Stacks, Effect.promise(() => import("./Http.ts"))]), ([stacks, Http]) =>
-    Layer.launch(Http.layerServer.pipe(Layer.provide(local ? stacks.local(LOCAL_DIR) : stacks.live))))).pipe(
+    Effect.andThen(
+      exitDeadline,
+      Layer.launch(Http.layerServerOn(local ? "127.0.0.1" : undefined).pipe(
+        Layer.provide(local ? stacks.local(LOCAL_DIR) : stacks.live)
+      ))
+    ).pipe(Effect.scoped))).pipe(
     Command.withDescription("Serve /api/cron/*, /health, /unsubscribe, /preferences, /webhooks/resend and /console on PORT (default 8080)")
   )
 

@@ -16,10 +16,10 @@
  */
 import { ByteSize, Cause, Clock, Effect, Option, type Redacted } from "effect"
 import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { SqlClient } from "effect/sql"
 import { JobsConfig, type Settings } from "./Config.ts"
 import * as Auth from "./ConsoleAuth.ts"
 import { recentRuns, runById, type RunRow, touchedBy, type TouchedRow, useNonce } from "./console/queries.ts"
-import { Database } from "./Database.ts"
 import { describeHealth } from "./DeliveryHealth.ts"
 import { escapeHtml as esc } from "./emails/html.ts"
 import type { ServerServices } from "./Http.ts"
@@ -189,7 +189,7 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
   const services = yield* Effect.context<ServerServices>()
   const config: Settings = yield* JobsConfig
   const jobs = yield* Jobs
-  const db = yield* Database
+  const sql = yield* SqlClient.SqlClient
   const pauses = yield* Pauses
   const provide = <A, E>(effect: Effect.Effect<A, E, ServerServices>) =>
     effect.pipe(Effect.provideService(Jobs, jobs), Effect.provideContext(services))
@@ -258,7 +258,7 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
       if (claim === "invalid") return signInPage("This sign-in link is not valid.", 401)
       if (claim === "expired") return signInPage("This sign-in link has expired.", 401)
       // Recorded in the database, so a link signs in once across every server process.
-      const first = yield* useNonce(db.sql, claim.nonce, new Date(claim.expiresAt), new Date(now))
+      const first = yield* useNonce(sql, claim.nonce, new Date(claim.expiresAt), new Date(now))
       if (!first) return signInPage("This sign-in link was already used. Each link signs in once.", 401)
       const { value } = Auth.makeSession(secret, { now, by: claim.by })
       yield* Effect.logInfo(`console: signed in (link made by ${claim.by})`)
@@ -276,7 +276,7 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
     Effect.gen(function*() {
       const [statuses, runs, paused] = yield* provide(Effect.all([
         jobStatuses,
-        recentRuns(db.sql, RUNS_PER_JOB),
+        recentRuns(sql, RUNS_PER_JOB),
         pauses.all
       ]))
       return shell(
@@ -314,10 +314,10 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
   yield* router.add("GET", `${PATH}/run`, signedIn((_session, csrf, request) =>
     Effect.gen(function*() {
       const params = new URL(request.url, "http://localhost").searchParams
-      const run = yield* runById(db.sql, params.get("id") ?? "")
+      const run = yield* runById(sql, params.get("id") ?? "")
       if (run === undefined) return shell("No such run", `<h1>No such run</h1><p><a href="${PATH}">Back to the jobs</a></p>`, csrf, 404)
       const pageNo = Math.max(1, Math.min(1_000_000, Number.parseInt(params.get("page") ?? "1", 10) || 1))
-      const [rows, total] = yield* touchedBy(db.sql, run.id, { offset: (pageNo - 1) * PAGE_SIZE, limit: PAGE_SIZE })
+      const [rows, total] = yield* touchedBy(sql, run.id, { offset: (pageNo - 1) * PAGE_SIZE, limit: PAGE_SIZE })
       return runPage(run, rows, total, pageNo, csrf)
     })
   ))

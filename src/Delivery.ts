@@ -17,12 +17,12 @@ import {
   type Candidate,
   type ClaimedBatch,
   type ClaimedDelivery,
-  Database,
   DatabaseError,
   type DeliveryOutcome,
   describeSqlCause,
   REJECTED_PREFIX
 } from "./Database.ts"
+import { Ledger } from "./Ledger.ts"
 import { MAX_BATCH, type Batch, Mailer, MailerError, type OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
 import type { Statement } from "effect/sql"
@@ -174,7 +174,7 @@ const dryRun = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) 
 })
 
 const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
-  const db = yield* Database
+  const db = yield* Ledger
   const mailer = yield* Mailer
   const config = yield* JobsConfig
   const telemetry = yield* Telemetry
@@ -278,11 +278,7 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
     // Counted from what was written, not from what was sent: a batch another worker already recorded adds nothing.
     // After a refusal, the rows the provider did not accept leave the batch in the same transaction (a re-run sends
     // them under a new key); a crash in between would otherwise strand them in a closed batch.
-    const written = yield* db.sql.withTransaction(Effect.gen(function*() {
-      const written = yield* db.completeBatch({ batchId: batch.id, outcomes, now: yield* now })
-      if (error !== undefined) yield* db.requeueBatch(batch.id, error.message)
-      return written
-    })).pipe(Effect.mapError((e) => e._tag === "DatabaseError" ? e : new DatabaseError({ message: `recording a batch failed: ${describeSqlCause(e)}` })))
+    const written = yield* db.completeBatch({ batchId: batch.id, outcomes, now: yield* now, requeue: error?.message })
     for (const id of written.sent) add(sent, groups.get(id)!)
     failed += written.failed.length
     yield* telemetry.countEmails(ctx.job, "sent", written.sent.length)

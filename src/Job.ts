@@ -3,7 +3,7 @@
  * rules (one selection statement that says who is due, with each candidate's dedupe key and the instant its
  * window closes), the schema of the data the selection stores on the ledger row, its template and its stats
  * groups. `make` turns that into a `Job` that inherits everything else: exactly-once delivery through the
- * ledger, the cross-job cap and suppressions (composed around the job's rule by `Database.selectionOf`), the unsubscribe link
+ * ledger, the cross-job cap and suppressions (composed around the job's rule by `Ledger.selectionOf`), the unsubscribe link
  * and RFC 8058 headers signed for the job's own list, the template check that no placeholder or `undefined`
  * ever leaves, dry runs, previews, and typed stats. The registry (`jobs/index.ts`) lists the jobs that ship;
  * the CLI, the HTTP server, status, the demo and the deploy script all read it.
@@ -17,7 +17,10 @@ import { Cause, Clock, Config, Duration, Effect, Exit, Schema } from "effect"
 import type { Statement } from "effect/sql"
 import { AppShapeError, AppTables } from "./App.ts"
 import { JobsConfig, type Settings } from "./Config.ts"
+import { SqlClient } from "effect/sql"
 import { type Candidate, Database, type DatabaseError, type Decision, type Learner, type Selection, type SelectionArgs } from "./Database.ts"
+import { Ledger } from "./Ledger.ts"
+import { Runs } from "./Runs.ts"
 import { Pauses } from "./Pauses.ts"
 import { type DeliveryReport, deliver, type Recipient, RenderError, type RunContext } from "./Delivery.ts"
 import { findProblems } from "./emails/problems.ts"
@@ -33,13 +36,19 @@ export interface CommonStats {
   readonly skipped: Readonly<Record<string, number>>
   readonly pending: number
   readonly badRows: Readonly<Record<string, ReadonlyArray<string>>>
+  /**
+   * A dry run only: what a live run would have sent, by group (the groups' own counts are 0, as nothing was
+   * sent), and the database it read.
+   */
+  readonly wouldSend?: Readonly<Record<string, number>> | undefined
+  readonly database?: string | undefined
 }
 
 /** A job's stats: the common counts plus one count of sent emails per group the job declares. */
 export type Stats<G extends string> = CommonStats & { readonly [K in G]: number }
 
 /** The services a job program needs. */
-export type JobServices = Database | AppTables | Pauses | Mailer | JobsConfig | Telemetry
+export type JobServices = Database | Ledger | Runs | AppTables | Pauses | SqlClient.SqlClient | Mailer | JobsConfig | Telemetry
 
 /** What a job program hands the runner. */
 export interface JobResult<G extends string> {
@@ -85,12 +94,12 @@ export interface Job<Name extends string = string, G extends string = never> {
    */
   readonly statement: (
     asOf: Date
-  ) => Effect.Effect<Statement.Statement<Candidate>, AppShapeError | Config.ConfigError, Database | AppTables | JobsConfig>
+  ) => Effect.Effect<Statement.Statement<Candidate>, AppShapeError | Config.ConfigError, Ledger | AppTables | SqlClient.SqlClient | JobsConfig>
   /** Why the job is or is not due for each learner at an instant (`kaiwa-jobs why`), by the run's own SQL. */
   readonly decide: (
     asOf: Date,
     learners: ReadonlyArray<Learner>
-  ) => Effect.Effect<ReadonlyArray<Decision>, AppShapeError | Config.ConfigError | DatabaseError, Database | AppTables | JobsConfig | Pauses>
+  ) => Effect.Effect<ReadonlyArray<Decision>, AppShapeError | Config.ConfigError | DatabaseError, Ledger | AppTables | SqlClient.SqlClient | JobsConfig | Pauses>
   /** Renders every sample the job declares, with the given settings, through the job's real render path. */
   readonly preview: (config: Settings) => Effect.Effect<ReadonlyArray<Preview>, RenderError | Config.ConfigError>
   /**
@@ -252,7 +261,8 @@ export const make = <const Name extends string, const G extends string, D, C = u
   const selectionArgs = Effect.fnUntraced(function*(asOf: Date) {
     const config = yield* JobsConfig
     const settings = yield* readSettings
-    const db = yield* Database
+    // Jobs get the statement builder only (fragments; the library runs them), never the client.
+    const sql: Statement.Constructor = yield* SqlClient.SqlClient
     const app = yield* AppTables
     yield* app.ensureUsable
     return {
@@ -260,11 +270,11 @@ export const make = <const Name extends string, const G extends string, D, C = u
       list: definition.name,
       asOf,
       minHoursBetweenEmails: config.minHoursBetweenEmails,
-      selection: definition.selection({ sql: db.sql, app, asOf, config, settings })
+      selection: definition.selection({ sql, app, asOf, config, settings })
     } satisfies SelectionArgs
   })
 
-  const statement = (asOf: Date) => Effect.flatMap(Database, (db) => Effect.map(selectionArgs(asOf), db.selectionOf))
+  const statement = (asOf: Date) => Effect.flatMap(Ledger, (ledger) => Effect.map(selectionArgs(asOf), ledger.selectionOf))
 
   const decide = Effect.fnUntraced(function*(asOf: Date, learners: ReadonlyArray<Learner>) {
     const pause = yield* Effect.flatMap(Pauses, (p) => p.get(definition.name))
@@ -277,8 +287,8 @@ export const make = <const Name extends string, const G extends string, D, C = u
       }
       return learners.map(() => decision)
     }
-    const db = yield* Database
-    return yield* db.explainOf(yield* selectionArgs(asOf), learners)
+    const ledger = yield* Ledger
+    return yield* ledger.explainOf(yield* selectionArgs(asOf), learners)
   })
 
   const program = Effect.fnUntraced(function*(ctx: RunContext) {
@@ -292,14 +302,17 @@ export const make = <const Name extends string, const G extends string, D, C = u
       prepare: prepare(config, settings, ctx.dryRun ? "dryRun" : "live")
     })
     const counts = Object.fromEntries(definition.groups.map((g) => [g, report.sent[g] ?? 0])) as { readonly [K in G]: number }
-    const stats: Stats<G> = {
-      due: report.due,
-      failed: report.failed,
-      skipped: report.skipped,
-      pending: report.pending,
-      badRows: report.badRows,
-      ...counts
+    const common = { due: report.due, failed: report.failed, skipped: report.skipped, pending: report.pending, badRows: report.badRows }
+    if (ctx.dryRun) {
+      // Nothing was sent: the groups say 0, and what a live run would send is reported as such.
+      const zero = Object.fromEntries(definition.groups.map((g) => [g, 0])) as { readonly [K in G]: number }
+      const database = (yield* Database).label
+      const stats: Stats<G> = { ...common, ...zero, wouldSend: counts, database }
+      const line = `📊 Dry run of ${database}: would send ${definition.groups.map((g) => `${g}=${counts[g]}`).join(", ")}; ` +
+        `${report.failed} would fail; nothing was sent`
+      return { stats, report, statsLine: line } satisfies JobResult<G>
     }
+    const stats: Stats<G> = { ...common, ...counts }
     return { stats, report, statsLine: statsLine(stats) } satisfies JobResult<G>
   })
 
@@ -378,7 +391,7 @@ export const runJob = Effect.fn("Job.run")(function*<Name extends string, G exte
   job: Job<Name, G>,
   options: RunOptions = {}
 ) {
-  const db = yield* Database
+  const runs = yield* Runs
   const telemetry = yield* Telemetry
   const config = yield* JobsConfig
   const dryRun = options.dryRun ?? false
@@ -391,9 +404,12 @@ export const runJob = Effect.fn("Job.run")(function*<Name extends string, G exte
     deadline: started + Duration.toMillis(config.sendDeadline)
   }
   const annotate = Effect.annotateLogs({ job: job.name, runId: ctx.runId, ...(dryRun ? { dryRun: true } : {}) })
-  yield* Effect.logInfo(`▶ ${job.title} (${job.name}) as of ${ctx.asOf.toISOString()}${dryRun ? " [dry run: nothing is written]" : ""}`).pipe(annotate)
+  const database = (yield* Database).label
+  yield* Effect.logInfo(
+    `▶ ${job.title} (${job.name}) as of ${ctx.asOf.toISOString()}${dryRun ? ` [dry run: reading ${database}; nothing is sent or written]` : ""}`
+  ).pipe(annotate)
   if (!dryRun) {
-    yield* db.startRun({
+    yield* runs.start({
       id: ctx.runId,
       job: job.name,
       asOf: ctx.asOf,
@@ -406,7 +422,7 @@ export const runJob = Effect.fn("Job.run")(function*<Name extends string, G exte
     Effect.gen(function*() {
       const ended = yield* Clock.currentTimeMillis
       if (!dryRun) {
-        yield* db.finishRun({ id: ctx.runId, outcome, finishedAt: new Date(ended), stats, error }).pipe(
+        yield* runs.finish({ id: ctx.runId, outcome, finishedAt: new Date(ended), stats, error }).pipe(
           Effect.catch((e) => Effect.logError(`could not record the end of the run: ${e.message}`))
         )
       }

@@ -11,7 +11,7 @@
 import { Clock, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { InvalidConfig, JobsConfig } from "./Config.ts"
-import { Database, pgLayer } from "./Database.ts"
+import { Database, labelOf, pgLayer } from "./Database.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import { Mailer } from "./Mailer.ts"
 import type { AppFixture } from "./migrations/index.ts"
@@ -72,8 +72,10 @@ export const live = Layer.mergeAll(resendFromConfig, telemetry, Observability.la
 export const dryRun = Layer.mergeAll(
   Layer.unwrap(Effect.map(JobsConfig, (config) =>
     Option.isSome(config.databaseUrl)
-      ? Database.layerFromSql.pipe(Layer.provideMerge(pgLayer(config.databaseUrl.value)))
-      : Database.layerEmbedded().pipe(Layer.provide(EmbeddedPostgres.layer))
+      ? Database.layerFromSql(labelOf(config.databaseUrl.value)).pipe(Layer.provideMerge(pgLayer(config.databaseUrl.value)))
+      : Database.layerEmbedded("postgres", "kaiwa", "an empty embedded database (DATABASE_URL is not set): nothing to read").pipe(
+        Layer.provide(EmbeddedPostgres.layer)
+      )
   )),
   Mailer.layerConsole,
   Telemetry.layerLog
@@ -82,7 +84,9 @@ export const dryRun = Layer.mergeAll(
 /** Local runs and the demo: an embedded server whose data persists in `dataDir`, console mailer. */
 export const local = (dataDir: string) =>
   Layer.mergeAll(
-    Database.layerEmbedded().pipe(Layer.provide(EmbeddedPostgres.layerPersistent(dataDir))),
+    Database.layerEmbedded("postgres", "kaiwa", `the local demo database (${dataDir})`).pipe(
+      Layer.provide(EmbeddedPostgres.layerPersistent(dataDir))
+    ),
     Mailer.layerConsole,
     Telemetry.layerLog
   ).pipe(Layer.provideMerge(JobsConfig.layer))

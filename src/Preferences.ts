@@ -11,7 +11,8 @@
 import { Clock, Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { AppTables, OPT_IN_COLUMNS } from "./App.ts"
-import { Database, type DatabaseError } from "./Database.ts"
+import { type DatabaseError, toDatabaseError } from "./Database.ts"
+import { Suppressions } from "./Suppressions.ts"
 
 /** Who changes which list. `userId` null: an address, whoever it belongs to (library suppression only). */
 export interface Change {
@@ -38,6 +39,8 @@ export interface ListState {
 export class Preferences extends Context.Service<Preferences, {
   /** Applies a change in its home; returns whether anything new was recorded. */
   readonly change: (c: Change) => Effect.Effect<boolean, DatabaseError>
+  /** The preference changes made through the library, newest first (for the timeline). */
+  readonly changesOf: (userId: string) => Effect.Effect<ReadonlyArray<{ readonly at: Date; readonly list: string; readonly subscribed: boolean; readonly source: string; readonly home: string }>, DatabaseError>
   /** The learner's state for each list. */
   readonly stateOf: (userId: string, lists: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ListState>, DatabaseError>
 }>()("kaiwa-jobs/Preferences") {
@@ -45,12 +48,12 @@ export class Preferences extends Context.Service<Preferences, {
   static readonly layer = Layer.effect(
     Preferences,
     Effect.gen(function*() {
-      return make(yield* SqlClient.SqlClient, yield* Database, yield* AppTables)
+      return make(yield* SqlClient.SqlClient, yield* Suppressions, yield* AppTables)
     })
   )
 }
 
-const make = (sql: SqlClient.SqlClient, db: Database["Service"], app: AppTables["Service"]): Preferences["Service"] => {
+const make = (sql: SqlClient.SqlClient, db: Suppressions["Service"], app: AppTables["Service"]): Preferences["Service"] => {
   const appLists = Object.keys(OPT_IN_COLUMNS).filter((l) => app.shape.optInColumns.includes(OPT_IN_COLUMNS[l]!))
 
   const record = (userId: string, list: string, subscribed: boolean, source: string, home: "app" | "library", now: Date) =>
@@ -94,7 +97,8 @@ const make = (sql: SqlClient.SqlClient, db: Database["Service"], app: AppTables[
 
   const stateOf = Effect.fn("Preferences.stateOf")(function*(userId: string, lists: ReadonlyArray<string>) {
     const settings = yield* app.subscriptionsOf(userId)
-    const suppressions = yield* db.suppressionsOf(userId)
+    const user = yield* app.findUser(userId)
+    const suppressions = yield* db.of({ userId, email: user?.email ?? null })
     return lists.map((list): ListState => {
       const blocked = suppressions.find((s) => s.reason !== "unsubscribed" && (s.list === "*" || s.list === list))
       const unsubscribed = suppressions.some((s) => s.reason === "unsubscribed" && (s.list === "*" || s.list === list))
@@ -108,5 +112,10 @@ const make = (sql: SqlClient.SqlClient, db: Database["Service"], app: AppTables[
     })
   })
 
-  return Preferences.of({ change, stateOf })
+  const changesOf = (userId: string) =>
+    sql<{ at: Date; list: string; subscribed: boolean; source: string; home: string }>`
+      SELECT created_at AS at, list, subscribed, source, written_to AS home FROM kaiwa_jobs.preference_changes
+      WHERE user_id = ${userId} ORDER BY created_at DESC, id DESC`.pipe(Effect.mapError(toDatabaseError("reading preference changes failed")))
+
+  return Preferences.of({ change, stateOf, changesOf })
 }

@@ -12,10 +12,10 @@
  */
 import { randomUUID } from "node:crypto"
 import { Effect, Option, Schema } from "effect"
+import { SqlClient } from "effect/sql"
 import { AppTables } from "./App.ts"
 import { JobsConfig, parseMailbox } from "./Config.ts"
 import { candidatesOf } from "./console/queries.ts"
-import { Database } from "./Database.ts"
 import type * as Job from "./Job.ts"
 import { Mailer, type OutgoingEmail } from "./Mailer.ts"
 
@@ -75,11 +75,11 @@ const learnerEmail = (job: Job.Any, who: string, asOf: Date) =>
   Effect.gen(function*() {
     const config = yield* JobsConfig
     const app = yield* AppTables
-    const db = yield* Database
+    const sql = yield* SqlClient.SqlClient
     const user = yield* app.findUser(who.trim())
     if (user === undefined) return yield* new SendTestError({ message: `no learner has the id or address "${who}"` })
     const selection = yield* job.statement(asOf)
-    const rows = yield* candidatesOf(db.sql, selection, user.userId).pipe(Effect.orDie)
+    const rows = yield* candidatesOf(sql, selection, user.userId).pipe(Effect.orDie)
     const row = rows.find((r) => r.data !== null)
     if (row === undefined) {
       const sample = yield* sampleEmail(job, undefined)

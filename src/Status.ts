@@ -5,7 +5,8 @@
  * levels (src/DeliveryHealth.ts). Shared by `kaiwa-jobs status` and `GET /health`; carries no personal data.
  */
 import { Clock, Duration, Effect } from "effect"
-import { Database, type FutureRows } from "./Database.ts"
+import { Ledger } from "./Ledger.ts"
+import { Runs } from "./Runs.ts"
 import { type DeliveryHealth, deliveryHealth } from "./DeliveryHealth.ts"
 import { Jobs } from "./jobs/index.ts"
 
@@ -44,9 +45,9 @@ export interface JobStatus {
  */
 export const jobStatuses = Effect.gen(function*() {
   const registry = yield* Jobs
-  const db = yield* Database
+  const runs = yield* Runs
   const now = yield* Clock.currentTimeMillis
-  const rows = yield* db.lastRunsBefore(new Date(now))
+  const rows = yield* runs.lastBefore(new Date(now))
   const health = yield* deliveryHealth
   return registry.map((job): JobStatus => {
     const row = rows.find((r) => r.job === job.name)
@@ -79,11 +80,24 @@ export const jobStatuses = Effect.gen(function*() {
  * Reads the ledger, so `status` asks for it, not `/health`.
  */
 export const futureRowsNow = Effect.gen(function*() {
-  const db = yield* Database
   const now = new Date(yield* Clock.currentTimeMillis)
-  const rows = yield* db.futureRows(now)
+  const runs = yield* Effect.flatMap(Runs, (r) => r.future(now))
+  const deliveries = yield* Effect.flatMap(Ledger, (l) => l.future(now))
+  const rows: ReadonlyArray<FutureRows> = [
+    ...runs.map((r) => ({ table: "runs" as const, ...r })),
+    ...deliveries.map((r) => ({ table: "deliveries" as const, ...r }))
+  ]
   return rows.map((r) => ({ ...r, description: describeFutureRows(r) }))
 })
+
+/** Run or ledger rows of one job dated in the future. */
+export interface FutureRows {
+  readonly table: "runs" | "deliveries"
+  readonly job: string
+  readonly rows: number
+  readonly latest: Date
+  readonly ids: ReadonlyArray<string>
+}
 
 /** "3 run row(s) of practice-reminders dated in the future (latest 2099-01-01T09:00:00.000Z; ids 12, 11, 10)". */
 export const describeFutureRows = (r: FutureRows): string =>

@@ -5,9 +5,17 @@
  * The request, checked in this order; nothing is written unless every check passes:
  * - 503 when RESEND_WEBHOOK_SECRET is unset: the endpoint is off, and Resend keeps retrying (for about a day),
  *   so setting the secret soon after loses nothing.
- * - 401 when a signature header is missing (`svix-id`, `svix-timestamp`, `svix-signature`; the Standard
- *   Webhooks names `webhook-*` are accepted too).
+ * - 401 when the signature headers are missing or could not be a valid signature (`svix-id`, `svix-timestamp`,
+ *   `svix-signature`; the Standard Webhooks names `webhook-*` are accepted too): an id of 1..256 visible
+ *   characters, a timestamp within 5 minutes of now, a signature list with a `v1,<base64 of 32 bytes>` entry.
+ *   Nothing of the body is read before this (issue 19: unsigned bodies were buffered in full, and 2,000 held-open
+ *   255 KB ones took the server from 92 MB to 700 MB).
  * - 413 when the body is larger than MAX_WEBHOOK_BODY (declared in Content-Length or found while reading).
+ * - 503 (with `retry-after`) when MAX_BODIES_IN_FLIGHT bodies are being read already and MAX_BODIES_WAITING
+ *   requests wait for a turn, or a turn did not come within BODY_READ_TIMEOUT: memory for bodies stays bounded
+ *   whatever arrives, and Resend retries later. 408 when a body does not arrive within BODY_READ_TIMEOUT of its
+ *   request's arrival (a connection held open). These refusals, and the 401s and 413s, close the connection: its unread body is
+ *   dropped, not drained.
  * - 401 when the signature does not match the raw body byte for byte, or its timestamp is more than 5 minutes
  *   from now either way (a captured request cannot be replayed later). The check is the `standardwebhooks`
  *   package, the implementation the `resend` SDK's own `webhooks.verify` wraps; it is used directly because the
@@ -17,6 +25,10 @@
  * - 400 when a correctly signed body is not a Resend event (never expected; nothing to apply).
  * - 200 otherwise, also for a replay and for a provider retry: the event's svix-id is recorded in the same
  *   transaction as its effect, so a second delivery finds it and changes nothing.
+ * - An event PostgreSQL cannot store as sent (a `\u0000` or a lone surrogate in a string, nesting deeper than
+ *   MAX_PAYLOAD_DEPTH, an instant outside PostgreSQL's range such as the year -200000) is stored with those values
+ *   replaced (U+FFFD, null, the instant it was received) and applied like any other: a bounce still suppresses.
+ *   Answering 500 would only make Resend retry it, to the same 500, for a day.
  *
  * Effects of an event (src/migrations/index.ts 0004 has the tables):
  * - `email.bounced` with a Permanent bounce, `email.complained` and `email.suppressed` suppress each recipient
@@ -32,12 +44,14 @@
  *   account), are stored and answered 200: they are not errors, and a non-2xx answer would only make Resend
  *   retry them for a day.
  */
-import { ByteSize, Clock, Effect, Option, Redacted, Result, Schema } from "effect"
+import { ByteSize, Clock, Duration, Effect, Option, Redacted, Result, Schema, Semaphore } from "effect"
 import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import type { SqlClient } from "effect/sql"
+import { SqlClient } from "effect/sql"
 import { Webhook } from "standardwebhooks"
 import { JobsConfig } from "./Config.ts"
-import { Database, DatabaseError, describeSqlCause } from "./Database.ts"
+import { DatabaseError, describeSqlCause } from "./Database.ts"
+import { type DeliveryState, Ledger } from "./Ledger.ts"
+import { Suppressions } from "./Suppressions.ts"
 
 /** Where Resend posts its events. */
 export const RESEND_WEBHOOK_PATH = "/webhooks/resend"
@@ -49,14 +63,23 @@ export const RESEND_WEBHOOK_PATH = "/webhooks/resend"
  */
 export const MAX_WEBHOOK_BODY = ByteSize.kibibytes(256)
 
-/** Delivery states in precedence order: a ledger row's state only ever moves to the right. */
-export const DELIVERY_STATES = ["delayed", "delivered", "bounced", "complained"] as const
-/** What became of a sent email, as the provider reported it. */
-export type DeliveryState = typeof DELIVERY_STATES[number]
+/** At most this many webhook bodies are read at once; a request beyond them is answered 503 before its body is read. */
+export const MAX_BODIES_IN_FLIGHT = 16
 
-// The precedence as an SQL array literal (a constant of this module, never user input); migration 0004's
-// trigger spells out the same order.
-const STATES_SQL = `ARRAY[${DELIVERY_STATES.map((s) => `'${s}'`).join(", ")}]`
+/** At most this many requests wait for a turn to read their body; one more is answered 503 before it is read. */
+export const MAX_BODIES_WAITING = 64
+
+/** A body must have arrived this long after reading it began, or the request is answered 408. */
+export const BODY_READ_TIMEOUT = Duration.seconds(10)
+
+/** How far a signature's timestamp may be from now either way (Standard Webhooks' and `standardwebhooks`' own). */
+export const TIMESTAMP_TOLERANCE_SECONDS = 5 * 60
+
+/** Objects and arrays nested deeper than this in a stored payload are replaced by null (Resend's go 3 deep). */
+export const MAX_PAYLOAD_DEPTH = 32
+
+/** Delivery states in precedence order: a ledger row's state only ever moves to the right (src/Ledger.ts). */
+export { DELIVERY_STATES, type DeliveryState } from "./Ledger.ts"
 
 /** The delivery state each event type sets. */
 export const STATE_OF_EVENT: Readonly<Record<string, DeliveryState>> = {
@@ -79,12 +102,43 @@ const ResendEvent = Schema.Struct({
 })
 /** A Resend event, as far as this module reads it. */
 export type ResendEvent = typeof ResendEvent.Type
-const decodeEvent = Schema.decodeUnknownOption(Schema.fromJsonString(ResendEvent))
+const decodeEvent = Schema.decodeUnknownOption(ResendEvent)
+
+/** A string PostgreSQL stores as given in text and jsonb: no NUL, no lone surrogate (each becomes U+FFFD). */
+const storableString = (s: string): string => s.replace(UNSTORABLE, "\uFFFD")
+// NUL, a high surrogate with no low one after it, a low surrogate with no high one before it.
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+
+/**
+ * A parsed JSON value that PostgreSQL's jsonb accepts: strings (and keys) made storable, nesting past
+ * MAX_PAYLOAD_DEPTH replaced by null. Numbers need nothing: JSON.stringify writes a non-finite one as null.
+ */
+export const storableJson = (value: unknown, depth = 0): unknown => {
+  if (typeof value === "string") return storableString(value)
+  if (value === null || typeof value !== "object") return value
+  if (depth >= MAX_PAYLOAD_DEPTH) return null
+  if (Array.isArray(value)) return value.map((v) => storableJson(v, depth + 1))
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [storableString(k), storableJson(v, depth + 1)]))
+}
+
+/** The earliest instant PostgreSQL's timestamptz holds (4713 BC); its latest, 294276 AD, is past JavaScript's. */
+const EARLIEST_STORABLE = Date.UTC(-4712, 0, 1)
+
+/** A signed body's event, made storable (`storableJson`); none when it is not JSON or not a Resend event. */
+export const parseEvent = (body: string): Option.Option<{ readonly event: ResendEvent; readonly payload: string }> => {
+  let parsed: unknown
+  try {
+    parsed = storableJson(JSON.parse(body))
+  } catch {
+    return Option.none()
+  }
+  return Option.map(decodeEvent(parsed), (event) => ({ event, payload: JSON.stringify(parsed) }))
+}
 
 /** A verified event, ready to apply. */
 export interface VerifiedEvent {
   readonly svixId: string
-  /** The raw body, as signed. */
+  /** The body as stored: the signed JSON, with what PostgreSQL refuses replaced (`parseEvent`). */
   readonly body: string
   readonly event: ResendEvent
 }
@@ -127,36 +181,35 @@ const recipientsOf = (event: ResendEvent): ReadonlyArray<string> => {
   return [...new Set(list.map(addressOf).filter((a) => a.includes("@")))].sort()
 }
 
-// The same lock key as the deliveries_take_events trigger (migration 0004).
-const providerLock = (sql: SqlClient.SqlClient, providerId: string) =>
-  sql`SELECT pg_advisory_xact_lock(hashtextextended(${"kaiwa_jobs.provider:" + providerId}, 0))`
-
 /**
  * Applies one verified event in one transaction: records its svix-id, raises the ledger row's delivery state,
  * suppresses the addresses. A svix-id seen before changes nothing.
  */
 export const applyEvent = Effect.fn("Webhooks.applyEvent")(
-  function*(sql: SqlClient.SqlClient, verified: VerifiedEvent, receivedAt: Date) {
+  function*(
+    owners: { readonly sql: SqlClient.SqlClient; readonly ledger: Ledger["Service"]; readonly suppressions: Suppressions["Service"] },
+    verified: VerifiedEvent,
+    receivedAt: Date
+  ) {
+    const { ledger, sql, suppressions } = owners
     const { event } = verified
     const providerId = event.data?.email_id ?? null
     const state = STATE_OF_EVENT[event.type] ?? null
     const reason = suppressionReason(event)
     const addresses = reason === null ? [] : recipientsOf(event)
     const created = Date.parse(event.created_at)
-    const occurredAt = Number.isNaN(created) ? receivedAt : new Date(created)
+    const occurredAt = Number.isNaN(created) || created < EARLIEST_STORABLE ? receivedAt : new Date(created)
 
     return yield* sql.withTransaction(Effect.gen(function*() {
       let matched = false
       if (providerId !== null) {
-        const exists = sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM kaiwa_jobs.deliveries WHERE provider_id = ${providerId}`
-        matched = (yield* exists)[0]!.n > 0
+        matched = yield* ledger.hasProviderId(providerId)
         if (!matched) {
           // The ledger may be recording this email's provider id right now (its transaction not yet committed).
           // The trigger that copies stored events onto a row that gets its provider id holds this lock while it
           // reads them; taking it here and looking again means one of the two sees the other's write.
-          yield* providerLock(sql, providerId)
-          matched = (yield* exists)[0]!.n > 0
+          yield* ledger.lockProviderId(providerId)
+          matched = yield* ledger.hasProviderId(providerId)
         }
       }
       const claimed = yield* sql<{ svix_id: string }>`
@@ -167,21 +220,8 @@ export const applyEvent = Effect.fn("Webhooks.applyEvent")(
         ON CONFLICT (svix_id) DO NOTHING
         RETURNING svix_id`
       if (claimed.length === 0) return { duplicate: true, matched, state, suppressed: [] } satisfies Applied
-      if (matched && state !== null) {
-        yield* sql`
-          UPDATE kaiwa_jobs.deliveries
-          SET delivery_state = ${state}, delivery_state_at = ${occurredAt}
-          WHERE provider_id = ${providerId}
-            AND coalesce(array_position(${sql.literal(STATES_SQL)}, delivery_state), 0) < ${DELIVERY_STATES.indexOf(state) + 1}`
-      }
-      if (reason !== null && addresses.length > 0) {
-        yield* sql`
-          INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
-          SELECT NULL, a.email, '*', ${reason}, ${occurredAt}
-          FROM jsonb_array_elements_text(${JSON.stringify(addresses)}::jsonb) WITH ORDINALITY AS a(email, n)
-          ORDER BY a.n
-          ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`
-      }
+      if (matched && state !== null && providerId !== null) yield* ledger.raiseDeliveryState(providerId, state, occurredAt)
+      if (reason !== null && addresses.length > 0) yield* suppressions.suppressAddresses(addresses, reason, occurredAt)
       return { duplicate: false, matched, state, suppressed: addresses } satisfies Applied
     }))
   },
@@ -197,12 +237,33 @@ const signatureHeaders = (headers: Readonly<Record<string, string | undefined>>)
   return { "webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": signature }
 }
 
+/**
+ * Whether signature headers could be a valid signature, judged without the body: an id of visible characters,
+ * a timestamp within TIMESTAMP_TOLERANCE_SECONDS of `nowSeconds`, and a `v1,<base64 of an HMAC-SHA256>` entry
+ * among the space-separated signatures. The full check (`verifiedBody`) needs the body; this one decides whether
+ * reading it is worth anything.
+ */
+export const plausibleSignature = (
+  headers: { readonly "webhook-id": string; readonly "webhook-timestamp": string; readonly "webhook-signature": string },
+  nowSeconds: number
+): boolean =>
+  /^[\x21-\x7e]{1,256}$/.test(headers["webhook-id"]) &&
+  /^\d{1,12}$/.test(headers["webhook-timestamp"]) &&
+  Math.abs(Number(headers["webhook-timestamp"]) - nowSeconds) <= TIMESTAMP_TOLERANCE_SECONDS &&
+  headers["webhook-signature"].length <= 4096 &&
+  headers["webhook-signature"].split(" ").some((s) => /^v1,[A-Za-z0-9+/]{43}=$/.test(s))
+
 // Signature failures say only that: which part was wrong would help a forger, not the operator (the provider's
 // dashboard shows the attempts).
 const UNAUTHORIZED = "unauthorized: missing or invalid webhook signature"
 
 const json = (body: unknown, status = 200) =>
   HttpServerResponse.jsonUnsafe(body, { status, headers: { "cache-control": "no-store" } })
+
+// A refusal before the body was read closes the connection: Node would otherwise read the unread body to its end
+// to keep the connection alive, which a client that holds it open never reaches.
+const refuse = (body: unknown, status: number, headers: Record<string, string> = {}) =>
+  HttpServerResponse.jsonUnsafe(body, { status, headers: { "cache-control": "no-store", connection: "close", ...headers } })
 
 // A fatal decoder: bytes that are not UTF-8 cannot be what Resend signed, and decoding them leniently would map
 // different bodies onto the same text.
@@ -223,39 +284,85 @@ export const verifiedBody = (
   }
 }
 
+/** A body read under the semaphore, or why it was not. */
+type BodyRead = Result.Result<ArrayBuffer, "busy" | "slow" | "too large" | "unreadable">
+
 /** `POST /webhooks/resend`, as its own router layer (Http.ts merges it into the app). */
 export const Routes = HttpRouter.use(Effect.fn(function*(router) {
   const config = yield* JobsConfig
-  const db = yield* Database
+  // The owner of webhook_events; it also records each event's delivery state on the ledger row and suppresses a
+  // bounced or complaining address, in the event's own transaction (see applyEvent).
+  const owners = { sql: yield* SqlClient.SqlClient, ledger: yield* Ledger, suppressions: yield* Suppressions }
   // Built once; the secret is unwrapped here, at the one call that needs it.
   const verifier = Option.map(config.resendWebhookSecret, (secret) => new Webhook(Redacted.value(secret)))
   const limit = Number(MAX_WEBHOOK_BODY)
 
+  // MAX_BODIES_IN_FLIGHT bodies are read at once; up to MAX_BODIES_WAITING more requests wait for a turn (their
+  // bodies unread: Node holds at most a socket read's worth of each), and a request beyond those is answered 503
+  // at once. Waiting and reading together are bounded by BODY_READ_TIMEOUT.
+  const permits = Semaphore.makeUnsafe(MAX_BODIES_IN_FLIGHT)
+  let waiting = 0
+  const readBody = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<BodyRead> =>
+    Effect.suspend(() => {
+      if (waiting >= MAX_BODIES_WAITING) return Effect.succeed<BodyRead>(Result.fail("busy"))
+      waiting++
+      let queued = true
+      const leaveQueue = Effect.sync(() => {
+        if (queued) waiting--
+        queued = false
+      })
+      const read = request.arrayBuffer.pipe(
+        Effect.provideService(HttpIncomingMessage.MaxBodySize, MAX_WEBHOOK_BODY),
+        Effect.map((bytes): BodyRead => Result.succeed(bytes)),
+        Effect.catch((e) =>
+          Effect.succeed<BodyRead>(Result.fail(
+            e.reason._tag === "RequestParseError" && e.reason.reason === "BodyTooLarge" ? "too large" : "unreadable"
+          ))
+        )
+      )
+      return Semaphore.withPermit(permits, Effect.andThen(leaveQueue, read)).pipe(
+        Effect.timeoutOption(BODY_READ_TIMEOUT),
+        Effect.map(Option.getOrElse((): BodyRead => Result.fail(queued ? "busy" : "slow"))),
+        Effect.ensuring(leaveQueue)
+      )
+    })
+
   const handler = Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     if (Option.isNone(verifier)) {
-      return json({ error: "webhook endpoint disabled: RESEND_WEBHOOK_SECRET is not set" }, 503)
+      return refuse({ error: "webhook endpoint disabled: RESEND_WEBHOOK_SECRET is not set" }, 503)
     }
     const headers = signatureHeaders(request.headers)
-    if (headers === undefined) return json({ error: UNAUTHORIZED }, 401)
+    // The machine's clock, like the full check's (see the module comment).
+    if (headers === undefined || !plausibleSignature(headers, Math.floor(Date.now() / 1000))) {
+      return refuse({ error: UNAUTHORIZED }, 401)
+    }
     const declared = Number(request.headers["content-length"] ?? "0")
-    if (declared > limit) return json({ error: `body larger than ${limit} bytes` }, 413)
-    const read = yield* Effect.result(request.arrayBuffer.pipe(
-      Effect.provideService(HttpIncomingMessage.MaxBodySize, MAX_WEBHOOK_BODY)
-    ))
+    if (declared > limit) return refuse({ error: `body larger than ${limit} bytes` }, 413)
+    const read = yield* readBody(request)
     if (Result.isFailure(read)) {
-      const tooLarge = read.failure.reason._tag === "RequestParseError" && read.failure.reason.reason === "BodyTooLarge"
-      return tooLarge ? json({ error: `body larger than ${limit} bytes` }, 413) : json({ error: "could not read the body" }, 400)
+      switch (read.failure) {
+        case "busy":
+          return refuse({ error: "too many webhook requests at once; retry later" }, 503, { "retry-after": "1" })
+        case "slow":
+          return refuse({ error: "the body did not arrive in time" }, 408)
+        case "too large":
+          return refuse({ error: `body larger than ${limit} bytes` }, 413)
+        case "unreadable":
+          return refuse({ error: "could not read the body" }, 400)
+      }
     }
     const body = verifiedBody(verifier.value, read.success, headers)
     if (body === undefined) return json({ error: UNAUTHORIZED }, 401)
-    const event = decodeEvent(body)
+    const event = parseEvent(body)
     if (Option.isNone(event)) return json({ error: "the body is not a Resend event" }, 400)
     const receivedAt = new Date(yield* Clock.currentTimeMillis)
-    const applied = yield* applyEvent(db.sql, { svixId: headers["webhook-id"], body, event: event.value }, receivedAt)
+    const verified = { svixId: headers["webhook-id"], body: event.value.payload, event: event.value.event }
+    const applied = yield* applyEvent(owners, verified, receivedAt)
     yield* Effect.logInfo(
-      `webhook ${event.value.type}: ${applied.duplicate ? "already applied" : applied.matched ? "applied to the ledger" : "stored (not an email of this library)"}` +
-        (applied.suppressed.length > 0 ? `, ${applied.suppressed.length} address(es) suppressed` : "")
+      `webhook ${verified.event.type}: ${applied.duplicate ? "already applied" : applied.matched ? "applied to the ledger" : "stored (not an email of this library)"}` +
+        (applied.suppressed.length > 0 ? `, ${applied.suppressed.length} address(es) suppressed` : "") +
+        (verified.body === body ? "" : " (values PostgreSQL cannot store were replaced)")
     )
     // No addresses, no ids: the answer goes to Resend's logs.
     return json({ ok: true, duplicate: applied.duplicate })

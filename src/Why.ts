@@ -6,7 +6,10 @@
  */
 import { Effect, Schema } from "effect"
 import { AppTables } from "./App.ts"
-import { Database, type Decision, type TimelineEntry } from "./Database.ts"
+import type { Decision, TimelineEntry } from "./Database.ts"
+import { Ledger } from "./Ledger.ts"
+import { Preferences } from "./Preferences.ts"
+import { Suppressions } from "./Suppressions.ts"
 import { Jobs } from "./jobs/index.ts"
 
 /** No learner has that id or address. */
@@ -29,7 +32,7 @@ export const why = Effect.fn("Why.why")(function*(who: string, asOf: Date) {
   if (user === undefined) return yield* new UnknownLearner({ message: `no learner has the id or address "${who}"` })
   const jobs = yield* Jobs
   const decisions = yield* Effect.forEach(jobs, (job) => Effect.map(job.decide(asOf, [user]), ([d]) => ({ job: job.name, ...d! })))
-  const timeline = yield* Effect.flatMap(Database, (db) => db.timelineOf(user))
+  const timeline = yield* timelineOf(user)
   return {
     user,
     asOf: asOf.toISOString(),
@@ -37,6 +40,30 @@ export const why = Effect.fn("Why.why")(function*(who: string, asOf: Date) {
     timeline: timeline.map((t: TimelineEntry) => ({ at: t.at.toISOString(), kind: t.kind, job: t.job, detail: t.detail }))
   } satisfies WhyReport
 })
+
+/** Everything the library did and learned about a learner, from each table's owner, newest first. */
+const timelineOf = (user: { readonly userId: string; readonly email: string }) =>
+  Effect.gen(function*() {
+    const emails = yield* Effect.flatMap(Ledger, (l) => l.timelineOf(user.userId))
+    const suppressions = yield* Effect.flatMap(Suppressions, (s) => s.of(user))
+    const changes = yield* Effect.flatMap(Preferences, (p) => p.changesOf(user.userId))
+    const entries: Array<TimelineEntry> = [
+      ...emails,
+      ...suppressions.map((s): TimelineEntry => ({
+        at: s.createdAt,
+        kind: "suppressed",
+        job: s.list === "*" ? null : s.list,
+        detail: `${s.reason} (${s.list === "*" ? "every list" : s.list})`
+      })),
+      ...changes.map((c): TimelineEntry => ({
+        at: c.at,
+        kind: "preference",
+        job: c.list === "*" ? null : c.list,
+        detail: `${c.subscribed ? "subscribed" : "unsubscribed"} via ${c.source} (kept in ${c.home === "app" ? "the app's user_settings" : "kaiwa-jobs"})`
+      }))
+    ]
+    return entries.sort((a, b) => b.at.getTime() - a.at.getTime())
+  })
 
 /** The answer as text, for a person. */
 export const format = (report: WhyReport): string => {

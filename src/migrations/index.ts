@@ -401,6 +401,17 @@ export const kaiwaAppFixture = Migrator.fromRecord({
 /** Which app fixture an embedded database gets: Kaiwa's real shape (the default) or CONTRACT 3's simple one. */
 export type AppFixture = "kaiwa" | "simple"
 
+/** The library's migrations a database lacks (for `doctor`), or that the schema was never migrated. */
+export const pendingMigrations = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const shipped = yield* kaiwaJobs
+  const table = yield* sql<{ exists: boolean }>`SELECT to_regclass('kaiwa_jobs.migrations') IS NOT NULL AS exists`
+  if (!table[0]?.exists) return "none applied" as const
+  const applied = new Set((yield* sql<{ id: number }>`SELECT migration_id AS id FROM kaiwa_jobs.migrations`).map((r) => Number(r.id)))
+  const pending = shipped.filter(([id]) => !applied.has(id)).map(([id, name]) => `${String(id).padStart(4, "0")}_${name}`)
+  return { shipped: shipped.length, pending }
+})
+
 /** Applies the library's migrations (creating the schema first); returns the ids that ran. */
 export const migrate = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient

@@ -10,7 +10,7 @@ import { freshDatabaseUrl } from "../support/TestDb.ts"
 import * as Layers from "../../src/Layers.ts"
 import { Layer, Ref } from "effect"
 import { MailerTestRef } from "../../src/Mailer.ts"
-import { insertUsers } from "../support/TestDb.ts"
+import { insertUsers, uid } from "../support/TestDb.ts"
 
 const HOUR = 3_600_000
 const T0 = Date.parse("2026-03-10T10:00:00Z")
@@ -90,9 +90,10 @@ describe("unsubscribe by hand", () => {
           { id: "hand-2", createdAt: new Date(at - 30 * 24 * HOUR) }
         ])
         const env = { DATABASE_URL: Redacted.value(url!) }
-        const r = yield* Effect.promise(() => run("dist/cli.js", ["unsubscribe", "--user", "hand-1", "--list", "practice-reminders"], env))
+        // `--user` takes the app's id (users.id: a uuid on Kaiwa's shape).
+        const r = yield* Effect.promise(() => run("dist/cli.js", ["unsubscribe", "--user", uid("hand-1"), "--list", "practice-reminders"], env))
         assert.strictEqual(r.code, 0, r.stderr)
-        const again = yield* Effect.promise(() => run("dist/cli.js", ["unsubscribe", "--user", "hand-1", "--list", "practice-reminders"], env))
+        const again = yield* Effect.promise(() => run("dist/cli.js", ["unsubscribe", "--user", uid("hand-1"), "--list", "practice-reminders"], env))
         assert.include(again.stdout, "already suppressed")
         const missing = yield* Effect.promise(() => run("dist/cli.js", ["unsubscribe"], env))
         assert.strictEqual(missing.code, 2)
@@ -101,7 +102,13 @@ describe("unsubscribe by hand", () => {
         const report = yield* runJob(practiceReminders)
         const sent = (yield* Ref.get(yield* MailerTestRef)).slice(before).map((e) => e.to)
         assert.deepStrictEqual(sent, ["hand-2@example.com"])
-        assert.strictEqual(report.stats?.skipped["suppressed"], 1)
+        // Preferences have one home (issue 18): the app has the list's opt-in column, so the unsubscribe is written
+        // there (the learner's profile page shows it) and the run skips the learner as opted out.
+        assert.deepStrictEqual(report.stats?.skipped, { opted_out: 1 })
+        const sql = yield* SqlClient.SqlClient
+        const settings = yield* sql<{ user_id: string; r: boolean }>`
+          SELECT user_id::text AS user_id, receive_practice_reminders AS r FROM user_settings`
+        assert.deepStrictEqual(settings.map((x) => ({ ...x })), [{ user_id: uid("hand-1"), r: false }])
       }).pipe(Effect.provide(TestClock.layer())))
   })
 })

@@ -15,6 +15,7 @@ import { JobsConfig } from "../../src/Config.ts"
 import { Database, pgLayer } from "../../src/Database.ts"
 import * as Http from "../../src/Http.ts"
 import { Mailer } from "../../src/Mailer.ts"
+import { Suppressions } from "../../src/Suppressions.ts"
 import { Telemetry } from "../../src/Telemetry.ts"
 import { makePreferencesToken } from "../../src/Unsubscribe.ts"
 import { screenshot, useBrowser } from "../support/Browser.ts"
@@ -79,8 +80,7 @@ describe("the preference center in a browser", () => {
           { id: "pat", email: "pat@example.com", displayName: "Pat", createdAt: new Date(now - 40 * 86_400_000) },
           { id: "bo", email: "bo@example.com", displayName: "Bo", createdAt: new Date(now - 40 * 86_400_000) }
         ])
-        const db = yield* Database
-        yield* db.suppress({ userId: uid("bo"), email: "bo@example.com", list: "*", reason: "hard_bounce", now: new Date(now) })
+        yield* Effect.flatMap(Suppressions, (s) => s.suppress({ userId: uid("bo"), email: "bo@example.com", list: "*", reason: "hard_bounce", now: new Date(now) }))
         const bounce = yield* suppressions
         const base = yield* origin
         for (const width of [375, 1024]) {

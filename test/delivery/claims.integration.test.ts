@@ -11,7 +11,8 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Ref } from "effect"
 import { SqlClient } from "effect/sql"
 import { JobsConfig } from "../../src/Config.ts"
-import { type Candidate, Database, DatabaseError, KEY_EXPIRED_REASON } from "../../src/Database.ts"
+import { type Candidate, DatabaseError, KEY_EXPIRED_REASON } from "../../src/Database.ts"
+import { Ledger } from "../../src/Ledger.ts"
 import { runJob } from "../../src/Job.ts"
 import { practiceReminders } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
@@ -40,7 +41,7 @@ const ledgerRows = (prefix: string, n: number, data: unknown = { displayName: "A
   })
 
 const claim = (now: Date, owner = randomUUID()) =>
-  Effect.flatMap(Database, (db) => db.claimBatch({ job: JOB, owner, now, leaseSeconds: 30, size: 100, newKey: `k-${randomUUID()}` }))
+  Effect.flatMap(Ledger, (db) => db.claimBatch({ job: JOB, owner, now, leaseSeconds: 30, size: 100, newKey: `k-${randomUUID()}` }))
 
 const resetLedger = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -72,7 +73,7 @@ describe("claims and leases", () => {
       Effect.gen(function*() {
         yield* resetLedger
         yield* ledgerRows("twice", 4)
-        const db = yield* Database
+        const db = yield* Ledger
         const slow = (yield* claim(AT))!
         const sql = yield* SqlClient.SqlClient
         yield* sql`UPDATE kaiwa_jobs.batches SET lease_until = clock_timestamp() - interval '1 second'`
@@ -92,11 +93,11 @@ describe("claims and leases", () => {
       Effect.gen(function*() {
         yield* resetLedger
         yield* insertUsers(Array.from({ length: 5 }, (_, i) => ({ id: `hb${i}`, createdAt: new Date(AT.getTime() - 30 * DAY) })))
-        const db = yield* Database
+        const db = yield* Ledger
         const config = yield* JobsConfig
         const renewals = yield* Ref.make(0)
         // The first renewal fails (a dropped connection), the later ones go through.
-        const flaky = Database.of({
+        const flaky = Ledger.of({
           ...db,
           renewLease: (batchId, owner, seconds) =>
             Effect.flatMap(Ref.getAndUpdate(renewals, (n) => n + 1), (n) =>
@@ -107,7 +108,7 @@ describe("claims and leases", () => {
           send: (batch) => Effect.sleep("2500 millis").pipe(Effect.as(batch.emails.map(() => ({ _tag: "Accepted" as const, providerId: null }))))
         })
         const run = yield* Effect.forkChild(runJob(practiceReminders).pipe(
-          Effect.provideService(Database, flaky),
+          Effect.provideService(Ledger, flaky),
           Effect.provideService(Mailer, slowMailer),
           Effect.provideService(JobsConfig, { ...config, leaseSeconds: 1 })
         ))
@@ -180,7 +181,7 @@ describe("a selection that offers a row the ledger already has", () => {
         yield* resetLedger
         yield* ledgerRows("dup", 1)
         const sql = yield* SqlClient.SqlClient
-        const db = yield* Database
+        const db = yield* Ledger
         // Two fresh users and one that already has today's row: a selection with a broken anti-join.
         const selection = sql<Candidate>`
           SELECT u.id AS user_id, u.id || '@example.com' AS email, '2026-03-10' AS dedupe_key, '{}'::jsonb AS data,

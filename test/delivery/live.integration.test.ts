@@ -10,9 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { JobsConfig } from "../../src/Config.ts"
-import type { AppTables } from "../../src/App.ts"
-import type { Pauses } from "../../src/Pauses.ts"
-import { Database, pgLayer } from "../../src/Database.ts"
+import { Database, type Owners, pgLayer } from "../../src/Database.ts"
 import { type RunReport, runJob } from "../../src/Job.ts"
 import { practiceReminders } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
@@ -57,7 +55,7 @@ const world = (options: FakeResendOptions = {}) =>
     const url = yield* freshDatabaseUrl
     const db = yield* Layer.build(Database.layerMigrated({ appFixture: true }).pipe(Layer.provideMerge(pgLayer(url))))
     const logs: Array<string> = []
-    const run = (o: RunOptions = {}): Effect.Effect<RunReport<"sent">, never, Database | AppTables | Pauses> => {
+    const run = (o: RunOptions = {}): Effect.Effect<RunReport<"sent">, never, Database | Owners | SqlClient.SqlClient> => {
       const mailer = Layer.effect(
         Mailer,
         ResendMailer.make({
@@ -81,7 +79,7 @@ const world = (options: FakeResendOptions = {}) =>
 type World = Effect.Success<ReturnType<typeof world>>
 
 /** Runs a test body inside its world: the database services, the log capture and the shifted real clock. */
-const inWorld = <A, E>(w: World, body: Effect.Effect<A, E, Database | AppTables | Pauses | SqlClient.SqlClient>) =>
+const inWorld = <A, E>(w: World, body: Effect.Effect<A, E, Database | Owners | SqlClient.SqlClient>) =>
   body.pipe(Effect.provide(w.db), Effect.provide(w.capture), Effect.provide(Layers.clockAt(AT)))
 
 const userId = (i: number) => `u${String(i).padStart(4, "0")}`

@@ -8,6 +8,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import { MAX_OPEN_CONNECTIONS } from "../../src/Http.ts"
 import { registry } from "../../src/jobs/index.ts"
 
 const root = join(import.meta.dirname, "..", "..")
@@ -517,6 +518,18 @@ describe("fly.toml", () => {
     assert.isDefined(timeout, "kill_timeout in seconds")
     assert.isAtLeast(Number(timeout), 10)
     assert.isAtMost(Number(timeout), 300)
+  })
+
+  it("caps the requests the proxy sends the web machine at once, below the server's own connection bound", () => {
+    const concurrency = toml.get("http_service.concurrency")
+    assert.isDefined(concurrency, "[http_service.concurrency]")
+    assert.include(["requests", "connections"], unquote(concurrency?.get("type")))
+    const soft = Number(concurrency?.get("soft_limit"))
+    const hard = Number(concurrency?.get("hard_limit"))
+    assert.isTrue(Number.isInteger(soft) && soft > 0, "soft_limit")
+    assert.isTrue(Number.isInteger(hard) && hard >= soft, "hard_limit >= soft_limit")
+    // Every request the proxy may send is read at once: none waits behind the server's own queue.
+    assert.isAtMost(hard, MAX_OPEN_CONNECTIONS)
   })
 
   it("defines no cron machines and no [env] the cron machines would not get", () => {

@@ -166,7 +166,8 @@ describe.each(["kaiwa", "simple"] as const)("a job declared in a test file, on t
         assert.strictEqual(yield* appShape, shape, "the database has the shape this suite is about")
         const sql = yield* SqlClient.SqlClient
         const dry = yield* Job.runJob(streakSaver, { dryRun: true }).pipe(Effect.provide(Mailer.layerConsole), Effect.provide(TestConsole.layer))
-        assert.strictEqual(dry.stats?.nudged, 2, "a dry run renders both")
+        assert.strictEqual(dry.stats?.wouldSend?.["nudged"], 2, "a dry run renders both")
+        assert.strictEqual(dry.stats?.nudged, 0, "and sends neither")
         const ledger = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM kaiwa_jobs.deliveries WHERE job = 'streak-saver'`
         assert.strictEqual(ledger[0]!.n, 0, "a dry run writes nothing")
 

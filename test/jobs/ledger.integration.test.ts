@@ -11,6 +11,7 @@ import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import { JobsConfig } from "../../src/Config.ts"
 import { Database, pgLayer } from "../../src/Database.ts"
+import { Suppressions } from "../../src/Suppressions.ts"
 import { type Job, runJob } from "../../src/Job.ts"
 import * as Layers from "../../src/Layers.ts"
 import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
@@ -261,7 +262,7 @@ describe("refusals", () => {
           { id: "control-new", createdAt: recent },
           { id: "unsubscribes-later", createdAt: old }
         ])
-        const db = yield* Database
+        const db = yield* Suppressions
         yield* db.suppress({ userId: uid("sup-all"), email: null, list: "*", reason: "complaint", now: new Date(T0 - DAY) })
         yield* db.suppress({ userId: uid("sup-reminders"), email: null, list: "practice-reminders", reason: "unsubscribed", now: new Date(T0 - DAY) })
         yield* db.suppress({ userId: null, email: "Sup-Founder-By-Address@Example.com", list: "founder-emails", reason: "unsubscribed", now: new Date(T0 - DAY) })

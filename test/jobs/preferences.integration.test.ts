@@ -9,7 +9,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Option, Ref } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
-import { Database } from "../../src/Database.ts"
+import { Suppressions } from "../../src/Suppressions.ts"
 import { runJob } from "../../src/Job.ts"
 import { practiceReminders } from "../../src/jobs/index.ts"
 import { MailerTestRef } from "../../src/Mailer.ts"
@@ -67,7 +67,7 @@ describe("preferences on Kaiwa's shape", () => {
         assert.strictEqual(yield* sentTo(address), 2)
 
         // What only the provider knows stays the library's: a hard bounce suppresses every list.
-        const db = yield* Database
+        const db = yield* Suppressions
         yield* db.suppress({ userId: null, email: address, list: "*", reason: "hard_bounce", now: new Date(AT + 2 * DAY) })
         const bounced = yield* runAt(AT + 3 * DAY)
         assert.strictEqual(bounced.stats?.sent, 0)

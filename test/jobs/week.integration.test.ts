@@ -6,7 +6,8 @@
  * on the US spring-forward day) under TestClock, and what the in-memory mailer received is compared, email by
  * email and instant by instant, with an ORACLE written here in plain TypeScript straight from CONTRACT
  * 5.1/5.2/5.4 (local time from Intl, not from the library's SQL; the report's figures from test/jobs/weeklyOracle.ts).
- * Every email is then checked for its unsubscribe link and RFC 8058 headers and for template debris.
+ * Every sixth hour each job runs a second time at the same instant, and sends nothing. Every email is then
+ * checked for its unsubscribe link and RFC 8058 headers and for template debris.
  *
  * The week runs on both app shapes (issue 18): Kaiwa's real tables (uuid ids, `timestamp` columns holding UTC, no
  * time-zone column) and CONTRACT 3's simple ones. Besides the 200, a few learners whose time zone the web app set
@@ -19,6 +20,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Option, Redacted, References } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
+import type { Job } from "../../src/Job.ts"
 import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
 import { weekKey, weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
 import * as Layers from "../../src/Layers.ts"
@@ -298,6 +300,14 @@ const oracle = (users: ReadonlyArray<WeekUser>) => {
 /** Words that betray a missing value, as whole words (an unsubscribe token's base64url cannot fake one). */
 const DEBRIS = [/\{\{/, /\}\}/, /(?<![A-Za-z0-9_-])undefined(?![A-Za-z0-9_-])/i, /(?<![A-Za-z0-9_-])null(?![A-Za-z0-9_-])/i, /(?<![A-Za-z0-9_-])NaN(?![A-Za-z0-9_-])/]
 
+/** Runs a job again at the instant it just ran: a re-run sends nothing and finds nobody due. */
+const rerunAt = <N extends string, G extends string>(job: Job<N, G>, t: number) =>
+  Effect.gen(function*() {
+    const again = yield* runAt(job, t)
+    assert.deepStrictEqual(again.sent, [], `${job.name} re-run at ${new Date(t).toISOString()} sent again`)
+    assert.strictEqual(again.stats.due, 0)
+  })
+
 const missingAndExtra = (expected: ReadonlyArray<string>, actual: ReadonlyArray<string>) => {
   const count = new Map<string, number>()
   for (const e of expected) count.set(e, (count.get(e) ?? 0) + 1)
@@ -337,6 +347,7 @@ describe.each(["kaiwa", "simple"] as const)("a week in the life, on the %s shape
 
         const sent: Array<Sent> = []
         const libraryCapped: Record<string, Array<number>> = { "practice-reminders": [], "founder-emails": [], "weekly-progress": [] }
+        let rerunTicks = 0
         for (let h = 0; h < HOURS; h++) {
           const t = START + h * HOUR
           // What happened in the app since the last tick: signups, sessions, unsubscribes and complaints.
@@ -364,7 +375,15 @@ describe.each(["kaiwa", "simple"] as const)("a week in the life, on the %s shape
           const weekly = yield* runAt(weeklyProgress, t)
           libraryCapped["weekly-progress"]!.push(weekly.stats.skipped["cap"] ?? 0)
           sent.push(...reminders.sent, ...founder.sent, ...weekly.sent)
+          // Every sixth hour, each job again at the same instant (a Fly restart, a second machine): nothing is due.
+          if (h % 6 === 5) {
+            yield* rerunAt(practiceReminders, t)
+            yield* rerunAt(founderEmails, t)
+            yield* rerunAt(weeklyProgress, t)
+            rerunTicks++
+          }
         }
+        assert.strictEqual(rerunTicks, HOURS / 6)
         assert.strictEqual(pendingUsers.length, 0)
 
         const expected = oracle(users)

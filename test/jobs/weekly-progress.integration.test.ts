@@ -13,7 +13,8 @@ import { Effect, Option } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import { JobsConfig } from "../../src/Config.ts"
-import { type Candidate, Database } from "../../src/Database.ts"
+import type { Candidate } from "../../src/Database.ts"
+import { Suppressions } from "../../src/Suppressions.ts"
 import { findProblems } from "../../src/emails/templates.ts"
 import { practiceReminders } from "../../src/jobs/index.ts"
 import * as WeeklyProgress from "../../src/jobs/WeeklyProgress.ts"
@@ -349,7 +350,7 @@ describe("weekly progress job: hourly ticks beside the reminders, the cap, re-ru
     it.effect("one report per user and week; the cap holds both ways; opt-outs and suppressions are respected", () =>
       Effect.gen(function*() {
         yield* insertUsers(weeklyUsers)
-        const db = yield* Database
+        const db = yield* Suppressions
         yield* db.suppress({ userId: uid("suppressed"), email: null, list: WeeklyProgress.NAME, reason: "unsubscribed", now: new Date(SATURDAY_EVENING - DAY) })
         yield* db.suppress({ userId: null, email: "suppressed-all@example.com", list: "*", reason: "complaint", now: new Date(SATURDAY_EVENING - DAY) })
 

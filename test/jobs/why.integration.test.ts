@@ -9,7 +9,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Ref } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
-import { Database } from "../../src/Database.ts"
+import { Suppressions } from "../../src/Suppressions.ts"
 import { runJob } from "../../src/Job.ts"
 import { registry, type Registry } from "../../src/jobs/index.ts"
 import { MailerTestRef } from "../../src/Mailer.ts"
@@ -52,7 +52,7 @@ describe("why agrees with the runner", () => {
     it.effect("every learner, ten instants, three jobs: due exactly for those emailed; reasons add up to the run's skips", () =>
       Effect.gen(function*() {
         yield* insertUsers(population)
-        const db = yield* Database
+        const db = yield* Suppressions
         yield* db.suppress({ userId: uid("why-33"), email: null, list: "*", reason: "complaint", now: new Date(START) })
         const store = yield* MailerTestRef
         const users = population.map((u) => ({ name: u.id, userId: uid(u.id), email: `${u.id}@example.com` }))

@@ -5,11 +5,12 @@
  * `SECONDS` have passed. `QUIET_MS` (optional) sets the limiter's `quiet`. Unlike a compiled main it keeps going
  * while the database is away, so a test can restart PostgreSQL under it.
  * Run: `node --import tsx test/support/limiterWorker.ts` with DATABASE_URL, FAKE_URL, FAKE_KEY, RPS, SECONDS, NAME.
- * Prints one line per request: `sent <epoch ms> <status>`.
+ * Prints one line per request: `sent <epoch ms> <status>`. Its database sessions are named `limiter-<NAME>`
+ * (`application_name`), so a test's trigger on the shared row can tell whose departure the database fixed.
  */
 import { Duration, Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
-import { pgLayer } from "../../src/Database.ts"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SharedRateLimiter from "../../src/SharedRateLimiter.ts"
 
 const env = (name: string) => {
@@ -52,4 +53,12 @@ const program = Effect.gen(function*() {
   }
 })
 
-await Effect.runPromise(program.pipe(Effect.provide(pgLayer(Redacted.make(env("DATABASE_URL"))))))
+// The library's pool settings (src/Database.ts pgLayer), under this worker's own application_name.
+const database = PgClient.layer({
+  url: Redacted.make(env("DATABASE_URL")),
+  maxConnections: 10,
+  connectTimeout: "5 seconds",
+  applicationName: `limiter-${name}`
+})
+
+await Effect.runPromise(program.pipe(Effect.provide(database)))

@@ -50,7 +50,7 @@ describe("a live run of the compiled main", () => {
         .map((s) => s.name)
       assert.include(spans, "Job.run")
       assert.include(spans, "Delivery.deliver")
-      assert.include(spans, "Database.claimBatch")
+      assert.include(spans, "Ledger.claimBatch")
       assert.isAbove(collector.at("/v1/metrics").length, 0)
       assert.isAbove(collector.at("/v1/logs").length, 0)
     }))

@@ -6,6 +6,7 @@
  * its provider id, and a job run after a complaint.
  */
 import { randomBytes } from "node:crypto"
+import * as net from "node:net"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
 import { ConfigProvider, Deferred, Effect, Fiber, Layer, Ref, References } from "effect"
@@ -17,8 +18,8 @@ import { runJob } from "../../src/Job.ts"
 import { practiceReminders } from "../../src/jobs/index.ts"
 import * as Layers from "../../src/Layers.ts"
 import { MailerTestRef } from "../../src/Mailer.ts"
-import { MAX_WEBHOOK_BODY } from "../../src/Webhooks.ts"
-import { freshDatabaseUrl, insertUsers } from "../support/TestDb.ts"
+import { MAX_BODIES_IN_FLIGHT, MAX_BODIES_WAITING, MAX_WEBHOOK_BODY } from "../../src/Webhooks.ts"
+import { freshDatabaseUrl, insertUsers, uid } from "../support/TestDb.ts"
 
 const SECRET = `whsec_${randomBytes(32).toString("base64")}`
 const OTHER_SECRET = `whsec_${randomBytes(32).toString("base64")}`
@@ -247,6 +248,118 @@ describe("webhook: signatures", () => {
         const fits = eventBody("email.complained", "big-2", { extra: { padding: "x".repeat(limit - 1024) } })
         assert.isBelow(Buffer.byteLength(fits), limit)
         assert.strictEqual((yield* deliver(svixId(), fits)).status, 200)
+      }))
+  })
+})
+
+/**
+ * A raw POST that sends its headers and `sent` bytes of a `length`-byte body, then holds the connection open;
+ * `status` resolves with the status line of whatever answer comes (never, if none does), `close` drops it.
+ */
+const heldOpen = (port: number, headers: Record<string, string>, length: number, sent: number) => {
+  const socket = net.connect(port, "127.0.0.1")
+  socket.on("error", () => {})
+  const status = new Promise<number>((resolve) =>
+    socket.once("data", (d: Buffer) => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(d.toString("latin1"))?.[1] ?? 0))))
+  const head = Object.entries({ ...headers, "content-type": "application/json", "content-length": String(length) })
+    .map(([k, v]) => `${k}: ${v}`)
+  socket.write(["POST /webhooks/resend HTTP/1.1", "host: 127.0.0.1", ...head, "", ""].join("\r\n"))
+  socket.write(Buffer.alloc(sent, "x"))
+  return { status, close: () => socket.destroy() }
+}
+
+/** Signature headers shaped like a valid one (a current timestamp, a random 32-byte HMAC) that match no body. */
+const forgedHeaders = () => ({
+  "svix-id": svixId(),
+  "svix-timestamp": String(Math.floor(Date.now() / 1000)),
+  "svix-signature": `v1,${randomBytes(32).toString("base64")}`
+})
+
+describe("webhook: bodies are read only when they could be signed, and a bounded number at once", () => {
+  layer(serverWith({ RESEND_WEBHOOK_SECRET: SECRET }), { excludeTestServices: true })((it) => {
+    it.effect("missing, stale or malformed signature headers: 401 before the body arrives (it is never read)", () =>
+      Effect.gen(function*() {
+        const port = yield* portOf
+        const body = 255 * 1024
+        const good = forgedHeaders()
+        const cases: ReadonlyArray<readonly [string, Record<string, string>]> = [
+          ["no signature headers", {}],
+          ["stale: 6 minutes old", { ...good, "svix-timestamp": String(Math.floor(Date.now() / 1000) - 6 * 60) }],
+          ["a timestamp that is not a number", { ...good, "svix-timestamp": "soon" }],
+          ["a signature that is not v1,<base64 of 32 bytes>", { ...good, "svix-signature": "v1,c2hvcnQ=" }],
+          ["an unknown signature version only", { ...good, "svix-signature": `v2,${randomBytes(32).toString("base64")}` }],
+          ["an id with spaces", { ...good, "svix-id": "msg with spaces" }]
+        ]
+        for (const [what, headers] of cases) {
+          // All but the last byte of the body: a server that waited for it would never answer.
+          const request = heldOpen(port, headers, body, body - 1)
+          assert.strictEqual(yield* Effect.promise(() => request.status), 401, what)
+          request.close()
+        }
+      }))
+
+    it.effect(`at most ${MAX_BODIES_IN_FLIGHT} bodies are read at once and ${MAX_BODIES_WAITING} wait: the next is answered 503 at once; a valid event goes through once they are gone`, () =>
+      Effect.gen(function*() {
+        const port = yield* portOf
+        const body = 255 * 1024
+        // Plausible headers, bodies that never finish: each takes a reading turn or a place in the queue.
+        const held = Array.from({ length: MAX_BODIES_IN_FLIGHT + MAX_BODIES_WAITING }, () => heldOpen(port, forgedHeaders(), body, body - 1))
+        // The queue is full once the server has seen every one of them; a request beyond answers 503 before its
+        // body is read. Until the server has seen them all, a probe may still find a place: probe until refused.
+        let refused = 0
+        for (let i = 0; i < 100 && refused !== 503; i++) {
+          const probe = heldOpen(port, forgedHeaders(), body, body - 1)
+          refused = yield* Effect.promise(() => Promise.race([probe.status, new Promise<number>((r) => setTimeout(() => r(0), 200))]))
+          held.push(probe)
+        }
+        assert.strictEqual(refused, 503)
+        for (const h of held) h.close()
+        // The turns come back as the connections go: a correctly signed event is accepted again.
+        yield* sentRows("practice-reminders", ["after-flood"], AT)
+        let status = 0
+        for (let i = 0; i < 100 && status !== 200; i++) {
+          status = (yield* deliver(svixId(), eventBody("email.delivered", "after-flood"))).status
+          if (status !== 200) yield* Effect.sleep("100 millis")
+        }
+        assert.strictEqual(status, 200)
+        assert.strictEqual((yield* stateOf("after-flood"))?.delivery_state, "delivered")
+      }))
+  })
+})
+
+describe("webhook: events PostgreSQL cannot store as sent", () => {
+  layer(serverWith({ RESEND_WEBHOOK_SECRET: SECRET }), { excludeTestServices: true })((it) => {
+    it.effect("\\u0000, a lone surrogate, nesting 100,000 deep, the year -200000: stored with those values replaced, applied, 200", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sentRows("practice-reminders", ["nul-1", "sur-1", "deep-1", "year-1"], AT)
+        const bounce = { bounce: { type: "Permanent", subType: "General", message: "no such user" } }
+        const deep = "[".repeat(100_000) + "]".repeat(100_000)
+        // Each body as a JSON text: the escapes are what Resend's JSON would carry.
+        const cases: ReadonlyArray<readonly [string, string]> = [
+          ["nul-1", eventBody("email.bounced", "nul-1", { extra: { ...bounce, subject: "PLACEHOLDER" } }).replace("PLACEHOLDER", "a\\u0000b")],
+          ["sur-1", eventBody("email.bounced", "sur-1", { extra: { ...bounce, subject: "PLACEHOLDER" } }).replace("PLACEHOLDER", "x\\ud800y")],
+          ["deep-1", eventBody("email.bounced", "deep-1", { extra: { ...bounce, headers: "PLACEHOLDER" } }).replace("\"PLACEHOLDER\"", deep)],
+          ["year-1", eventBody("email.bounced", "year-1", { extra: bounce }).replace(/"created_at":"[^"]*"/, `"created_at":"-200000-01-01T00:00:00.000Z"`)]
+        ]
+        for (const [id, body] of cases) {
+          const first = yield* deliver(svixId(), body)
+          assert.strictEqual(first.status, 200, `${id}: ${first.text}`)
+          assert.deepStrictEqual(first.json(), { ok: true, duplicate: false })
+          // Applied: the bounce moved the ledger row and suppressed the address.
+          assert.strictEqual((yield* stateOf(id))?.delivery_state, "bounced", id)
+          assert.deepStrictEqual(yield* suppressionsOf(`${id}@example.com`), [{ user_id: null, list: "*", reason: "hard_bounce" }], id)
+        }
+        const stored = yield* sql<{ provider_id: string; subject: string | null; occurred_at: Date; received_at: Date; headers: unknown }>`
+          SELECT provider_id, payload #>> '{data,subject}' AS subject, occurred_at, received_at, payload #> '{data,headers}' AS headers
+          FROM kaiwa_jobs.webhook_events WHERE provider_id IN ('nul-1', 'sur-1', 'deep-1', 'year-1') ORDER BY provider_id`
+        const byId = new Map(stored.map((r) => [r.provider_id, r]))
+        assert.strictEqual(byId.get("nul-1")?.subject, "a\uFFFDb")
+        assert.strictEqual(byId.get("sur-1")?.subject, "x\uFFFDy")
+        // The nesting is cut where it stops being an event's shape: the top levels are kept, the rest is null.
+        assert.isArray(byId.get("deep-1")?.headers)
+        // An instant PostgreSQL cannot hold: the event counts as having happened when it was received.
+        assert.deepStrictEqual(byId.get("year-1")?.occurred_at, byId.get("year-1")?.received_at)
       }))
   })
 })
@@ -499,7 +612,7 @@ describe("webhook: the ledger and the jobs", () => {
         assert.strictEqual(first.outcome, "succeeded", first.error ?? "")
         const sql = yield* SqlClient.SqlClient
         const row = (yield* sql<{ provider_id: string }>`
-          SELECT provider_id FROM kaiwa_jobs.deliveries WHERE user_id = 'c-unhappy' AND status = 'sent'`)[0]!
+          SELECT provider_id FROM kaiwa_jobs.deliveries WHERE user_id = ${uid("c-unhappy")} AND status = 'sent'`)[0]!
         const mailer = yield* MailerTestRef
         assert.includeMembers((yield* Ref.get(mailer)).map((e) => e.to), ["c-unhappy@example.com", "c-happy@example.com"])
 

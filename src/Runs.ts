@@ -1,0 +1,113 @@
+/**
+ * The run history, `kaiwa_jobs.runs`: one row per run of a job (its instant, trigger, machine, outcome and stats),
+ * written by the runner and read by `status`, `/health` and the console. The only module that names that table.
+ */
+import { Context, Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
+import { type DatabaseError, toDatabaseError } from "./Database.ts"
+
+/** A run-history row as a run starts. */
+export interface RunStart {
+  readonly id: string
+  readonly job: string
+  readonly asOf: Date
+  readonly startedAt: Date
+  readonly trigger: string
+  readonly host: string | null
+}
+
+/** How a run ended. */
+export interface RunEnd {
+  readonly id: string
+  readonly outcome: "succeeded" | "incomplete" | "failed" | "interrupted" | "paused"
+  readonly finishedAt: Date
+  readonly stats: unknown
+  readonly error: string | null
+}
+
+/** A row of the run history. */
+export interface RunRow {
+  readonly id: string
+  readonly job: string
+  readonly as_of: Date
+  readonly started_at: Date
+  readonly finished_at: Date | null
+  readonly outcome: string
+  readonly stats: unknown
+  readonly error: string | null
+  readonly trigger: string
+}
+
+/** Runs dated after an instant (a `--now` in the future), per job, for an operator to clean up. */
+export interface FutureRuns {
+  readonly job: string
+  readonly rows: number
+  /** The latest instant among them. */
+  readonly latest: Date
+  /** Up to 20 of their ids. */
+  readonly ids: ReadonlyArray<string>
+}
+
+/** The run history. */
+export class Runs extends Context.Service<Runs, {
+  readonly start: (run: RunStart) => Effect.Effect<void, DatabaseError>
+  readonly finish: (run: RunEnd) => Effect.Effect<void, DatabaseError>
+  /** Each job's latest run and last success. */
+  readonly last: Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
+  /** `last` as of `now`: runs dated after it (a `--now` in the future) are left out. */
+  readonly lastBefore: (now: Date) => Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
+  /** Runs dated after `now`, per job. */
+  readonly future: (now: Date) => Effect.Effect<ReadonlyArray<FutureRuns>, DatabaseError>
+}>()("kaiwa-jobs/Runs") {
+  /** Over the SqlClient provided. */
+  static readonly layer = Layer.effect(Runs, Effect.map(SqlClient.SqlClient, (sql) => make(sql)))
+}
+
+const make = (sql: SqlClient.SqlClient): Runs["Service"] => {
+  const startRun = (run: RunStart) =>
+    sql`INSERT INTO kaiwa_jobs.runs (id, job, as_of, started_at, trigger, host)
+        VALUES (${run.id}::uuid, ${run.job}, ${run.asOf}, ${run.startedAt}, ${run.trigger}, ${run.host})`.pipe(
+      Effect.asVoid,
+      Effect.mapError(toDatabaseError("recording the run failed"))
+    )
+
+  const finishRun = (run: RunEnd) =>
+    sql`UPDATE kaiwa_jobs.runs
+        SET outcome = ${run.outcome}, finished_at = ${run.finishedAt},
+            stats = ${JSON.stringify(run.stats ?? null)}::jsonb, error = ${run.error}
+        WHERE id = ${run.id}::uuid`.pipe(
+      Effect.asVoid,
+      Effect.mapError(toDatabaseError("recording the run's end failed"))
+    )
+
+  const lastRuns = sql<RunRow & { last_success_at: Date | null }>`
+    SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
+      r.error, r.trigger,
+      (SELECT max(s.started_at) FROM kaiwa_jobs.runs s WHERE s.job = r.job AND s.outcome = 'succeeded') AS last_success_at
+    FROM kaiwa_jobs.runs r
+    ORDER BY r.job, r.started_at DESC`.pipe(Effect.mapError(toDatabaseError("reading the run history failed")))
+
+  // Issue 19: a run made with a `--now` in the future would count as the latest success until that date, and hide
+  // an overdue job. The same statement as `lastRuns`, with every run dated after `now` left out.
+  const lastRunsBefore = (now: Date) =>
+    sql<RunRow & { last_success_at: Date | null }>`
+      SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
+        r.error, r.trigger,
+        (SELECT max(s.started_at) FROM kaiwa_jobs.runs s
+         WHERE s.job = r.job AND s.outcome = 'succeeded' AND s.started_at <= ${now} AND s.as_of <= ${now}) AS last_success_at
+      FROM kaiwa_jobs.runs r
+      WHERE r.started_at <= ${now} AND r.as_of <= ${now}
+      ORDER BY r.job, r.started_at DESC`.pipe(Effect.mapError(toDatabaseError("reading the run history failed")))
+
+  // For `status` only: runs a future `--now` left behind.
+  const future = (now: Date) =>
+    sql<{ job: string; rows: number; latest: Date; ids: ReadonlyArray<string> }>`
+      SELECT job, count(*)::int AS rows, max(greatest(as_of, started_at)) AS latest,
+        (array_agg(id::text ORDER BY started_at DESC))[1:20] AS ids
+      FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job ORDER BY job`.pipe(
+      Effect.map((rows) => rows.map((r): FutureRuns => ({ job: r.job, rows: r.rows, latest: r.latest, ids: r.ids }))),
+      Effect.mapError(toDatabaseError("reading runs dated in the future failed"))
+    )
+
+  return Runs.of({ start: startRun, finish: finishRun, last: lastRuns, lastBefore: lastRunsBefore, future })
+}
