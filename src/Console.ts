@@ -10,7 +10,8 @@
  *   (`/console/sample?job=…&name=…`) under a sandboxing Content-Security-Policy of its own.
  *
  * Access: `/console` answers 404 while CONSOLE_SECRET is unset. Sign-in is a one-time link from `kaiwa-jobs
- * console-link` (src/ConsoleAuth.ts); without a session every page is a 401 that says how to get one and shows
+ * console-link` (src/ConsoleAuth.ts): the link shows a Sign in button, whose POST uses the link up and sets the
+ * session cookie (a chat app or scanner that fetches the link uses nothing); without a session every page is a 401 that says how to get one and shows
  * nothing else. Pause, resume and sign-out are POST forms carrying the session's CSRF token (403 without it).
  * Every page sends the strict policy of src/Pages.ts (no script at all, forms to this server only).
  */
@@ -251,12 +252,34 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
       headers: { ...pageHeaders, location, ...(cookie === undefined ? {} : { "set-cookie": cookie }) }
     })
 
+  const linkProblem = (claim: Auth.LinkProblem) =>
+    signInPage(claim === "expired" ? "This sign-in link has expired." : "This sign-in link is not valid.", 401)
+
+  // The link only shows a button: chat apps and mail scanners fetch links they see, and must not use up a
+  // one-time link. Signing in is the button's POST.
   yield* router.add("GET", `${PATH}/login`, route((secret, request, now) =>
-    Effect.gen(function*() {
+    Effect.sync(() => {
       const token = new URL(request.url, "http://localhost").searchParams.get("token") ?? ""
       const claim = Auth.verifyLinkToken(secret, token, now)
-      if (claim === "invalid") return signInPage("This sign-in link is not valid.", 401)
-      if (claim === "expired") return signInPage("This sign-in link has expired.", 401)
+      if (typeof claim === "string") return linkProblem(claim)
+      return plain(
+        "Sign in to the console",
+        `<p>This link signs you in once, until ${esc(time(new Date(claim.expiresAt)))}; the session then lasts ` +
+          `${Auth.SESSION_HOURS} hours on this browser.</p><form method="post" action="${PATH}/login">` +
+          `${hidden("token", token)}<button type="submit">Sign in</button></form>`,
+        200
+      )
+    })
+  ))
+
+  yield* router.add("POST", `${PATH}/login`, route((secret, request, now) =>
+    Effect.gen(function*() {
+      const body = yield* request.text.pipe(
+        Effect.provideService(HttpIncomingMessage.MaxBodySize, MAX_FORM_BODY),
+        Effect.orElseSucceed(() => "")
+      )
+      const claim = Auth.verifyLinkToken(secret, new URLSearchParams(body).get("token") ?? "", now)
+      if (typeof claim === "string") return linkProblem(claim)
       // Recorded in the database, so a link signs in once across every server process.
       const first = yield* useNonce(sql, claim.nonce, new Date(claim.expiresAt), new Date(now))
       if (!first) return signInPage("This sign-in link was already used. Each link signs in once.", 401)

@@ -78,9 +78,12 @@ const form = (fields: Record<string, string>, cookie?: string): RequestInit => (
   body: new URLSearchParams(fields).toString()
 })
 
+/** The POST of a sign-in link's button (what uses the link up). */
+const useLink = (link: string) => fetchFrom("/console/login", form({ token: new URL(link).searchParams.get("token") ?? "" }))
+
 /** Signs in with a fresh printed link by fetch; the session cookie as a Cookie header. */
 const signIn = Effect.gen(function*() {
-  const r = yield* fetchFrom(yield* printedLink)
+  const r = yield* useLink(yield* printedLink)
   assert.strictEqual(r.status, 303)
   const cookie = /^(kaiwa_console=[^;]+);/.exec(r.headers.get("set-cookie") ?? "")?.[1]
   assert.isDefined(cookie)
@@ -133,8 +136,9 @@ describe("the console in a browser", () => {
           yield* Effect.promise(() => page.setViewport({ width, height: 900 }))
           const step = <A>(f: () => Promise<A>) => Effect.promise(f)
 
-          // Sign in: the link lands on the jobs page, signed in.
+          // Sign in: the link shows a button, which lands on the jobs page, signed in.
           yield* step(() => page.goto(link))
+          yield* step(() => submit(page, "form[action='/console/login'] button"))
           assert.strictEqual(new URL(page.url()).pathname, "/console")
           assert.include(yield* step(() => page.title()), "Jobs")
           assert.include(yield* step(() => textOf(page, "#job-practice-reminders")), "Delivery, last 7 days")
@@ -229,29 +233,36 @@ describe("the console in a browser", () => {
         assert.isUndefined(yield* Effect.flatMap(Pauses, (p) => p.get("practice-reminders")))
       }))
 
-    it.effect("an expired, forged or replayed link is refused, and sets no cookie; a used link gives an HttpOnly SameSite=Strict cookie", () =>
+    it.effect("opening a link only shows a Sign in button; its POST signs in once (HttpOnly, SameSite=Strict); an expired, forged or replayed link is refused, no cookie", () =>
       Effect.gen(function*() {
         const secret = Redacted.make(CONSOLE_SECRET)
         const expired = Auth.makeLinkToken(secret, { now: Date.now() - 16 * 60_000, minutes: 15, by: "t" })
-        const r1 = yield* fetchFrom(`/console/login?token=${encodeURIComponent(expired)}`)
-        assert.strictEqual(r1.status, 401)
-        assert.include(r1.text, "expired")
-        assert.isNull(r1.headers.get("set-cookie"))
+        const refused = (token: string, why: string) =>
+          Effect.gen(function*() {
+            for (const r of [yield* fetchFrom(`/console/login?token=${encodeURIComponent(token)}`), yield* useLink(`http://x/?token=${encodeURIComponent(token)}`)]) {
+              assert.strictEqual(r.status, 401)
+              assert.include(r.text, why)
+              assert.isNull(r.headers.get("set-cookie"))
+            }
+          })
+        yield* refused(expired, "expired")
         const good = Auth.makeLinkToken(secret, { now: Date.now(), minutes: 15, by: "t" })
         const forged = Auth.makeLinkToken(Redacted.make("not-the-console-secret-0123456789abcdef"), { now: Date.now(), minutes: 15, by: "t" })
-        for (const token of [forged, `${good}x`, good.split(".")[0]!, ""]) {
-          const r = yield* fetchFrom(`/console/login?token=${encodeURIComponent(token)}`)
-          assert.strictEqual(r.status, 401)
-          assert.include(r.text, "not valid")
-          assert.isNull(r.headers.get("set-cookie"))
-        }
+        for (const token of [forged, `${good}x`, good.split(".")[0]!, ""]) yield* refused(token, "not valid")
         const link = yield* printedLink
-        const first = yield* fetchFrom(link)
+        // Opening the link (as a chat app's preview or a scanner would) only shows the button; it uses nothing.
+        for (let i = 0; i < 2; i++) {
+          const shown = yield* fetchFrom(link)
+          assert.strictEqual(shown.status, 200)
+          assert.include(shown.text, `<form method="post" action="/console/login">`)
+          assert.isNull(shown.headers.get("set-cookie"))
+        }
+        const first = yield* useLink(link)
         assert.strictEqual(first.status, 303)
         assert.strictEqual(first.headers.get("location"), "/console")
         const cookie = first.headers.get("set-cookie") ?? ""
         assert.match(cookie, /^kaiwa_console=[\w-]+\.[\w-]+; Path=\/console; HttpOnly; SameSite=Strict; Max-Age=28800$/)
-        const replay = yield* fetchFrom(link)
+        const replay = yield* useLink(link)
         assert.strictEqual(replay.status, 401)
         assert.include(replay.text, "already used")
         assert.isNull(replay.headers.get("set-cookie"))
@@ -300,6 +311,7 @@ describe("the console in a browser", () => {
           assert.isNull(r.headers.get("set-cookie"))
         }
         assert.strictEqual((yield* fetchFrom("/console/pause", form({ job: "practice-reminders" }))).status, 404)
+        assert.strictEqual((yield* fetchFrom("/console/login", form({ token }))).status, 404)
       }))
   })
 
@@ -307,7 +319,7 @@ describe("the console in a browser", () => {
     it.effect("APP_URL on https: the session cookie is Secure", () =>
       Effect.gen(function*() {
         const token = Auth.makeLinkToken(Redacted.make(CONSOLE_SECRET), { now: Date.now(), minutes: 15, by: "t" })
-        const r = yield* fetchFrom(`/console/login?token=${encodeURIComponent(token)}`)
+        const r = yield* fetchFrom("/console/login", form({ token }))
         assert.strictEqual(r.status, 303)
         assert.match(r.headers.get("set-cookie") ?? "", /; HttpOnly; SameSite=Strict; Max-Age=28800; Secure$/)
       }))

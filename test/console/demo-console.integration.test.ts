@@ -49,7 +49,15 @@ describe("npm run demo -- --console", () => {
       })
       assert.match(link, new RegExp(`^http://127\\.0\\.0\\.1:${port}/console/login\\?token=`))
       assert.include(out, "Reminder process completed!")
-      const signIn = await fetch(link, { redirect: "manual" })
+      assert.strictEqual((await fetch(link)).status, 200)
+      const useLink = () =>
+        fetch(`http://127.0.0.1:${port}/console/login`, {
+          method: "POST",
+          redirect: "manual",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({ token: new URL(link).searchParams.get("token")! }).toString()
+        })
+      const signIn = await useLink()
       assert.strictEqual(signIn.status, 303)
       const cookie = /^(kaiwa_console=[^;]+);/.exec(signIn.headers.get("set-cookie") ?? "")?.[1]
       assert.isDefined(cookie)
@@ -59,7 +67,7 @@ describe("npm run demo -- --console", () => {
       for (const title of ["Daily practice reminders", "Founder email sequence", "Weekly progress report"]) assert.include(html, title)
       assert.match(html, /<strong>succeeded<\/strong> <span class="note">\(demo\)<\/span>/)
       // The link worked once.
-      assert.strictEqual((await fetch(link, { redirect: "manual" })).status, 401)
+      assert.strictEqual((await useLink()).status, 401)
     } finally {
       child.kill("SIGINT")
       await exited
