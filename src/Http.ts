@@ -360,9 +360,11 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerSer
   })
 )
 
-// The unsubscribe token is a credential: keep it out of trace attributes (`url.full`, `url.query`) too.
+// The unsubscribe token is a credential: keep it out of trace attributes (`url.full`, `url.query`) too; so is the
+// console's learner lookup (`q`: an address or a user id).
 const redactTokens = Layer.succeed(UrlParams.CurrentRedactedNames, [
   "token",
+  "q",
   ...UrlParams.CurrentRedactedNames.defaultValue()
 ])
 
