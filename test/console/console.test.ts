@@ -318,7 +318,7 @@ describe("the console in a browser", () => {
   })
 
   layer(serverWith({}), { excludeTestServices: true })((it) => {
-    it.effect("CONSOLE_SECRET unset: /console and its sign-in answer 404", () =>
+    it.effect("CONSOLE_SECRET unset: /console and its sign-in answer 404, and console-link exits 2 naming it", () =>
       Effect.gen(function*() {
         const token = Auth.makeLinkToken(Redacted.make(CONSOLE_SECRET), { now: Date.now(), minutes: 15, by: "t" })
         for (const path of ["/console", `/console/login?token=${encodeURIComponent(token)}`, "/console/samples", "/console/learner?q=x"]) {
@@ -328,6 +328,11 @@ describe("the console in a browser", () => {
         }
         assert.strictEqual((yield* fetchFrom("/console/pause", form({ job: "practice-reminders" }))).status, 404)
         assert.strictEqual((yield* fetchFrom("/console/login", form({ token }))).status, 404)
+        // And console-link says why it cannot make a link (exit 2, the variable named).
+        const link = yield* Effect.promise(() => run("dist/cli.js", ["console-link"], { APP_URL: "https://kaiwa.example" }))
+        assert.strictEqual(link.code, 2)
+        assert.include(link.stderr, "CONSOLE_SECRET")
+        assert.strictEqual(link.stdout, "")
       }))
   })
 
