@@ -227,7 +227,7 @@ describe("the console in a browser", () => {
           for (const [url, csp] of policies) assertStrictPolicy(csp, url)
           yield* step(() => page.close())
         }
-      }))
+      }), 180_000)
 
     it.effect("without a session: 401 with the sign-in page and nothing personal, on every page and form", () =>
       Effect.gen(function*() {

@@ -133,7 +133,7 @@ describe("the preference center in a browser", () => {
           }))
         assert.strictEqual(crafted.status, 303)
         assert.deepStrictEqual(yield* suppressions, bounce)
-      }))
+      }), 180_000)
 
     it.effect("a bad, forged or missing token: 400 on GET and POST, and nothing changes", () =>
       Effect.gen(function*() {
