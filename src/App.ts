@@ -228,7 +228,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
       ${timezone} AS timezone, ${sql.csv(optIns)}
     FROM ${sql(USERS)} u
     ${shape.settingsTable ? sql`LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = u.id` : sql.literal("")}
-    LEFT JOIN kaiwa_jobs.user_timezones ut ON ut.user_id = u.id::text)`
+    LEFT JOIN kaiwa_jobs.user_timezones ut ON ${shape.idType === "uuid" ? sql`ut.app_uuid = u.id` : sql`ut.user_id = u.id::text`})`
   const sessions = sql`(
     SELECT s.user_id AS app_user_id, s.start_time AS start_raw, ${utc(sql`s.start_time`, shape.startTime)} AS start_time,
       s.language, s.duration_seconds
