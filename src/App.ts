@@ -296,9 +296,13 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
       Effect.orDie
     )
 
+  // The zones PostgreSQL knows, read once when the adapter is built: a job over few users (the founder sequence)
+  // checks them against a parameter instead of reading the zone database in every parallel worker.
+  const knownZones = (yield* sql<{ name: string }>`SELECT name FROM pg_timezone_names`.pipe(Effect.orDie)).map((r) => r.name)
   const usersIn = (defaultTimezone: string) => sql`(
-    SELECT a.*, coalesce(z.name, ${defaultTimezone}) AS tz, (a.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone
-    FROM ${users} a LEFT JOIN pg_timezone_names z ON z.name = a.timezone)`
+    SELECT a.*, CASE WHEN a.timezone = ANY(${knownZones}::text[]) THEN a.timezone ELSE ${defaultTimezone} END AS tz,
+      (a.timezone IS NOT NULL AND NOT a.timezone = ANY(${knownZones}::text[])) AS unknown_timezone
+    FROM ${users} a)`
 
   return AppTables.of({
     shape,
