@@ -35,7 +35,7 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
   ],
   selection: (r) => [
     `planning over ${r.users} users, Kaiwa's shape / CONTRACT 3's (median ms): ` +
-    r.shapes.map((s) => `${s.job} ${s.kaiwa.medianMs} / ${s.simple.medianMs} = ${s.ratio}x${s.samePlan ? "" : " (different rows!)"}`).join(", ") +
+    r.shapes.map((s) => `${s.job} ${s.kaiwa.medianMs} / ${s.simple.medianMs} = ${s.ratio}x (paired ${s.pairedRatio}x)${s.samePlan ? "" : " (different rows!)"}`).join(", ") +
     ` (target <= ${r.targetRatio}x)`,
     r.met
   ],

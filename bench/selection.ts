@@ -11,7 +11,8 @@
  * from scratch; the rolled-back rows are vacuumed away before the next run, as autovacuum would, outside the
  * timing. Each job is planned once per shape untimed (warm-up), then BENCH_SHAPE_RUNS times per shape (default 7),
  * the shapes alternating (simple then kaiwa, kaiwa then simple, ...), so the load of a shared machine falls on
- * both; the ratio is kaiwa's median over simple's.
+ * both; the ratio is kaiwa's median over simple's, and, since the load of a shared machine drifts during a run,
+ * also the median of the ratios of the pairs run back to back. Met when both are at most 1.25.
  *
  * The ticks:
  * - practice-reminders at AT (12:00 UTC): ~half of the users are inside their 09:00-21:00 window; of those, 60%
@@ -164,11 +165,23 @@ const compareShapes = async (urls: Urls, spec: {
   const simple = figures("simple")
   const kaiwa = figures("kaiwa")
   const ratio = Math.round((kaiwa.medianMs / simple.medianMs) * 100) / 100
+  // Each run's pair ran back to back, so its ratio sees the same load; their median resists the load drifting
+  // during the run, which the ratio of the two medians does not.
+  const pairedRatio = Math.round(median(runs.kaiwa.map((k, i) => k / runs.simple[i]!)) * 100) / 100
   // Same population, same rule: both shapes must plan the same tick (the same rows, the same skips).
   const samePlan = simple.enqueued === kaiwa.enqueued && JSON.stringify(simple.skipped) === JSON.stringify(kaiwa.skipped)
-  const row = { job: spec.job.name, at: spec.at.toISOString(), simple, kaiwa, ratio, samePlan, met: ratio <= TARGET_RATIO }
+  const row = {
+    job: spec.job.name,
+    at: spec.at.toISOString(),
+    simple,
+    kaiwa,
+    ratio,
+    pairedRatio,
+    samePlan,
+    met: ratio <= TARGET_RATIO && pairedRatio <= TARGET_RATIO
+  }
   console.log(`  ${row.job} at ${row.at}: simple ${simple.medianMs} ms (${simple.runs.join(", ")}), kaiwa ${kaiwa.medianMs} ms ` +
-    `(${kaiwa.runs.join(", ")}); ratio ${ratio}; ${simple.enqueued} / ${kaiwa.enqueued} enqueued, skipped ` +
+    `(${kaiwa.runs.join(", ")}); ratio ${ratio} (median of paired runs ${pairedRatio}); ${simple.enqueued} / ${kaiwa.enqueued} enqueued, skipped ` +
     `${JSON.stringify(simple.skipped)} / ${JSON.stringify(kaiwa.skipped)}${samePlan ? "" : " (THE SHAPES PLANNED DIFFERENT ROWS)"}`)
   if (process.env["BENCH_EXPLAIN"] === "1") {
     await fs.mkdir("bench/results/selection-plans", { recursive: true })
@@ -265,13 +278,13 @@ const writeReadmeTable = async (r: {
     `planning runs per shape, shapes alternating; load average (1, 5, 15 min) ${r.loadAverage.before.join(", ")} before, ` +
     `${r.loadAverage.after.join(", ")} after (2 cores, shared):`,
     "",
-    "| job (tick) | due | CONTRACT 3's shape | Kaiwa's shape | ratio kaiwa / simple | target <= 1.25 |",
-    "| --- | --- | --- | --- | --- | --- |",
+    "| job (tick) | due | CONTRACT 3's shape | Kaiwa's shape | ratio kaiwa / simple (medians) | median of paired ratios | target <= 1.25 |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
     ...r.shapes.map((s) =>
       `| ${s.job} (${s.at.slice(0, 16).replace("T", " ")} UTC) | ${s.simple.enqueued.toLocaleString("en-US")}` +
       `${s.samePlan ? "" : ` (kaiwa: ${s.kaiwa.enqueued.toLocaleString("en-US")})`} | ${s.simple.medianMs.toLocaleString("en-US")} ms ` +
       `(${s.simple.runs.join(", ")}) | ${s.kaiwa.medianMs.toLocaleString("en-US")} ms (${s.kaiwa.runs.join(", ")}) | ` +
-      `**${s.ratio.toFixed(2)}** | ${s.met ? "met" : "MISSED"} |`
+      `**${s.ratio.toFixed(2)}** | **${s.pairedRatio.toFixed(2)}** | ${s.met ? "met" : "MISSED"} |`
     ),
     end
   ].join("\n")

@@ -228,7 +228,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
       ${timezone} AS timezone, ${sql.csv(optIns)}
     FROM ${sql(USERS)} u
     ${shape.settingsTable ? sql`LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = u.id` : sql.literal("")}
-    LEFT JOIN kaiwa_jobs.user_timezones ut ON ut.user_id = u.id::text)`
+    LEFT JOIN kaiwa_jobs.user_timezones ut ON ${shape.idType === "uuid" ? sql`ut.app_uuid = u.id` : sql`ut.user_id = u.id::text`})`
   const sessions = sql`(
     SELECT s.user_id AS app_user_id, s.start_time AS start_raw, ${utc(sql`s.start_time`, shape.startTime)} AS start_time,
       s.language, s.duration_seconds
@@ -296,9 +296,13 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
       Effect.orDie
     )
 
+  // The zones PostgreSQL knows, read once when the adapter is built: a job over few users (the founder sequence)
+  // checks them against a parameter instead of reading the zone database in every parallel worker.
+  const knownZones = (yield* sql<{ name: string }>`SELECT name FROM pg_timezone_names`.pipe(Effect.orDie)).map((r) => r.name)
   const usersIn = (defaultTimezone: string) => sql`(
-    SELECT a.*, coalesce(z.name, ${defaultTimezone}) AS tz, (a.timezone IS NOT NULL AND z.name IS NULL) AS unknown_timezone
-    FROM ${users} a LEFT JOIN pg_timezone_names z ON z.name = a.timezone)`
+    SELECT a.*, CASE WHEN a.timezone = ANY(${knownZones}::text[]) THEN a.timezone ELSE ${defaultTimezone} END AS tz,
+      (a.timezone IS NOT NULL AND NOT a.timezone = ANY(${knownZones}::text[])) AS unknown_timezone
+    FROM ${users} a)`
 
   return AppTables.of({
     shape,

@@ -202,12 +202,15 @@ const status = Command.make("status", { json: jsonFlag, local: localFlag }, ({ j
       for (const s of statuses) {
         const last = s.lastRun
         yield* Console.log(
-          `${s.overdue ? "OVERDUE" : s.atRisk ? "AT RISK" : "ok     "} ${s.job.padEnd(20)} ` +
+          `${s.overdue ? "OVERDUE" : s.atRisk ? "AT RISK" : s.paused !== null ? "PAUSED " : "ok     "} ${s.job.padEnd(20)} ` +
             (last === null
               ? "never ran"
               : `last run ${last.startedAt} ${last.outcome}` + (last.error ? ` (${last.error})` : "") +
                 ` | last success ${s.lastSuccessAt ?? "never"} | overdue after ${s.overdueAfterMinutes} min`)
         )
+        if (s.paused !== null) {
+          yield* Console.log(`        paused by ${s.paused.by} since ${s.paused.at}${s.paused.reason ? `: ${s.paused.reason}` : ""} (kaiwa-jobs resume ${s.job})`)
+        }
         if (last?.stats) yield* Console.log(`        stats ${JSON.stringify(last.stats)}`)
         yield* Console.log(`        ${s.atRisk ? "AT RISK " : ""}delivery ${describeHealth(s.delivery)}`)
       }

@@ -23,6 +23,7 @@ import {
   REJECTED_PREFIX
 } from "./Database.ts"
 import { Ledger } from "./Ledger.ts"
+import { type Pause, Pauses } from "./Pauses.ts"
 import { MAX_BATCH, type Batch, Mailer, MailerError, type OutgoingEmail } from "./Mailer.ts"
 import { Telemetry } from "./Telemetry.ts"
 import type { Statement } from "effect/sql"
@@ -60,6 +61,8 @@ export interface DeliveryReport {
   readonly pending: number
   /** A batch-level error that stopped the run (bad API key, quota, idempotency conflict). */
   readonly fatal: MailerError | undefined
+  /** The job was paused while the run sent: it stopped before its next batch. */
+  readonly paused: Pause | undefined
 }
 
 /** What a job gives the pipeline (`Job.make` builds it from the job's declaration). */
@@ -170,11 +173,12 @@ const dryRun = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) 
     ),
     Effect.mapError((e) => new DatabaseError({ message: `selecting candidates failed: ${describeSqlCause(e)}` }))
   )
-  return { due, skipped, badRows, sent, failed, pending: 0, fatal: undefined } satisfies DeliveryReport
+  return { due, skipped, badRows, sent, failed, pending: 0, fatal: undefined, paused: undefined } satisfies DeliveryReport
 })
 
 const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
   const db = yield* Ledger
+  const pauses = yield* Pauses
   const mailer = yield* Mailer
   const config = yield* JobsConfig
   const telemetry = yield* Telemetry
@@ -292,9 +296,14 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
     return Option.none<MailerError>()
   })
 
+  let paused: Pause | undefined
   while (true) {
     const t = yield* now
     if (t.getTime() >= ctx.deadline) break
+    // A pause (kaiwa-jobs pause, from any machine or the console) stops the run before its next batch; the rows
+    // left pending go out with the first run after resume.
+    paused = yield* pauses.get(ctx.job)
+    if (paused !== undefined) break
     const batch = yield* db.claimBatch({
       job: ctx.job,
       owner: ctx.runId,
@@ -319,6 +328,6 @@ const live = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliverySpec) {
   }
   yield* Fiber.interrupt(progress)
   const { pending } = yield* db.outstanding(ctx.job)
-  return { due: planned.enqueued, skipped, badRows: planned.skippedIds, sent, failed, pending, fatal } satisfies DeliveryReport
+  return { due: planned.enqueued, skipped, badRows: planned.skippedIds, sent, failed, pending, fatal, paused } satisfies DeliveryReport
 })
 

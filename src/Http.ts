@@ -171,6 +171,7 @@ const healthBody = (statuses: ReadonlyArray<JobStatus>) => ({
     lastOutcome: s.lastRun?.outcome ?? null,
     lastSuccessAt: s.lastSuccessAt,
     overdue: s.overdue,
+    paused: s.paused,
     overdueAfterMinutes: s.overdueAfterMinutes,
     atRisk: s.atRisk,
     delivery: s.delivery

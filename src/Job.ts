@@ -459,14 +459,24 @@ export const runJob = Effect.fn("Job.run")(function*<Name extends string, G exte
   }
 
   const { report, stats, statsLine } = exit.value
-  const outcome: Outcome = report.fatal !== undefined ? "failed" : report.pending > 0 ? "incomplete" : "succeeded"
+  const outcome: Outcome = report.fatal !== undefined
+    ? "failed"
+    : report.paused !== undefined
+    ? "paused"
+    : report.pending > 0
+    ? "incomplete"
+    : "succeeded"
   const error = report.fatal !== undefined
     ? `${report.fatal.kind}: ${report.fatal.message}`
+    : report.paused !== undefined
+    ? `paused by ${report.paused.pausedBy} since ${report.paused.pausedAt.toISOString()}${report.paused.reason ? ` (${report.paused.reason})` : ""}: ` +
+      `stopped before its next batch; ${report.pending} email(s) left pending for the run after resume`
     : report.pending > 0
     ? `${report.pending} recipient(s) left unsent after retries; a re-run finishes them safely`
     : null
   const { durationMs } = yield* finish(outcome, stats, error)
   if (outcome === "succeeded") yield* Effect.logInfo(job.completedLine).pipe(annotate)
+  else if (outcome === "paused") yield* Effect.logWarning(`⏸ ${job.title} ${error}`).pipe(annotate)
   else yield* Effect.logError(`❌ ${job.title} did not complete: ${error}`).pipe(annotate)
   yield* Effect.logInfo(statsLine).pipe(
     Effect.annotateLogs({ stats: JSON.stringify(stats), duration_ms: durationMs }),

@@ -6,6 +6,7 @@
  */
 import { Clock, Duration, Effect } from "effect"
 import { Ledger } from "./Ledger.ts"
+import { Pauses } from "./Pauses.ts"
 import { Runs } from "./Runs.ts"
 import { type DeliveryHealth, deliveryHealth } from "./DeliveryHealth.ts"
 import { Jobs } from "./jobs/index.ts"
@@ -30,6 +31,8 @@ export interface JobStatus {
     readonly error: string | null
   } | null
   readonly lastSuccessAt: string | null
+  /** Paused by an operator (kaiwa-jobs pause): who, when, why. A paused job is never reported overdue. */
+  readonly paused: { readonly by: string; readonly at: string; readonly reason: string | null } | null
   readonly overdue: boolean
   readonly overdueAfterMinutes: number
   /** The last 7 days of delivery (src/DeliveryHealth.ts). */
@@ -49,10 +52,13 @@ export const jobStatuses = Effect.gen(function*() {
   const now = yield* Clock.currentTimeMillis
   const rows = yield* runs.lastBefore(new Date(now))
   const health = yield* deliveryHealth
+  const pauses = yield* Effect.flatMap(Pauses, (p) => p.all)
   return registry.map((job): JobStatus => {
     const row = rows.find((r) => r.job === job.name)
     const lastSuccess = row?.last_success_at ?? null
-    const overdue = lastSuccess === null || now - lastSuccess.getTime() > Duration.toMillis(job.overdueAfter)
+    const pause = pauses.get(job.name)
+    const overdue = pause === undefined &&
+      (lastSuccess === null || now - lastSuccess.getTime() > Duration.toMillis(job.overdueAfter))
     const abandoned = row !== undefined && row.outcome === "running" && row.finished_at === null &&
       now - row.started_at.getTime() > Duration.toMillis(ABANDONED_AFTER)
     return {
@@ -66,6 +72,7 @@ export const jobStatuses = Effect.gen(function*() {
         error: abandoned ? "the run never recorded its end: its process was killed or lost the database" : row.error
       },
       lastSuccessAt: lastSuccess?.toISOString() ?? null,
+      paused: pause === undefined ? null : { by: pause.pausedBy, at: pause.pausedAt.toISOString(), reason: pause.reason },
       overdue,
       overdueAfterMinutes: Duration.toMinutes(job.overdueAfter),
       delivery: health.get(job.name)!,

@@ -180,7 +180,7 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
     // users are aggregated).
     rows: (fresh) => sql`
   WITH per_language AS (
-    SELECT c1.user_id, s.language,
+    SELECT c1.app_id, s.language,
       count(*) FILTER (WHERE s.start_time >= c1.week_start) AS n,
       coalesce(sum(s.duration_seconds) FILTER (WHERE s.start_time >= c1.week_start), 0) AS seconds,
       coalesce(bit_or(1 << d.k)
@@ -199,10 +199,11 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
       AND s.start_raw >= ${app.at.start(previousFrom)} AND s.start_raw < ${app.at.start(weekTo)}
       AND s.start_raw >= ${app.rawStart(sql`c1.prev_start`)} AND s.start_raw < ${app.rawStart(sql`c1.week_end`)}
     CROSS JOIN LATERAL (SELECT (s.start_time AT TIME ZONE c1.tz)::date - (c1.day::date - 7) AS k) d
-    GROUP BY c1.user_id, s.language
+    -- grouped by the app's own id: a 16-byte uuid on Kaiwa's shape sorts and hashes cheaper than its text
+    GROUP BY c1.app_id, s.language
   ),
   figures AS (
-    SELECT p.user_id, sum(p.n)::int AS sessions,
+    SELECT p.app_id, sum(p.n)::int AS sessions,
       round(sum(p.seconds) / 60.0)::int AS minutes,
       bit_count(bit_or(p.days)::bit(7))::int AS active_days,
       round(sum(p.previous_seconds) / 60.0)::int AS previous_minutes,
@@ -210,7 +211,7 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
         AS top_language,
       jsonb_build_array(${sql.csv([0, 1, 2, 3, 4, 5, 6].map((k) => sql`round(sum(p.${sql(`d${k}`)}) / 60.0)::int`))}) AS minutes_by_day
     FROM per_language p
-    GROUP BY p.user_id
+    GROUP BY p.app_id
   )
   SELECT c.user_id, c.email, c.dedupe_key, c.email_verified, c.opt_in, c.unknown_timezone,
     jsonb_build_object(
@@ -229,7 +230,7 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
     ) AS data,
     -- the instant the window closes: the report day at PROGRESS_LOCAL_TIME + 10 h, in the user's zone
     c.expires AS expires_at
-  FROM ${fresh} c JOIN figures f USING (user_id)`
+  FROM ${fresh} c JOIN figures f USING (app_id)`
   }
 }
 

@@ -284,9 +284,19 @@ export const kaiwaJobs = Migrator.fromRecord({
     )`,
     `CREATE INDEX preference_changes_user_idx ON kaiwa_jobs.preference_changes (user_id, created_at)`
   ),
+  // The learner's zone joined by the app's own uuid (Kaiwa's users.id): every full-population tick joins all
+  // users with this table, and a 16-byte uuid key (no cast per user) keeps that hash about a third smaller than
+  // the text key (bench/README.md, "Where Kaiwa's shape loses time"). Null for ids that are not uuids (CONTRACT 3's
+  // text ids, which join on user_id as before).
+  "0010_user_timezones_uuid": statements(
+    `ALTER TABLE kaiwa_jobs.user_timezones ADD COLUMN app_uuid uuid GENERATED ALWAYS AS (
+      CASE WHEN user_id ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN user_id::uuid END
+    ) STORED`,
+    `CREATE UNIQUE INDEX user_timezones_app_uuid_idx ON kaiwa_jobs.user_timezones (app_uuid)`
+  ),
   // The operator console's sign-in links (issue 21, src/Console.ts): each link's nonce is recorded when it is
   // used, so a link signs in once; rows are pruned once the link has expired.
-  "0010_console_sessions": statements(
+  "0011_console_sessions": statements(
     `CREATE TABLE kaiwa_jobs.console_nonces (
       nonce text PRIMARY KEY,
       expires_at timestamptz NOT NULL,

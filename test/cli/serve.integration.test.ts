@@ -72,8 +72,16 @@ describe("serve", () => {
           // The database dies under the server (out of memory, an operator's kill): no shutdown of its own.
           process.kill(postmaster, "SIGKILL")
           yield* Effect.promise(() => waitUntilGone(postmaster))
-          // A request that finds the database gone, as Fly's health check would.
-          const health = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.status))
+          // Requests that find the database gone, as Fly's health check would, once the summary /health answers
+          // from (at most 5 s old) has expired.
+          const health = yield* Effect.promise(async () => {
+            for (let i = 0; i < 100; i++) {
+              const status = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.status)
+              if (status === 503) return status
+              await new Promise((r) => setTimeout(r, 200))
+            }
+            return 0
+          })
           assert.strictEqual(health, 503)
         } else {
           // Every process of the server stopped: connections open, nothing answers (a wedged or partitioned

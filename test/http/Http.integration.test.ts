@@ -366,8 +366,9 @@ describe("/health", () => {
         const body = r.json()
         assert.isTrue(body.ok)
         const [reminders, founder] = body.jobs
-        assert.deepStrictEqual(Object.keys(reminders).sort(), ["atRisk", "delivery", "job", "lastOutcome", "lastRunAt", "lastSuccessAt", "overdue", "overdueAfterMinutes"])
+        assert.deepStrictEqual(Object.keys(reminders).sort(), ["atRisk", "delivery", "job", "lastOutcome", "lastRunAt", "lastSuccessAt", "overdue", "overdueAfterMinutes", "paused"])
         assert.strictEqual(reminders.job, "practice-reminders")
+        assert.isNull(reminders.paused)
         assert.strictEqual(reminders.lastOutcome, "succeeded")
         assert.isString(reminders.lastRunAt)
         assert.strictEqual(reminders.lastSuccessAt, reminders.lastRunAt)
@@ -376,6 +377,7 @@ describe("/health", () => {
         assert.isNull(founder.lastRunAt)
         assert.isTrue(founder.overdue)
         assert.notInclude(r.text, "h-bad-row-user")
+        assert.notInclude(r.text, uid("h-bad-row-user"), "the bad row's id stays in the run's stats")
         assert.notInclude(r.text, "h-valid")
         assert.notInclude(r.text, "@")
         assert.notInclude(r.text, "stats")
