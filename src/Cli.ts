@@ -384,7 +384,7 @@ const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
         Layer.provide(local ? stacks.local(LOCAL_DIR) : stacks.live)
       ))
     ).pipe(Effect.scoped))).pipe(
-    Command.withDescription("Serve /api/cron/*, /health, /unsubscribe and /webhooks/resend on PORT (default 8080)")
+    Command.withDescription("Serve /api/cron/*, /health, /unsubscribe, /preferences, /webhooks/resend and /console on PORT (default 8080)")
   )
 
 /** A Fly main: `run <job>` with the job fixed, the same flags, the same exit codes. */
@@ -464,8 +464,62 @@ const resume = Command.make("resume", { job: Argument.String("job"), local: loca
     Command.withDescription("Resume a paused job")
   )
 
+const sendTest = Command.make(
+  "send-test",
+  {
+    job: Argument.String("job"),
+    to: Flag.String("to").pipe(Flag.withDescription("The only address the test email goes to")),
+    as: Flag.String("as").pipe(Flag.withDescription("Render for this learner's real data now (address or users.id)"), Flag.optional),
+    sample: Flag.String("sample").pipe(Flag.withDescription("Render this sample (as `preview` names it)"), Flag.optional),
+    now: nowFlag,
+    local: localFlag
+  },
+  ({ as, job, local, now, sample, to }) =>
+    Effect.gen(function*() {
+      const found = yield* findJobOrFail(job)
+      const at = yield* parseNow(now)
+      yield* found.checkSettings
+      const SendTest = yield* Effect.promise(() => import("./SendTest.ts"))
+      const stack = yield* stackFor({ dryRun: false, local })
+      const sent = yield* Effect.gen(function*() {
+        const asOf = at ?? new Date(yield* Clock.currentTimeMillis)
+        return yield* SendTest.sendTest({ job: found, to, as: Option.getOrUndefined(as), sample: Option.getOrUndefined(sample), asOf })
+      }).pipe(
+        Effect.provide(stack),
+        Effect.provideService(LiveJobs, [found.name]),
+        Effect.catchTag("SendTestError", (e) => Effect.fail(new UsageError({ message: e.message })))
+      )
+      yield* Console.log(
+        `sent "${sent.subject}" to ${sent.to} (provider id ${sent.providerId ?? "none"})\n  data: ${sent.source}\n` +
+          "  tagged test=true; not on the ledger, not counted in the cap or the delivery health; its links never act for a real learner"
+      )
+    })
+).pipe(Command.withDescription("Send one [test] copy of a job's email to an address: a learner's real data or a sample"))
+
+const consoleLink = Command.make(
+  "console-link",
+  {
+    minutes: Flag.Int("minutes").pipe(Flag.withDescription("How long the link stays valid"), Flag.withDefault(15))
+  },
+  ({ minutes }) =>
+    Effect.gen(function*() {
+      const config = yield* JobsConfig
+      if (Option.isNone(config.consoleSecret)) {
+        return yield* new InvalidConfig({
+          variable: "CONSOLE_SECRET",
+          message: "CONSOLE_SECRET is not set: the console is off (set it to 32 characters or more on the server and here)"
+        })
+      }
+      if (minutes < 1 || minutes > 24 * 60) return yield* new UsageError({ message: "--minutes must be between 1 and 1440" })
+      const Auth = yield* Effect.promise(() => import("./ConsoleAuth.ts"))
+      const token = Auth.makeLinkToken(config.consoleSecret.value, { now: yield* Clock.currentTimeMillis, minutes, by: operator() })
+      yield* Console.log(Auth.linkUrl(config.appUrl, token))
+      yield* Console.error(`(signs in once, within ${minutes} minute(s); the session then lasts ${Auth.SESSION_HOURS} hours)`)
+    }).pipe(Effect.provide(JobsConfig.layer))
+).pipe(Command.withDescription("Print a one-time sign-in link to the web console (/console)"))
+
 /** Every subcommand of `kaiwa-jobs`. */
-export const commands = [list, run, status, migrate, preview, unsubscribe, doctor, whyCommand, pause, resume, serve] as const
+export const commands = [list, run, status, migrate, preview, unsubscribe, doctor, whyCommand, pause, resume, sendTest, consoleLink, serve] as const
 
 /** The `kaiwa-jobs` command with every subcommand. */
 export const root = Command.make("kaiwa-jobs").pipe(

@@ -29,7 +29,8 @@
  * from one summary at most HEALTH_MAX_AGE old, shared by every request meanwhile: a flood of requests costs the
  * database one summary per 5 s (bench/health.ts).
  *
- * `POST /webhooks/resend` (Resend's delivery events) lives in src/Webhooks.ts, merged into the app below.
+ * `POST /webhooks/resend` (Resend's delivery events) lives in src/Webhooks.ts, the learner's `/preferences` in
+ * src/PreferenceCenter.ts and the operator's `/console` in src/Console.ts, each merged into the app below.
  *
  * `GET /unsubscribe?token=…` only shows a confirmation form (mail scanners prefetch links; an unsubscribe must be
  * a person's act or the provider's one-click POST). `POST /unsubscribe` (token in the query, or in a urlencoded
@@ -66,6 +67,7 @@ import { findJob, Jobs, type Registry } from "./jobs/index.ts"
 import { Mailer } from "./Mailer.ts"
 import { type JobStatus, jobStatuses } from "./Status.ts"
 import { confirm, verifyToken } from "./Unsubscribe.ts"
+import * as Console from "./Console.ts"
 import * as PreferenceCenter from "./PreferenceCenter.ts"
 import * as Webhooks from "./Webhooks.ts"
 
@@ -359,14 +361,16 @@ export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerSer
   })
 )
 
-// The unsubscribe token is a credential: keep it out of trace attributes (`url.full`, `url.query`) too.
+// The unsubscribe token is a credential: keep it out of trace attributes (`url.full`, `url.query`) too; so is the
+// console's learner lookup (`q`: an address or a user id).
 const redactTokens = Layer.succeed(UrlParams.CurrentRedactedNames, [
   "token",
+  "q",
   ...UrlParams.CurrentRedactedNames.defaultValue()
 ])
 
 /** The routes served on whichever HttpServer is provided (a test server on an ephemeral port, say). */
-export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | ServerServices> = HttpRouter.serve(Layer.mergeAll(Routes, Webhooks.Routes, PreferenceCenter.Routes)).pipe(
+export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | ServerServices> = HttpRouter.serve(Layer.mergeAll(Routes, Webhooks.Routes, PreferenceCenter.Routes, Console.Routes)).pipe(
   Layer.provide(redactTokens)
 )
 

@@ -102,6 +102,11 @@ export interface Job<Name extends string = string, G extends string = never> {
   ) => Effect.Effect<ReadonlyArray<Decision>, AppShapeError | Config.ConfigError | DatabaseError, Ledger | AppTables | SqlClient.SqlClient | JobsConfig | Pauses>
   /** Renders every sample the job declares, with the given settings, through the job's real render path. */
   readonly preview: (config: Settings) => Effect.Effect<ReadonlyArray<Preview>, RenderError | Config.ConfigError>
+  /**
+   * Renders the job's email for one recipient's ledger data through the job's real render path, with links that
+   * cannot be used (`kaiwa-jobs send-test`: the copy goes to an operator, who must not unsubscribe the learner).
+   */
+  readonly renderTest: (config: Settings, recipient: Recipient) => Effect.Effect<OutgoingEmail, RenderError | Config.ConfigError>
 }
 
 /** Any job, as a registry holds it. */
@@ -326,6 +331,8 @@ export const make = <const Name extends string, const G extends string, D, C = u
     program,
     statement,
     decide,
+    renderTest: (config, recipient) =>
+      Effect.flatMap(readSettings, (settings) => Effect.map(prepare(config, settings, "dryRun")(recipient), (r) => r.email)),
     preview: (config) =>
       Effect.flatMap(readSettings, (settings) =>
         Effect.forEach(definition.samples, (sample) =>

@@ -293,6 +293,15 @@ export const kaiwaJobs = Migrator.fromRecord({
       CASE WHEN user_id ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN user_id::uuid END
     ) STORED`,
     `CREATE UNIQUE INDEX user_timezones_app_uuid_idx ON kaiwa_jobs.user_timezones (app_uuid)`
+  ),
+  // The operator console's sign-in links (issue 21, src/Console.ts): each link's nonce is recorded when it is
+  // used, so a link signs in once; rows are pruned once the link has expired.
+  "0011_console_sessions": statements(
+    `CREATE TABLE kaiwa_jobs.console_nonces (
+      nonce text PRIMARY KEY,
+      expires_at timestamptz NOT NULL,
+      used_at timestamptz NOT NULL
+    )`
   )
 })
 
