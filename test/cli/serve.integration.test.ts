@@ -151,7 +151,9 @@ const liveEnv = (url: Redacted.Redacted<string>) => ({
   MAIL_FROM: "Kaiwa <hello@example.com>",
   APP_URL: "https://kaiwa.example",
   UNSUBSCRIBE_SECRET: "serve-unsubscribe-secret-0123456789",
-  CRON_SECRET: "x".repeat(40)
+  // Live mode refuses a trivially weak secret and wants FOUNDER_NAME (issue 19's settings checks).
+  CRON_SECRET: "serve-cron-secret-0123456789-abcdefghij",
+  FOUNDER_NAME: "Yuki Sato"
 })
 
 /** GETs /health until the server answers (any status). */
