@@ -221,14 +221,20 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
       ? sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`
       : sql`true AS ${sql(optInName(list))}`
   )
-  const users = sql`(
+  // The library's time zones, joined for every user (one hash join: a tick over everyone) or looked up per user
+  // (an index lookup each: a job whose own rules leave few users, the founder sequence).
+  const zoneKey = shape.idType === "uuid" ? sql`ut.app_uuid = u.id` : sql`ut.user_id = u.id::text`
+  const usersWith = (zones: "join" | "lookup") => sql`(
     SELECT u.id::text AS user_id, u.id AS app_id, u.email,
       ${shape.displayName ? sql`u.display_name` : sql`NULL::text`} AS display_name,
       u.email_verified, u.created_at AS created_raw, ${utc(sql`u.created_at`, shape.createdAt)} AS created_at,
       ${timezone} AS timezone, ${sql.csv(optIns)}
     FROM ${sql(USERS)} u
     ${shape.settingsTable ? sql`LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = u.id` : sql.literal("")}
-    LEFT JOIN kaiwa_jobs.user_timezones ut ON ${shape.idType === "uuid" ? sql`ut.app_uuid = u.id` : sql`ut.user_id = u.id::text`})`
+    ${zones === "join"
+    ? sql`LEFT JOIN kaiwa_jobs.user_timezones ut ON ${zoneKey}`
+    : sql`LEFT JOIN LATERAL (SELECT ut.timezone FROM kaiwa_jobs.user_timezones ut WHERE ${zoneKey}) ut ON true`})`
+  const users = usersWith("join")
   const sessions = sql`(
     SELECT s.user_id AS app_user_id, s.start_time AS start_raw, ${utc(sql`s.start_time`, shape.startTime)} AS start_time,
       s.language, s.duration_seconds
@@ -302,7 +308,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
   const usersIn = (defaultTimezone: string) => sql`(
     SELECT a.*, CASE WHEN a.timezone = ANY(${knownZones}::text[]) THEN a.timezone ELSE ${defaultTimezone} END AS tz,
       (a.timezone IS NOT NULL AND NOT a.timezone = ANY(${knownZones}::text[])) AS unknown_timezone
-    FROM ${users} a)`
+    FROM ${usersWith("lookup")} a)`
 
   return AppTables.of({
     shape,
