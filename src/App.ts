@@ -21,6 +21,7 @@
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
+import { toDatabaseError } from "./Database.ts"
 
 /** The app's tables. Named here only. */
 const USERS = "users"
@@ -160,8 +161,8 @@ export const readCatalog = (sql: SqlClient.SqlClient) =>
     FROM information_schema.columns c
     WHERE c.table_schema = current_schema() AND c.table_name IN (${USERS}, ${SETTINGS}, ${SESSIONS})
     ORDER BY c.table_name, c.ordinal_position`.pipe(
-    Effect.flatMap(Schema.decodeUnknownEffect(Schema.Array(ColumnRow))),
-    Effect.orDie
+    Effect.mapError(toDatabaseError("reading the app's tables from the catalog failed")),
+    Effect.flatMap((rows) => Schema.decodeUnknownEffect(Schema.Array(ColumnRow))(rows).pipe(Effect.orDie))
   )
 
 /** The UTC wall clock of an instant, as a `timestamp without time zone` literal holding UTC. */
@@ -304,7 +305,9 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
 
   // The zones PostgreSQL knows, read once when the adapter is built: a job over few users (the founder sequence)
   // checks them against a parameter instead of reading the zone database in every parallel worker.
-  const knownZones = (yield* sql<{ name: string }>`SELECT name FROM pg_timezone_names`.pipe(Effect.orDie)).map((r) => r.name)
+  const knownZones = (yield* sql<{ name: string }>`SELECT name FROM pg_timezone_names`.pipe(
+    Effect.mapError(toDatabaseError("reading the time zones PostgreSQL knows failed"))
+  )).map((r) => r.name)
   const usersIn = (defaultTimezone: string) => sql`(
     SELECT a.*, CASE WHEN a.timezone = ANY(${knownZones}::text[]) THEN a.timezone ELSE ${defaultTimezone} END AS tz,
       (a.timezone IS NOT NULL AND NOT a.timezone = ANY(${knownZones}::text[])) AS unknown_timezone

@@ -20,7 +20,9 @@ import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse 
 import { SqlClient } from "effect/sql"
 import { JobsConfig, type Settings } from "./Config.ts"
 import * as Auth from "./ConsoleAuth.ts"
-import { recentRuns, runById, type RunRow, touchedBy, type TouchedRow, useNonce } from "./console/queries.ts"
+import { useNonce } from "./ConsoleAuth.ts"
+import { Ledger, type TouchedRow } from "./Ledger.ts"
+import { type RunRecord as RunRow, Runs } from "./Runs.ts"
 import { describeHealth } from "./DeliveryHealth.ts"
 import { escapeHtml as esc } from "./emails/html.ts"
 import type { ServerServices } from "./Http.ts"
@@ -299,7 +301,7 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
     Effect.gen(function*() {
       const [statuses, runs, paused] = yield* provide(Effect.all([
         jobStatuses,
-        recentRuns(sql, RUNS_PER_JOB),
+        Effect.flatMap(Runs, (r) => r.recent(RUNS_PER_JOB)),
         pauses.all
       ]))
       return shell(
@@ -337,10 +339,10 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
   yield* router.add("GET", `${PATH}/run`, signedIn((_session, csrf, request) =>
     Effect.gen(function*() {
       const params = new URL(request.url, "http://localhost").searchParams
-      const run = yield* runById(sql, params.get("id") ?? "")
+      const run = yield* provide(Effect.flatMap(Runs, (r) => r.byId(params.get("id") ?? "")))
       if (run === undefined) return shell("No such run", `<h1>No such run</h1><p><a href="${PATH}">Back to the jobs</a></p>`, csrf, 404)
       const pageNo = Math.max(1, Math.min(1_000_000, Number.parseInt(params.get("page") ?? "1", 10) || 1))
-      const [rows, total] = yield* touchedBy(sql, run.id, { offset: (pageNo - 1) * PAGE_SIZE, limit: PAGE_SIZE })
+      const [rows, total] = yield* provide(Effect.flatMap(Ledger, (l) => l.touchedBy(run.id, { offset: (pageNo - 1) * PAGE_SIZE, limit: PAGE_SIZE })))
       return runPage(run, rows, total, pageNo, csrf)
     })
   ))

@@ -2,7 +2,7 @@
  * Sign-in for the operator console (issue 21) without a password store. `kaiwa-jobs console-link` prints a
  * one-time URL `${APP_URL}/console/login?token=…`; the token is signed with a key derived from CONSOLE_SECRET and
  * carries its expiry, a random nonce and who made it (the operator's OS user and host). Using it records the
- * nonce (src/console/queries.ts `useNonce`), so a link signs in once, and sets a session cookie signed with
+ * nonce (`useNonce`, the only code that names `kaiwa_jobs.console_nonces`), so a link signs in once, and sets a session cookie signed with
  * another derived key: short-lived (8 hours), HttpOnly, SameSite=Strict, Secure when APP_URL is https, and
  * scoped to `/console`. Forms that change anything carry a CSRF token, an HMAC of the session id.
  *
@@ -11,7 +11,8 @@
  * compared in constant time. Nothing here reads the clock: callers pass `now`, so tests drive time.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto"
-import { Redacted } from "effect"
+import { Effect, Redacted, Schema } from "effect"
+import { type SqlClient, SqlSchema } from "effect/sql"
 
 /** How long a console session lasts. */
 export const SESSION_HOURS = 8
@@ -108,3 +109,20 @@ export const csrfToken = (secret: Redacted.Redacted<string>, session: Session) =
 /** Whether a form's CSRF token belongs to the session. */
 export const csrfMatches = (secret: Redacted.Redacted<string>, session: Session, token: string) =>
   sameMac(token, csrfToken(secret, session))
+
+/**
+ * Records a sign-in link's nonce as used; false when it was used before (a replayed link). One statement, so two
+ * requests racing with the same link cannot both win. Old nonces are pruned once their links have expired.
+ */
+export const useNonce = (sql: SqlClient.SqlClient, nonce: string, expiresAt: Date, now: Date) =>
+  Effect.gen(function*() {
+    yield* sql`DELETE FROM kaiwa_jobs.console_nonces WHERE expires_at < ${now}`
+    const rows = yield* SqlSchema.findAll({
+      Request: Schema.String,
+      Result: Schema.Struct({ nonce: Schema.String }),
+      execute: (n) =>
+        sql`INSERT INTO kaiwa_jobs.console_nonces (nonce, expires_at, used_at) VALUES (${n}, ${expiresAt}, ${now})
+          ON CONFLICT (nonce) DO NOTHING RETURNING nonce`
+    })(nonce)
+    return rows.length === 1
+  })

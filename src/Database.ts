@@ -125,7 +125,7 @@ export type Owners = Ledger | Runs | Suppressions | AppTables | Pauses | Prefere
 
 // Built on first use, not when this module loads: the owners import this module for its errors (an import cycle
 // that is harmless as long as neither reads the other while loading).
-let ownersLayer: Layer.Layer<Owners, never, SqlClient.SqlClient> | undefined
+let ownersLayer: Layer.Layer<Owners, DatabaseError, SqlClient.SqlClient> | undefined
 const owners = () =>
   (ownersLayer ??= Layer.mergeAll(Ledger.layer, Preferences.layer).pipe(
     Layer.provideMerge(Layer.mergeAll(Runs.layer, Suppressions.layer, AppTables.layer, Pauses.layer))

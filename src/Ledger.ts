@@ -9,8 +9,8 @@
  * idempotency-key ages are the exception: they measure real time shared by several machines, so they use the
  * database's clock (`clock_timestamp()`), which every worker agrees on whatever `--now` it was started with.
  */
-import { Context, Effect, Layer } from "effect"
-import { SqlClient, type SqlError, type Statement } from "effect/sql"
+import { Context, Effect, Layer, Schema } from "effect"
+import { SqlClient, type SqlError, SqlSchema, type Statement } from "effect/sql"
 import { type DatabaseError, toDatabaseError } from "./Database.ts"
 import { suppressedFor, Suppressions } from "./Suppressions.ts"
 
@@ -233,6 +233,40 @@ export interface DeliveryCounts {
   readonly delayed: number
 }
 
+/** A ledger row a run touched. */
+export const TouchedRow = Schema.Struct({
+  id: Schema.String,
+  user_id: Schema.String,
+  email: Schema.String,
+  dedupe_key: Schema.String,
+  status: Schema.String,
+  reason: Schema.NullOr(Schema.String),
+  delivery: Schema.NullOr(Schema.String),
+  planned_at: Schema.Date,
+  sent_at: Schema.NullOr(Schema.Date)
+})
+export type TouchedRow = typeof TouchedRow.Type
+
+/** The ledger rows planned by a run (`run_id`), a page at a time, and how many there are in all. */
+const touchedBy = (sql: SqlClient.SqlClient, runId: string, page: { readonly offset: number; readonly limit: number }) =>
+  Effect.all([
+    SqlSchema.findAll({
+      Request: Schema.String,
+      Result: TouchedRow,
+      execute: (id) =>
+        sql`SELECT d.id::text AS id, d.user_id, d.email, d.dedupe_key, d.status, d.reason,
+            d.delivery_state AS delivery, d.planned_at, d.sent_at
+          FROM kaiwa_jobs.deliveries d WHERE d.run_id = ${id}::uuid
+          ORDER BY d.id LIMIT ${page.limit} OFFSET ${page.offset}`
+    })(runId),
+    SqlSchema.findAll({
+      Request: Schema.String,
+      Result: Schema.Struct({ n: Schema.Number }),
+      execute: (id) => sql`SELECT count(*)::int AS n FROM kaiwa_jobs.deliveries WHERE run_id = ${id}::uuid`
+    })(runId).pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+  ])
+
+
 /** The ledger. */
 export class Ledger extends Context.Service<Ledger, {
   /** Plans one tick: the job's selection, inserted into the ledger as of `asOf`. */
@@ -258,6 +292,8 @@ export class Ledger extends Context.Service<Ledger, {
   readonly timelineOf: (userId: string) => Effect.Effect<ReadonlyArray<TimelineEntry>, DatabaseError>
   /** Ledger rows dated after `now`, per job, for an operator to clean up (scans the ledger: `status` only). */
   readonly future: (now: Date) => Effect.Effect<ReadonlyArray<FutureDeliveries>, DatabaseError>
+  /** The ledger rows a run planned (`run_id`), a page at a time, and how many there are in all (the console). */
+  readonly touchedBy: (runId: string, page: { readonly offset: number; readonly limit: number }) => Effect.Effect<readonly [ReadonlyArray<TouchedRow>, number], DatabaseError>
   /** Whether an email with this provider id is on the ledger. */
   readonly hasProviderId: (providerId: string) => Effect.Effect<boolean, DatabaseError>
   /**
@@ -575,6 +611,7 @@ function makeLedger(sql: SqlClient.SqlClient, suppressions: Suppressions["Servic
     )
 
   return Ledger.of({
+    touchedBy: (runId, page) => touchedBy(sql, runId, page).pipe(Effect.mapError(toDatabaseError("reading a run's recipients failed"))),
     hasProviderId,
     lockProviderId,
     raiseDeliveryState,

@@ -62,6 +62,7 @@ const make = (sql: SqlClient.SqlClient, db: Suppressions["Service"], app: AppTab
 
   // One list of one learner: the app's column when it has one and the write works, else the library's rows.
   const one = Effect.fnUntraced(function*(userId: string, list: string, c: Change, now: Date) {
+    const before = (yield* app.subscriptionsOf(userId)).get(list)
     const written = yield* app.setSubscribed(userId, list, c.subscribed)
     if (written._tag === "Failed") {
       yield* Effect.logWarning(
@@ -71,10 +72,14 @@ const make = (sql: SqlClient.SqlClient, db: Suppressions["Service"], app: AppTab
     // The library's own 'unsubscribed' row goes whenever the learner subscribes (it may predate the app's column).
     if (c.subscribed) yield* db.unsuppress(userId, list)
     const home = written._tag === "App" ? "app" : "library"
-    const added = written._tag === "App" || c.subscribed
+    // Something new was recorded when the app's column changed, or the library's row was added; a repeated click
+    // changes nothing and is not logged as a change.
+    const added = written._tag === "App"
+      ? before !== c.subscribed
+      : c.subscribed
       ? true
       : yield* db.suppress({ userId, email: null, list, reason: "unsubscribed", now })
-    yield* record(userId, list, c.subscribed, c.source, home, now)
+    if (added) yield* record(userId, list, c.subscribed, c.source, home, now)
     return added
   })
 

@@ -2,8 +2,8 @@
  * The run history, `kaiwa_jobs.runs`: one row per run of a job (its instant, trigger, machine, outcome and stats),
  * written by the runner and read by `status`, `/health` and the console. The only module that names that table.
  */
-import { Context, Effect, Layer } from "effect"
-import { SqlClient } from "effect/sql"
+import { Context, Effect, Layer, Schema } from "effect"
+import { SqlClient, SqlSchema } from "effect/sql"
 import { type DatabaseError, toDatabaseError } from "./Database.ts"
 
 /** A run-history row as a run starts. */
@@ -48,6 +48,45 @@ export interface FutureRuns {
   readonly ids: ReadonlyArray<string>
 }
 
+/** One run, as the console lists it. */
+export const RunRecord = Schema.Struct({
+  id: Schema.String,
+  job: Schema.String,
+  as_of: Schema.Date,
+  started_at: Schema.Date,
+  finished_at: Schema.NullOr(Schema.Date),
+  outcome: Schema.String,
+  stats: Schema.Unknown,
+  error: Schema.NullOr(Schema.String),
+  trigger: Schema.String,
+  host: Schema.NullOr(Schema.String)
+})
+export type RunRecord = typeof RunRecord.Type
+
+const RUN_COLUMNS = "id::text AS id, job, as_of, started_at, finished_at, outcome, stats, error, trigger, host"
+
+/** The latest runs of each job, `perJob` of each, newest first. */
+const recentRuns = (sql: SqlClient.SqlClient, perJob: number) =>
+  SqlSchema.findAll({
+    Request: Schema.Number,
+    Result: RunRecord,
+    execute: (n) =>
+      sql`SELECT ${sql.literal(RUN_COLUMNS)} FROM (
+          SELECT r.*, row_number() OVER (PARTITION BY r.job ORDER BY r.started_at DESC) AS k FROM kaiwa_jobs.runs r
+        ) x WHERE x.k <= ${n} ORDER BY x.job, x.started_at DESC`
+  })(perJob)
+
+/** One run by id; undefined when there is none (or the id is not a uuid). */
+const runById = (sql: SqlClient.SqlClient, id: string) =>
+  /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
+    ? SqlSchema.findAll({
+      Request: Schema.String,
+      Result: RunRecord,
+      execute: (runId) => sql`SELECT ${sql.literal(RUN_COLUMNS)} FROM kaiwa_jobs.runs WHERE id = ${runId}::uuid`
+    })(id).pipe(Effect.map((rows) => rows[0]))
+    : Effect.succeed(undefined)
+
+
 /** The run history. */
 export class Runs extends Context.Service<Runs, {
   readonly start: (run: RunStart) => Effect.Effect<void, DatabaseError>
@@ -56,6 +95,10 @@ export class Runs extends Context.Service<Runs, {
   readonly last: Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
   /** `last` as of `now`: runs dated after it (a `--now` in the future) are left out. */
   readonly lastBefore: (now: Date) => Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
+  /** The latest runs of each job, `perJob` of each, newest first (the console). */
+  readonly recent: (perJob: number) => Effect.Effect<ReadonlyArray<RunRecord>, DatabaseError>
+  /** One run by id; undefined when there is none (or the id is not a uuid). */
+  readonly byId: (id: string) => Effect.Effect<RunRecord | undefined, DatabaseError>
   /** Runs dated after `now`, per job. */
   readonly future: (now: Date) => Effect.Effect<ReadonlyArray<FutureRuns>, DatabaseError>
 }>()("kaiwa-jobs/Runs") {
@@ -109,5 +152,13 @@ const make = (sql: SqlClient.SqlClient): Runs["Service"] => {
       Effect.mapError(toDatabaseError("reading runs dated in the future failed"))
     )
 
-  return Runs.of({ start: startRun, finish: finishRun, last: lastRuns, lastBefore: lastRunsBefore, future })
+  return Runs.of({
+    start: startRun,
+    finish: finishRun,
+    last: lastRuns,
+    lastBefore: lastRunsBefore,
+    future,
+    recent: (perJob) => recentRuns(sql, perJob).pipe(Effect.mapError(toDatabaseError("reading the run history failed"))),
+    byId: (id) => runById(sql, id).pipe(Effect.mapError(toDatabaseError("reading a run failed")))
+  })
 }

@@ -12,10 +12,9 @@
  */
 import { randomUUID } from "node:crypto"
 import { Effect, Option, Schema } from "effect"
-import { SqlClient } from "effect/sql"
+import { SqlClient, SqlSchema, type Statement } from "effect/sql"
 import { AppTables } from "./App.ts"
 import { JobsConfig, parseMailbox } from "./Config.ts"
-import { candidatesOf } from "./console/queries.ts"
 import type * as Job from "./Job.ts"
 import { Mailer, type OutgoingEmail } from "./Mailer.ts"
 
@@ -115,3 +114,28 @@ export const sendTest = Effect.fn("SendTest.send")(function*(options: SendTestOp
   }
   return { to: options.to, subject: copy.subject, source, providerId: result.providerId } satisfies SendTestResult
 })
+
+/** A job's selection row for one learner, as the run would plan it (due or not). */
+export const CandidateRow = Schema.Struct({
+  user_id: Schema.String,
+  email: Schema.String,
+  dedupe_key: Schema.String,
+  data: Schema.Unknown,
+  skip_reason: Schema.NullOr(Schema.String)
+})
+export type CandidateRow = typeof CandidateRow.Type
+
+/**
+ * The candidate rows of one learner in a job's selection statement (`Job.statement(asOf)`), due ones first: the
+ * data the learner's email would carry now, even when they are not due. Empty when the job has no row for them
+ * (not a candidate at all, or this key already on the ledger).
+ */
+const candidatesOf = (sql: SqlClient.SqlClient, selection: Statement.Statement<unknown>, userId: string) =>
+  SqlSchema.findAll({
+    Request: Schema.String,
+    Result: CandidateRow,
+    execute: (id) =>
+      sql`SELECT c.user_id, c.email, c.dedupe_key, c.data, c.skip_reason FROM (${selection}) c
+        WHERE c.user_id = ${id} ORDER BY (c.skip_reason IS NULL) DESC, c.dedupe_key LIMIT 5`
+  })(userId)
+
