@@ -301,6 +301,31 @@ const oracle = (users: ReadonlyArray<WeekUser>) => {
 const DEBRIS = [/\{\{/, /\}\}/, /(?<![A-Za-z0-9_-])undefined(?![A-Za-z0-9_-])/i, /(?<![A-Za-z0-9_-])null(?![A-Za-z0-9_-])/i, /(?<![A-Za-z0-9_-])NaN(?![A-Za-z0-9_-])/]
 
 /** Runs a job again at the instant it just ran: a re-run sends nothing and finds nobody due. */
+// Ten instants of the week (hours since START) at which `kaiwa-jobs why` is asked about every learner before each
+// job runs (issue 21): Thursday and Friday mornings and afternoons in several zones, and the weekly report's Sunday.
+const WHY_HOURS: ReadonlyArray<number> = [9, 14, 33, 40, 58, 79, 82, 86, 105, 150]
+const explained = { instants: new Set<number>(), due: 0 }
+
+/**
+ * Runs `job` at `t`; when asked, first takes `job.decide` (the `why` command's engine) for every learner in the
+ * database, and checks that it says `due` for exactly the learners the run then emails.
+ */
+const explainedRunAt = <N extends string, G extends string>(job: Job<N, G>, t: number, explain: boolean) =>
+  Effect.gen(function*() {
+    if (!explain) return yield* runAt(job, t)
+    const sql = yield* SqlClient.SqlClient
+    const learners = (yield* sql<{ user_id: string; email: string }>`SELECT id::text AS user_id, email FROM users ORDER BY 1`)
+      .map((r) => ({ userId: r.user_id, email: r.email }))
+    yield* TestClock.setTime(t)
+    const decisions = yield* job.decide(new Date(t), learners)
+    const run = yield* runAt(job, t)
+    const due = learners.filter((_, i) => decisions[i]!.due).map((l) => l.email).sort()
+    assert.deepStrictEqual(due, run.sent.map((s) => s.email.to).sort(), `${job.name} at ${new Date(t).toISOString()}: why's due = the run's emails`)
+    explained.instants.add(t)
+    explained.due += due.length
+    return run
+  })
+
 const rerunAt = <N extends string, G extends string>(job: Job<N, G>, t: number) =>
   Effect.gen(function*() {
     const again = yield* runAt(job, t)
@@ -368,11 +393,11 @@ describe.each(["kaiwa", "simple"] as const)("a week in the life, on the %s shape
               VALUES (${uid(s.userId, shape)}, NULL, ${s.list}, ${s.list === "*" ? "complaint" : "unsubscribed"}, ${new Date(s.at)})`
           }
 
-          const reminders = yield* runAt(practiceReminders, t)
+          const reminders = yield* explainedRunAt(practiceReminders, t, WHY_HOURS.includes(h))
           libraryCapped["practice-reminders"]!.push(reminders.stats.skipped["cap"] ?? 0)
-          const founder = yield* runAt(founderEmails, t)
+          const founder = yield* explainedRunAt(founderEmails, t, WHY_HOURS.includes(h))
           libraryCapped["founder-emails"]!.push(founder.stats.skipped["cap"] ?? 0)
-          const weekly = yield* runAt(weeklyProgress, t)
+          const weekly = yield* explainedRunAt(weeklyProgress, t, WHY_HOURS.includes(h))
           libraryCapped["weekly-progress"]!.push(weekly.stats.skipped["cap"] ?? 0)
           sent.push(...reminders.sent, ...founder.sent, ...weekly.sent)
           // Every sixth hour, each job again at the same instant (a Fly restart, a second machine): nothing is due.
@@ -384,6 +409,9 @@ describe.each(["kaiwa", "simple"] as const)("a week in the life, on the %s shape
           }
         }
         assert.strictEqual(rerunTicks, HOURS / 6)
+        // `why` agreed with the run for every learner at each of the ten instants, and was asked about all of them.
+        assert.strictEqual(explained.instants.size, WHY_HOURS.length)
+        assert.isAbove(explained.due, 10)
         assert.strictEqual(pendingUsers.length, 0)
 
         const expected = oracle(users)
