@@ -35,6 +35,8 @@ export const startServe = async (url: Redacted.Redacted<string>) => {
       MAIL_FROM: "Kaiwa <hello@example.com>",
       APP_URL: "https://kaiwa.example",
       UNSUBSCRIBE_SECRET: "bench-unsubscribe-secret-0123456789",
+      // A live serve can send founder emails: FOUNDER_NAME is required (issue 20).
+      FOUNDER_NAME: "Yuki",
       RESEND_WEBHOOK_SECRET: WEBHOOK_SECRET,
       HOST: "127.0.0.1",
       PORT: String(port)
