@@ -568,11 +568,10 @@ function makeLedger(sql: SqlClient.SqlClient, suppressions: Suppressions["Servic
 
   // For `status` only (it scans the ledger): rows a future `--now` left behind.
   const future = (now: Date) =>
-    sql<{ job: string; rows: number; latest: Date; ids: ReadonlyArray<string> }>`
+    sql<FutureDeliveries>`
       SELECT job, count(*)::int AS rows, max(greatest(planned_at, sent_at)) AS latest,
         (array_agg(id::text ORDER BY id DESC))[1:20] AS ids
       FROM kaiwa_jobs.deliveries WHERE planned_at > ${now} OR sent_at > ${now} GROUP BY job ORDER BY job`.pipe(
-      Effect.map((rows) => rows.map((r): FutureDeliveries => ({ job: r.job, rows: r.rows, latest: r.latest, ids: r.ids }))),
       Effect.mapError(toDatabaseError("reading ledger rows dated in the future failed"))
     )
 

@@ -144,11 +144,10 @@ const make = (sql: SqlClient.SqlClient): Runs["Service"] => {
 
   // For `status` only: runs a future `--now` left behind.
   const future = (now: Date) =>
-    sql<{ job: string; rows: number; latest: Date; ids: ReadonlyArray<string> }>`
+    sql<FutureRuns>`
       SELECT job, count(*)::int AS rows, max(greatest(as_of, started_at)) AS latest,
         (array_agg(id::text ORDER BY started_at DESC))[1:20] AS ids
       FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job ORDER BY job`.pipe(
-      Effect.map((rows) => rows.map((r): FutureRuns => ({ job: r.job, rows: r.rows, latest: r.latest, ids: r.ids }))),
       Effect.mapError(toDatabaseError("reading runs dated in the future failed"))
     )
 
