@@ -11,9 +11,9 @@ import * as path from "node:path"
 // Deep imports (issue 13): the package root also loads the Redis client, `ws` and undici.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Clock, Config, Console, Context, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Clock, Config, Console, Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { InvalidConfig, JobsConfig, LiveJobs } from "./Config.ts"
+import { InvalidConfig, isDatabaseUrl, JobsConfig, LiveJobs } from "./Config.ts"
 import { Database, DatabaseError, describeSqlCause, pgLayer } from "./Database.ts"
 import { leave } from "./Unsubscribe.ts"
 import * as Doctor from "./Doctor.ts"
@@ -401,6 +401,8 @@ const doctor = Command.make("doctor", { json: jsonFlag, local: localFlag }, ({ j
       ? yield* Doctor.databaseChecks.pipe(Effect.provide(Layers.local(LOCAL_DIR)), Effect.catchCause((cause) => Effect.succeed(Doctor.unreachable(Cause.squash(cause)))))
       : Option.isNone(url)
       ? Doctor.notChecked("DATABASE_URL is not set (or pass --local for the local demo database)")
+      : !isDatabaseUrl(Redacted.value(url.value))
+      ? Doctor.notChecked("DATABASE_URL is not a PostgreSQL URL (postgres://user:password@host:5432/database)")
       : yield* Doctor.databaseChecks.pipe(Effect.provide(pgLayer(url.value)), Effect.catchCause((cause) => Effect.succeed(Doctor.unreachable(Cause.squash(cause)))))
     const checks = [...settings, ...database.checks]
     const report: Doctor.Report = { ok: checks.every((c) => c.status !== "fail"), shape: database.shape, checks }
@@ -445,21 +447,21 @@ const pause = Command.make(
     local: localFlag
   },
   ({ job, local, reason }) =>
+    // The job's name first: a typo is named before any database is needed.
+    Effect.flatMap(findJobOrFail(job), (found) =>
     Effect.gen(function*() {
-      const found = yield* findJobOrFail(job)
       const pauses = yield* Pauses
       const now = new Date(yield* Clock.currentTimeMillis)
       const p = yield* pauses.pause({ job: found.name, by: operator(), reason: Option.getOrNull(reason), now })
       yield* Console.log(`${found.name} paused by ${p.pausedBy} at ${p.pausedAt.toISOString()}${p.reason ? ` (${p.reason})` : ""}: every trigger's runs send nothing until kaiwa-jobs resume ${found.name}`)
-    }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
+    }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly)))
 ).pipe(Command.withDescription("Pause a job: every trigger's runs record themselves as paused and send nothing"))
 
 const resume = Command.make("resume", { job: Argument.String("job"), local: localFlag }, ({ job, local }) =>
-  Effect.gen(function*() {
-    const found = yield* findJobOrFail(job)
+  Effect.flatMap(findJobOrFail(job), (found) => Effect.gen(function*() {
     const resumed = yield* Effect.flatMap(Pauses, (p) => p.resume(found.name))
     yield* Console.log(resumed ? `${found.name} resumed: the next run sends what is due, pending emails first` : `${found.name} was not paused`)
-  }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))).pipe(
+  }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly)))).pipe(
     Command.withDescription("Resume a paused job")
   )
 

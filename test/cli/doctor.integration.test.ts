@@ -87,4 +87,24 @@ describe("kaiwa-jobs doctor", () => {
       assert.match(out.stdout, /✗ database: .*DATABASE_URL/)
       assert.notInclude(out.stdout + out.stderr, "s3cret-password")
     }))
+
+  it.effect("a malformed DATABASE_URL: exit 1, named as malformed (not 'unreachable'), never printed", () =>
+    Effect.gen(function*() {
+      const out = yield* Effect.promise(() => run("dist/cli.js", ["doctor"], { ...LIVE, DATABASE_URL: "postgres//kaiwa:s3cret@db" }))
+      assert.strictEqual(out.code, 1, out.stdout + out.stderr)
+      assert.match(out.stdout, /✗ database: not checked: DATABASE_URL is not a PostgreSQL URL/)
+      assert.notInclude(out.stdout + out.stderr, "s3cret")
+    }))
+})
+
+describe("operator commands with a mistake in their input", () => {
+  it.effect("pause and resume name an unknown job (exit 2) before they need a database", () =>
+    Effect.gen(function*() {
+      for (const command of ["pause", "resume"]) {
+        const out = yield* Effect.promise(() => run("dist/cli.js", [command, "practise-reminders"], {}))
+        assert.strictEqual(out.code, 2, out.stdout + out.stderr)
+        assert.include(out.stderr, `unknown job "practise-reminders"; jobs: practice-reminders`)
+        assert.notInclude(out.stderr, "DATABASE_URL")
+      }
+    }))
 })
