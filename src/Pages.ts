@@ -23,7 +23,7 @@ const STYLE = [
   "button{font:inherit;min-height:44px;padding:.5rem 1rem;border-radius:8px;border:1px solid #1f6feb;background:#1f6feb;color:#fff;cursor:pointer}",
   "button.secondary{background:#fff;color:#1f6feb}",
   "table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.5rem .4rem;border-bottom:1px solid #d0d7de;vertical-align:top}",
-  ".list{display:flex;flex-wrap:wrap;gap:.75rem;align-items:center;justify-content:space-between;padding:.9rem 0;border-bottom:1px solid #d0d7de}",
+  ".list{display:flex;gap:.75rem;align-items:center;justify-content:space-between;padding:.9rem 0;border-bottom:1px solid #d0d7de}.list>div{flex:1;min-width:0}",
   ".list p{margin:.15rem 0}.state{font-weight:600}.on{color:#1a7f37}.off{color:#cf222e}.note{color:#57606a}",
   ".notice{background:#dafbe1;border:1px solid #1a7f37;padding:.6rem .9rem;border-radius:8px}",
   ".wide{overflow-x:auto}form{margin:0}",

@@ -39,8 +39,6 @@ const invalid = () =>
 const failed = () =>
   page("Something went wrong", "<h1>Something went wrong</h1><p>Nothing was changed. Please try again in a few minutes.</p>", 500)
 
-const capitalize = (text: string) => text.charAt(0).toUpperCase() + text.slice(1)
-
 const stateLine = (s: ListState) =>
   s.blocked !== null
     ? `<p class="state off">Paused</p>`
@@ -50,9 +48,8 @@ const stateLine = (s: ListState) =>
 
 // One list: its name, what it is, its state, and the one button that flips it.
 const listRow = (job: Job.Any, s: ListState) =>
-  // The job's `list` is written for the learner ("daily practice reminders"); its description is for operators.
-  `<div class="list"><div><h2 style="margin:0">${escapeHtml(job.title)}</h2>` +
-  `<p class="note">${escapeHtml(capitalize(job.list))} from Kaiwa.</p>${stateLine(s)}` +
+  // The title says what the emails are; the job's description is written for operators, so it is not shown.
+  `<div class="list"><div><h2 style="margin:0">${escapeHtml(job.title)}</h2>${stateLine(s)}` +
   (s.blocked === null ? "" : `<p class="note">${escapeHtml(BLOCKED[s.blocked] ?? "We stopped sending to your address.")}</p>`) +
   `</div>` +
   (s.blocked !== null
