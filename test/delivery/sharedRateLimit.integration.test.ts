@@ -161,6 +161,7 @@ describe("one rate limit for every process", () => {
     const url = await Effect.runPromise(freshDatabaseUrl)
     const due = dueLearners(3000)
     await seed(url, due)
+    await logDepartures(url)
     const fake = await startFakeResend({ faults: { latencyMs: 20 } })
     cleanups.push(() => fake.close())
     const env = liveEnv(url, fake, { RESEND_RPS: String(RPS), LEASE_SECONDS: "30" })
@@ -168,9 +169,12 @@ describe("one rate limit for every process", () => {
     const ended = await Promise.all(runs.map((r) => r.done))
     for (const e of ended) assert.strictEqual(e.code, 0, e.stdout + e.stderr)
     assert.deepStrictEqual((await verifyExactlyOnce(url, fake, due)).problems, [])
-    const times = fake.log.filter((r) => r.path === "/emails/batch").map((r) => r.at)
+    const calls = fake.log.filter((r) => r.path === "/emails/batch").length
+    // The limit judged on the departures the database fixed, not on arrival stamps (see logDepartures).
+    const times = (await departuresOf(url)).map((d) => d.at)
     const seconds = (times.at(-1)! - times[0]!) / 1000
-    console.log(`two mains: ${times.length} calls in ${seconds.toFixed(2)} s, busiest second ${busiestSecond(times)}`)
+    console.log(`two mains: ${calls} calls, ${times.length} departures in ${seconds.toFixed(2)} s, busiest second ${busiestSecond(times)}`)
+    assert.isAtLeast(times.length, calls, "every call had a departure the database fixed")
     assert.isAtMost(busiestSecond(times), RPS, `gaps in the busiest second: ${busiestWindow(times).gaps.join(" ")}`)
     const rows = await query(url, (sql) => sql<{ key: string }>`SELECT key FROM kaiwa_jobs.rate_limits`)
     assert.deepStrictEqual(rows.map((r) => r.key), ["resend"])
@@ -207,6 +211,7 @@ describe("one rate limit for every process", () => {
   it("a worker SIGKILLed while holding a reservation wastes at most its turn: the survivor gets the whole budget", async () => {
     const url = await Effect.runPromise(freshDatabaseUrl)
     await seed(url, [])
+    await logDepartures(url)
     const fake = await startFakeResend({ faults: { latencyMs: 20 } })
     cleanups.push(() => fake.close())
     const a = startWorker(url, fake, "a", 20)
@@ -221,8 +226,10 @@ describe("one rate limit for every process", () => {
     const after = arrivalsOf(fake, "b").filter((t) => t > killedAt + 300)
     const span = (after.at(-1)! - after[0]!) / 1000
     const rate = (after.length - 1) / span
-    const times = steadyArrivals(fake)
+    // The limit judged on the departures the database fixed, not on arrival stamps (see logDepartures).
+    const times = (await departuresOf(url)).map((d) => d.at)
     console.log(`kill: survivor ${rate.toFixed(1)} calls/s after the kill (${after.length} calls), busiest second ${busiestSecond(times)}`)
+    assert.isAtLeast(times.length, after.length, "every call the survivor made had a departure the database fixed")
     assert.isAtMost(busiestSecond(times), RPS, `gaps in the busiest second: ${busiestWindow(times).gaps.join(" ")}`)
     // The dead worker holds nothing: the schedule in the row is not pushed out by turns nobody will use (at most
     // the one it held), and the survivor kept getting turns after the kill (9.7/s is the whole budget here).
