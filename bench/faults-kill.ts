@@ -9,7 +9,7 @@
  */
 import { execFileSync } from "node:child_process"
 import { Effect, Exit, Scope } from "effect"
-import { start } from "../src/EmbeddedPostgres.ts"
+import { start } from "../src/local/EmbeddedPostgres.ts"
 import { startFakeResend } from "../test/support/FakeResend.ts"
 import { between, killAll, killTrial, type KillTrialResult, prng, snapshotMain } from "../test/faults/harness.ts"
 import { median, writeResult } from "./support.ts"

@@ -13,7 +13,7 @@
  *   loop sending one email every 2 s (the other 0.5 request/s) through the SDK and waiting out any
  *   `retry-after`: both senders' 429 counts. "No 429 storm" is taken to mean that at most 10% of either
  *   sender's requests are answered 429 (the baseline's is 56%). The same beside RESEND_RPS=1 for comparison.
- *   The library yields to such a sender once it collides with it (src/SharedRateLimiter.ts).
+ *   The library yields to such a sender once it collides with it (src/mail/SharedRateLimiter.ts).
  * - RESEND_RPS=2 (the whole account) for the library beside the same web app taking its turns from the library's
  *   row first (`SELECT kaiwa_jobs.take_rate_limit_turn('resend', 2)`, migration 0007): the two share 2/s.
  * Rates are measured over delivery, from the provider's first request to its last answer (process start-up and
@@ -21,7 +21,7 @@
  */
 import { Effect, ManagedRuntime, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
-import { pgLayer } from "../src/Database.ts"
+import { pgLayer } from "../src/database/Database.ts"
 import { Resend } from "resend"
 import { type FakeResend, startFakeResend } from "../test/support/FakeResend.ts"
 import { runCompiledMain, seedDue } from "./processes.ts"

@@ -2,8 +2,8 @@
 import * as fs from "node:fs/promises"
 import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import { Database, pgLayer } from "../src/Database.ts"
-import { start } from "../src/EmbeddedPostgres.ts"
+import { Database, pgLayer } from "../src/database/Database.ts"
+import { start } from "../src/local/EmbeddedPostgres.ts"
 import type { AppFixture } from "../src/migrations/index.ts"
 
 /**

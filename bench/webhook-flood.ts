@@ -11,8 +11,8 @@
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
 import { Effect, Exit, Layer, Scope } from "effect"
-import { Database, pgLayer } from "../src/Database.ts"
-import { start } from "../src/EmbeddedPostgres.ts"
+import { Database, pgLayer } from "../src/database/Database.ts"
+import { start } from "../src/local/EmbeddedPostgres.ts"
 import { startServe } from "./serve.ts"
 import { writeResult } from "./support.ts"
 

@@ -1,5 +1,5 @@
 /**
- * What provider feedback (migration 0004, src/Webhooks.ts, src/DeliveryHealth.ts) costs and delivers, each beside
+ * What provider feedback (migration 0004, src/feedback/Webhooks.ts, src/delivery/DeliveryHealth.ts) costs and delivers, each beside
  * its baseline in the same run:
  * - recording: `Ledger.completeBatch` (100 rows `sent` with their provider ids) with 0004's trigger and two
  *   partial indexes, with the indexes only, and with neither (the baseline): the price the send path pays for
@@ -17,11 +17,11 @@ import { HttpServer } from "effect/http"
 import type { Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { Webhook } from "standardwebhooks"
-import { Database, type Owners, pgLayer } from "../src/Database.ts"
-import { Ledger } from "../src/Ledger.ts"
-import { deliveryHealth } from "../src/DeliveryHealth.ts"
-import * as Http from "../src/Http.ts"
-import * as Layers from "../src/Layers.ts"
+import { Database, type Owners, pgLayer } from "../src/database/Database.ts"
+import { Ledger } from "../src/ledger/Ledger.ts"
+import { deliveryHealth } from "../src/delivery/DeliveryHealth.ts"
+import * as Http from "../src/triggers/Http.ts"
+import * as Layers from "../src/job/Layers.ts"
 import { median, sqlOn, withDatabase, writeResult } from "./support.ts"
 
 const ROUNDS = 6

@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Option, Redacted } from "effect"
-import { FOUNDER_EMAILS_JOB, load, LiveJobs, parseMailbox, type Strictness } from "../src/Config.ts"
+import { FOUNDER_EMAILS_JOB, load, LiveJobs, parseMailbox, type Strictness } from "../src/config/Config.ts"
 import { founderEmails } from "../src/jobs/index.ts"
 
 const LIVE = {

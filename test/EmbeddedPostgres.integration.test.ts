@@ -12,8 +12,8 @@ import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import { describeSqlCause, pgLayer } from "../src/Database.ts"
-import { LEGACY_PASSWORD, PASSWORD_FILE, start } from "../src/EmbeddedPostgres.ts"
+import { describeSqlCause, pgLayer } from "../src/database/Database.ts"
+import { LEGACY_PASSWORD, PASSWORD_FILE, start } from "../src/local/EmbeddedPostgres.ts"
 
 const dirs: Array<string> = []
 const scopes: Array<Scope.Closeable> = []

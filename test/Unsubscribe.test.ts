@@ -10,7 +10,7 @@ import {
   unsubscribeUrl,
   verifyPreferencesToken,
   verifyToken
-} from "../src/Unsubscribe.ts"
+} from "../src/mail/Unsubscribe.ts"
 
 const secret = Redacted.make("test-unsubscribe-secret-0123456789abcdef")
 const otherSecret = Redacted.make("another-unsubscribe-secret-0123456789")

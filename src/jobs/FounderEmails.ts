@@ -5,9 +5,9 @@
  * cap allows it. Sent from FOUNDER_FROM with Reply-To the same address.
  */
 import { Schema } from "effect"
-import type { Selection } from "../Database.ts"
+import type { Selection } from "../database/Database.ts"
 import { renderFounder } from "../emails/index.ts"
-import * as Job from "../Job.ts"
+import * as Job from "../job/Job.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "founder-emails"

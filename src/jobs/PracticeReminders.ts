@@ -5,9 +5,9 @@
  * got no reminder for this local date, and the cross-job cap allows it. One SQL statement decides it for everyone.
  */
 import { Schema } from "effect"
-import type { Selection } from "../Database.ts"
+import type { Selection } from "../database/Database.ts"
 import { reminderSegments, renderReminder } from "../emails/index.ts"
-import * as Job from "../Job.ts"
+import * as Job from "../job/Job.ts"
 
 /** The job's name, as used in the ledger, the CLI and the HTTP path. */
 export const NAME = "practice-reminders"

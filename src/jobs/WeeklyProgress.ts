@@ -6,10 +6,10 @@
  * The one selection statement also computes the week's figures the email shows.
  */
 import { Schema } from "effect"
-import { type Settings, WEEKDAYS } from "../Config.ts"
-import type { Selection } from "../Database.ts"
+import { type Settings, WEEKDAYS } from "../config/Config.ts"
+import type { Selection } from "../database/Database.ts"
 import { type ProgressData, progressTrend, renderProgress } from "../emails/progress.ts"
-import * as Job from "../Job.ts"
+import * as Job from "../job/Job.ts"
 
 /** The job's name, as used in the ledger, the CLI, the HTTP path and the unsubscribe list. */
 export const NAME = "weekly-progress"

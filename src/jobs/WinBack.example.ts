@@ -5,7 +5,7 @@
 import { Schema } from "effect"
 import { firstName, languageName } from "../emails/fields.ts"
 import { link, renderEmail } from "../emails/html.ts"
-import * as Job from "../Job.ts"
+import * as Job from "../job/Job.ts"
 
 export const winBack = Job.make({
   name: "win-back",

@@ -4,7 +4,7 @@
  * the dry run, the deploy script's machines and the Fly mains are all read from here.
  */
 import { Context } from "effect"
-import type * as Job from "../Job.ts"
+import type * as Job from "../job/Job.ts"
 import { founderEmails } from "./FounderEmails.ts"
 import { practiceReminders } from "./PracticeReminders.ts"
 import { weeklyProgress } from "./WeeklyProgress.ts"

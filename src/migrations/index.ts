@@ -118,16 +118,16 @@ export const kaiwaJobs = Migrator.fromRecord({
     `CREATE INDEX deliveries_cap_idx ON kaiwa_jobs.deliveries (user_id, (coalesce(sent_at, planned_at)))
       WHERE status IN ('pending', 'sent')`
   ),
-  // What the provider tells afterwards (CONTRACT 8a, src/Webhooks.ts):
+  // What the provider tells afterwards (CONTRACT 8a, src/feedback/Webhooks.ts):
   // - webhook_events: one row per Resend event, keyed by its svix-id and written in the same transaction as the
   //   event's effect, so a replay or a provider retry finds its id and changes nothing. Events for emails this
   //   library did not send (the web app shares the account) are kept too (matched = false). provider_id is
   //   indexed so a ledger row that learns its provider id late can pick up the events that came first.
   // - deliveries.delivery_state / delivery_state_at: what became of a sent email. Only ever raised along the
-  //   precedence delayed < delivered < bounced < complained (src/Webhooks.ts, DELIVERY_STATES), so events may
+  //   precedence delayed < delivered < bounced < complained (src/feedback/Webhooks.ts, DELIVERY_STATES), so events may
   //   arrive in any order. No index includes these columns: an event's update of a ledger row stays HOT.
   // - deliveries_provider_idx: the webhook finds the ledger row by provider id (Resend's email id).
-  // - deliveries_sent_idx: the 7-day delivery health per job (src/DeliveryHealth.ts) reads one index range
+  // - deliveries_sent_idx: the 7-day delivery health per job (src/delivery/DeliveryHealth.ts) reads one index range
   //   per job instead of the whole ledger.
   // - deliveries_take_events: see the function's comment.
   "0004_webhook_events": statements(
@@ -153,7 +153,7 @@ export const kaiwaJobs = Migrator.fromRecord({
     // A webhook can come before the ledger knows the email's provider id: the batch's answer is recorded after
     // the provider accepted it, and a database blip can delay that by minutes. When a row gets its provider id,
     // this takes the highest-precedence state among the events already stored for it. The webhook and this
-    // trigger serialise on a transaction lock named after the provider id (src/Webhooks.ts), so an event that
+    // trigger serialise on a transaction lock named after the provider id (src/feedback/Webhooks.ts), so an event that
     // lands while the row's update is in flight is not lost either. A batch records at most 100 rows, so it holds
     // at most 100 such locks until it commits, far inside PostgreSQL's shared lock table.
     `CREATE FUNCTION kaiwa_jobs.deliveries_take_events() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -178,7 +178,7 @@ export const kaiwaJobs = Migrator.fromRecord({
       FOR EACH ROW WHEN (NEW.provider_id IS NOT NULL AND NEW.provider_id IS DISTINCT FROM OLD.provider_id)
       EXECUTE FUNCTION kaiwa_jobs.deliveries_take_events()`
   ),
-  // One provider rate limit shared by every process (CONTRACT 8b, src/SharedRateLimiter.ts): one row per limit.
+  // One provider rate limit shared by every process (CONTRACT 8b, src/mail/SharedRateLimiter.ts): one row per limit.
   // `next_at` is the earliest departure nobody has reserved yet, `paused_until` a pause the provider asked for
   // (429, or a window used up by another sender), `epoch` is bumped by each pause so that departures reserved
   // before it are void, `last_at` is the last departure a worker confirmed, and `widen` stretches the spacing
@@ -193,7 +193,7 @@ export const kaiwaJobs = Migrator.fromRecord({
       widen double precision NOT NULL DEFAULT 1
     )`
   ),
-  // Yielding to another sender on the same provider account (issue 13, src/SharedRateLimiter.ts): `share` is the
+  // Yielding to another sender on the same provider account (issue 13, src/mail/SharedRateLimiter.ts): `share` is the
   // part of RESEND_RPS the library uses now (1 = all of it; cut when a 429 shows another sender in the window,
   // raised back a little per departure once `foreign_at`, the last sight of another sender, is a while ago).
   "0006_rate_limit_share": statements(
@@ -231,7 +231,7 @@ export const kaiwaJobs = Migrator.fromRecord({
             epoch = r.epoch + 1
     $$`
   ),
-  // Where local time comes from when the app has no time-zone column (CONTRACT 3; src/App.ts reads it): the web
+  // Where local time comes from when the app has no time-zone column (CONTRACT 3; src/database/App.ts reads it): the web
   // app calls `SELECT kaiwa_jobs.set_user_timezone($1, $2)` with the browser's Intl zone, say at sign-in. An unknown
   // zone raises SQLSTATE 22023 (invalid_parameter_value) and stores nothing, so a typo never reaches a schedule.
   // Ids are text, as in the ledger; the uuid overload spares a Kaiwa caller the cast.
@@ -259,9 +259,9 @@ export const kaiwaJobs = Migrator.fromRecord({
     `CREATE FUNCTION kaiwa_jobs.set_user_timezone(user_id uuid, timezone text) RETURNS void
       LANGUAGE sql VOLATILE AS $$ SELECT kaiwa_jobs.set_user_timezone($1::text, $2) $$`
   ),
-  // What an operator steers (issue 21, src/Pauses.ts): a paused job's runs record themselves as `paused` and send
+  // What an operator steers (issue 21, src/ledger/Pauses.ts): a paused job's runs record themselves as `paused` and send
   // nothing; who paused it, when and why are shown by status, /health and the console. And the learner's own
-  // preference changes made through the library (links, the preference center; src/Unsubscribe.ts), for the
+  // preference changes made through the library (links, the preference center; src/mail/Unsubscribe.ts), for the
   // learner's timeline in `kaiwa-jobs why`: the app's user_settings keeps only the current state.
   "0009_pauses_and_preference_changes": statements(
     `CREATE TABLE kaiwa_jobs.pauses (
@@ -296,7 +296,7 @@ export const kaiwaJobs = Migrator.fromRecord({
     // alone, without a read of the table per learner.
     `CREATE UNIQUE INDEX user_timezones_app_uuid_idx ON kaiwa_jobs.user_timezones (app_uuid) INCLUDE (timezone)`
   ),
-  // The operator console's sign-in links (issue 21, src/Console.ts): each link's nonce is recorded when it is
+  // The operator console's sign-in links (issue 21, src/pages/Console.ts): each link's nonce is recorded when it is
   // used, so a link signs in once; rows are pruned once the link has expired.
   "0011_console_sessions": statements(
     `CREATE TABLE kaiwa_jobs.console_nonces (

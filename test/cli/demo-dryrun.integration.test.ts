@@ -5,9 +5,9 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Ref } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
-import { demo, demoUsers } from "../../src/Demo.ts"
+import { demo, demoUsers } from "../../dev/Demo.ts"
 import { findProblems } from "../../src/emails/index.ts"
-import { type RunReport, runJob } from "../../src/Job.ts"
+import { type RunReport, runJob } from "../../src/job/Job.ts"
 import { practiceReminders, registry } from "../../src/jobs/index.ts"
 
 /** Emails a run sent, over its job's stats groups. */
@@ -16,7 +16,7 @@ const sentBy = (report: RunReport): number => {
   const stats = report.stats as Readonly<Record<string, unknown>> | null
   return groups.reduce((n, g) => n + Number(stats?.[g] ?? 0), 0)
 }
-import { MailerTestRef } from "../../src/Mailer.ts"
+import { MailerTestRef } from "../../src/mail/Mailer.ts"
 import { run } from "../support/spawn.ts"
 import { insertUsers, snapshotLibraryTables, testLayer } from "../support/TestDb.ts"
 

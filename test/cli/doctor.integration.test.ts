@@ -6,8 +6,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
-import { Database, pgLayer } from "../../src/Database.ts"
-import * as Layers from "../../src/Layers.ts"
+import { Database, pgLayer } from "../../src/database/Database.ts"
+import * as Layers from "../../src/job/Layers.ts"
 import { run } from "../support/spawn.ts"
 import { freshDatabaseUrl, insertUsers } from "../support/TestDb.ts"
 

@@ -36,7 +36,7 @@ describe("a dry run names the database it read", () => {
     try {
       // The local demo database, seeded and run once at AT: a second instant an hour later has learners due again
       // in other zones (and the seeded ones that were not due at AT).
-      const demo = await inFolder(dir, path.resolve("node_modules/tsx/dist/cli.mjs"), [path.resolve("scripts/demo.ts"), "--now", AT])
+      const demo = await inFolder(dir, path.resolve("node_modules/tsx/dist/cli.mjs"), [path.resolve("dev/run-demo.ts"), "--now", AT])
       assert.strictEqual(demo.code, 0, demo.out)
       const later = "2026-03-16T03:00:00Z"
       const local = await inFolder(dir, cli, ["run", "practice-reminders", "--dry-run", "--local", "--now", later])

@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { inject } from "vitest"
 import { Effect, Layer, Redacted } from "effect"
-import * as Layers from "../../src/Layers.ts"
+import * as Layers from "../../src/job/Layers.ts"
 import { run } from "../support/spawn.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
 import { loopback } from "../telemetry/Loopback.ts"
@@ -88,7 +88,7 @@ describe("start-up of the built CLI", () => {
       // The bundle itself was loaded and inspected (a recorder that saw nothing would make this test vacuous).
       assert.isTrue(r.files.some((f) => f.includes(`${path.sep}dist${path.sep}chunks${path.sep}`)), r.files.join("\n"))
       assert.isTrue(r.modules.some((m) => /node_modules\/effect\/(dist|src)\/cli\//.test(m)), "effect/cli was seen in the bundle")
-      assert.isTrue(r.modules.some((m) => m.endsWith(path.join("src", "Cli.ts"))), "src/Cli.ts was seen in the bundle")
+      assert.isTrue(r.modules.some((m) => m.endsWith(path.join("src", "triggers", "Cli.ts"))), "src/triggers/Cli.ts was seen in the bundle")
       assert.deepStrictEqual(heavyIn(r.modules), [])
     })
   }

@@ -27,7 +27,7 @@ describe("npm run demo -- --console", () => {
     await fs.chmod(dir, 0o755)
     const port = await freePort()
     const tsx = path.resolve("node_modules/tsx/dist/cli.mjs")
-    const child = spawn(process.execPath, [tsx, path.resolve("scripts/demo.ts"), "--console"], {
+    const child = spawn(process.execPath, [tsx, path.resolve("dev/run-demo.ts"), "--console"], {
       cwd: dir,
       env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? dir, PORT: String(port) },
       stdio: ["ignore", "pipe", "pipe"]

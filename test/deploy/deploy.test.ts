@@ -8,7 +8,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { MAX_OPEN_CONNECTIONS } from "../../src/Http.ts"
+import { MAX_OPEN_CONNECTIONS } from "../../src/triggers/Http.ts"
 import { registry } from "../../src/jobs/index.ts"
 
 const root = join(import.meta.dirname, "..", "..")
@@ -358,7 +358,7 @@ describe("deploy-cron-jobs.sh", () => {
       name: "cron-daily-reminders",
       state: "stopped",
       region: "den",
-      config: { image: "registry.fly.io/kaiwa:seed", schedule: "daily", init: { cmd: ["tsx", "scripts/send-reminders.ts"] } }
+      config: { image: "registry.fly.io/kaiwa:seed", schedule: "daily", init: { cmd: ["tsx", "bin/main/send-reminders.ts"] } }
     }
     const fly = setup({ machines: [seedMachine], releases: defaultReleases })
     const r = fly.deploy(["--app", "kaiwa"])

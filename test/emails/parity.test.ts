@@ -17,7 +17,7 @@ import {
   renderReminder,
   wrapLine
 } from "../../src/emails/templates.ts"
-import { verifyPreferencesToken } from "../../src/Unsubscribe.ts"
+import { verifyPreferencesToken } from "../../src/mail/Unsubscribe.ts"
 import { allSamples, sampleSettings } from "../support/EmailSamples.ts"
 import { firstDifference, hrefs, visibleText, words } from "../support/EmailText.ts"
 

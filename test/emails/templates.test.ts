@@ -13,10 +13,10 @@ import {
   renderFounder,
   renderReminder
 } from "../../src/emails/templates.ts"
-import { JobsConfig } from "../../src/Config.ts"
+import { JobsConfig } from "../../src/config/Config.ts"
 import { registry } from "../../src/jobs/index.ts"
 import { allSamples } from "../support/EmailSamples.ts"
-import { makePreferencesToken, makeToken, preferencesUrl, unsubscribeUrl, verifyToken } from "../../src/Unsubscribe.ts"
+import { makePreferencesToken, makeToken, preferencesUrl, unsubscribeUrl, verifyToken } from "../../src/mail/Unsubscribe.ts"
 
 const appUrl = "https://kaiwa.example/app"
 const callUrl = "https://cal.example/kaiwa/15min?src=email&step=3"

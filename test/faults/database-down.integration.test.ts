@@ -12,8 +12,8 @@ import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import { describeSqlCause, pgLayer } from "../../src/Database.ts"
-import { start } from "../../src/EmbeddedPostgres.ts"
+import { describeSqlCause, pgLayer } from "../../src/database/Database.ts"
+import { start } from "../../src/local/EmbeddedPostgres.ts"
 import { startFakeResend } from "../support/FakeResend.ts"
 import {
   dueLearners,

@@ -10,15 +10,15 @@ import { Cause, ConfigProvider, Deferred, Duration, Effect, Fiber, Layer, Logger
 import { HttpServer } from "effect/http"
 import { SqlClient } from "effect/sql"
 import { TestConsole } from "effect/testing"
-import { JobsConfig } from "../../src/Config.ts"
-import { Database, pgLayer } from "../../src/Database.ts"
-import * as Http from "../../src/Http.ts"
+import { JobsConfig } from "../../src/config/Config.ts"
+import { Database, pgLayer } from "../../src/database/Database.ts"
+import * as Http from "../../src/triggers/Http.ts"
 import { registry } from "../../src/jobs/index.ts"
-import * as Layers from "../../src/Layers.ts"
-import { type Batch, type DeliveryResult, Mailer, MailerError, MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
-import { Telemetry } from "../../src/Telemetry.ts"
-import { DRY_RUN_TOKEN } from "../../src/Links.ts"
-import { makeToken, verifyToken } from "../../src/Unsubscribe.ts"
+import * as Layers from "../../src/job/Layers.ts"
+import { type Batch, type DeliveryResult, Mailer, MailerError, MailerTestRef, type OutgoingEmail } from "../../src/mail/Mailer.ts"
+import { Telemetry } from "../../src/telemetry/Telemetry.ts"
+import { DRY_RUN_TOKEN } from "../../src/mail/Links.ts"
+import { makeToken, verifyToken } from "../../src/mail/Unsubscribe.ts"
 import { freshDatabaseUrl, insertUsers, snapshotLibraryTables, uid } from "../support/TestDb.ts"
 
 const CRON_SECRET = "cron-secret-for-tests-0123456789abcdef"
@@ -387,7 +387,7 @@ describe("/health", () => {
 
 describe("/health under a flood", () => {
   layer(serverWith({ CRON_SECRET }), { excludeTestServices: true })((it) => {
-    // The delivery-health statement (src/DeliveryHealth.ts), as the SQL client's spans record it.
+    // The delivery-health statement (src/delivery/DeliveryHealth.ts), as the SQL client's spans record it.
     const healthQueries = () =>
       spans.filter((s) => String(s.attributes.get("db.query.text") ?? "").includes("FILTER (WHERE delivery_state = 'delivered')")).length
 

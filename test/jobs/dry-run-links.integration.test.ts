@@ -7,12 +7,12 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Option, Ref } from "effect"
 import { TestClock } from "effect/testing"
-import { JobsConfig } from "../../src/Config.ts"
-import { runJob } from "../../src/Job.ts"
+import { JobsConfig } from "../../src/config/Config.ts"
+import { runJob } from "../../src/job/Job.ts"
 import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
-import { DRY_RUN_TOKEN } from "../../src/Links.ts"
-import { MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
-import { verifyPreferencesToken, verifyToken } from "../../src/Unsubscribe.ts"
+import { DRY_RUN_TOKEN } from "../../src/mail/Links.ts"
+import { MailerTestRef, type OutgoingEmail } from "../../src/mail/Mailer.ts"
+import { verifyPreferencesToken, verifyToken } from "../../src/mail/Unsubscribe.ts"
 import { insertUsers, testLayer } from "../support/TestDb.ts"
 
 const DAY = 86_400_000

@@ -13,9 +13,9 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Cause, Effect, Exit, Ref } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
-import { type Job, runJob } from "../../src/Job.ts"
+import { type Job, runJob } from "../../src/job/Job.ts"
 import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
-import { MailerTestRef } from "../../src/Mailer.ts"
+import { MailerTestRef } from "../../src/mail/Mailer.ts"
 import { appShape, insertUsers, snapshotLibraryTables, testLayer, uid } from "../support/TestDb.ts"
 
 const HOUR = 3_600_000

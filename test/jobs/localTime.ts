@@ -4,8 +4,8 @@
  */
 import { Effect, Ref } from "effect"
 import { TestClock } from "effect/testing"
-import { type Job, runJob } from "../../src/Job.ts"
-import { MailerTestRef, type OutgoingEmail } from "../../src/Mailer.ts"
+import { type Job, runJob } from "../../src/job/Job.ts"
+import { MailerTestRef, type OutgoingEmail } from "../../src/mail/Mailer.ts"
 
 /** One minute in milliseconds. */
 export const MINUTE = 60_000

@@ -6,10 +6,10 @@ import * as fs from "node:fs"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Ref } from "effect"
 import { TestClock } from "effect/testing"
-import { JobsConfig } from "../../src/Config.ts"
-import { runJob } from "../../src/Job.ts"
+import { JobsConfig } from "../../src/config/Config.ts"
+import { runJob } from "../../src/job/Job.ts"
 import { winBack } from "../../src/jobs/WinBack.example.ts"
-import { MailerTestRef } from "../../src/Mailer.ts"
+import { MailerTestRef } from "../../src/mail/Mailer.ts"
 import { insertUsers, testLayer } from "../support/TestDb.ts"
 
 const HOUR = 3_600_000

@@ -2,10 +2,10 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import { SqlClient } from "effect/sql"
-import { exitCodeOf, runJob } from "../../src/Job.ts"
+import { exitCodeOf, runJob } from "../../src/job/Job.ts"
 import { founderEmails, practiceReminders } from "../../src/jobs/index.ts"
-import { MailerTestRef } from "../../src/Mailer.ts"
-import { TelemetryTestRef } from "../../src/Telemetry.ts"
+import { MailerTestRef } from "../../src/mail/Mailer.ts"
+import { TelemetryTestRef } from "../../src/telemetry/Telemetry.ts"
 import { insertUsers, testLayer } from "../support/TestDb.ts"
 
 const HOUR = 3_600_000

@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit } from "effect"
-import { load } from "../../src/Config.ts"
+import { load } from "../../src/config/Config.ts"
 import { findProblems } from "../../src/emails/templates.ts"
 import { isoWeek, openReportDays, weekKey, weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
 

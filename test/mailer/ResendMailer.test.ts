@@ -7,8 +7,8 @@ import { Clock, ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Redacted } f
 import { TestClock } from "effect/testing"
 import { Resend } from "resend"
 import { afterEach, vi } from "vitest"
-import { type Batch, type DeliveryResult, Mailer, MailerError, type OutgoingEmail } from "../../src/Mailer.ts"
-import { deliveryResults, isAboutRecipient, layer, make, makeRateLimiter, RATE_HEADROOM, type ResendMailerOptions } from "../../src/ResendMailer.ts"
+import { type Batch, type DeliveryResult, Mailer, MailerError, type OutgoingEmail } from "../../src/mail/Mailer.ts"
+import { deliveryResults, isAboutRecipient, layer, make, makeRateLimiter, RATE_HEADROOM, type ResendMailerOptions } from "../../src/mail/ResendMailer.ts"
 import { type FakeResend, type FakeResendOptions, startFakeResend } from "../support/FakeResend.ts"
 
 const fakeResend = (options?: FakeResendOptions) =>
@@ -369,9 +369,8 @@ describe("ResendMailer", () => {
   it.live("rps 2 lets 10 concurrent batches go at least 515 ms apart (never 3 in a second), over >= 4.5 s, each email accepted once", () =>
     Effect.gen(function*() {
       const fake = yield* fakeResend({ faults: { rateLimitPerSecond: 2 } })
-      const inner = yield* makeRateLimiter(2)
       const departures: Array<number> = []
-      const limiter = { ...inner, take: inner.take.pipe(Effect.andThen(Clock.currentTimeMillis), Effect.map((t) => void departures.push(t))) }
+      const limiter = yield* makeRateLimiter(2, (at) => void departures.push(at))
       const mailer = yield* mailerFor(fake, { rps: 2, limiter })
       const started = yield* Clock.currentTimeMillis
       const results = yield* sendAll(mailer, Array.from({ length: 10 }, (_, b) => batchOf(`batch-rps-${b}`, 2, b * 2)), "unbounded")

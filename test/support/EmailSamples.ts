@@ -3,8 +3,8 @@
  * README's example job) through the job's real render path, with development settings and a founder name.
  */
 import { ConfigProvider, Effect } from "effect"
-import { load, type Settings } from "../../src/Config.ts"
-import type { Preview } from "../../src/Job.ts"
+import { load, type Settings } from "../../src/config/Config.ts"
+import type { Preview } from "../../src/job/Job.ts"
 import { registry } from "../../src/jobs/index.ts"
 import { winBack } from "../../src/jobs/WinBack.example.ts"
 

@@ -6,8 +6,8 @@ import { createHash, randomBytes } from "node:crypto"
 import { Effect, Layer, Redacted, References } from "effect"
 import { SqlClient } from "effect/sql"
 import { inject } from "vitest"
-import { pgLayer } from "../../src/Database.ts"
-import * as Layers from "../../src/Layers.ts"
+import { pgLayer } from "../../src/database/Database.ts"
+import * as Layers from "../../src/job/Layers.ts"
 import type { AppFixture } from "../../src/migrations/index.ts"
 
 // Callers check emptiness first; sql.insert's array overload wants a non-empty tuple type.

@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect, Exit, Redacted, Scope } from "effect"
 import type { TestProject } from "vitest/node"
-import { start } from "../../src/EmbeddedPostgres.ts"
+import { start } from "../../src/local/EmbeddedPostgres.ts"
 import { chromiumPath } from "./Browser.ts"
 
 declare module "vitest" {

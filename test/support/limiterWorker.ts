@@ -11,7 +11,7 @@
 import { Duration, Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import * as SharedRateLimiter from "../../src/SharedRateLimiter.ts"
+import * as SharedRateLimiter from "../../src/mail/SharedRateLimiter.ts"
 
 const env = (name: string) => {
   const value = process.env[name]
@@ -53,7 +53,7 @@ const program = Effect.gen(function*() {
   }
 })
 
-// The library's pool settings (src/Database.ts pgLayer), under this worker's own application_name.
+// The library's pool settings (src/database/Database.ts pgLayer), under this worker's own application_name.
 const database = PgClient.layer({
   url: Redacted.make(env("DATABASE_URL")),
   maxConnections: 10,

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
-import * as Layers from "../../src/Layers.ts"
+import * as Layers from "../../src/job/Layers.ts"
 import { run } from "../support/spawn.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
 import { loopback } from "./Loopback.ts"

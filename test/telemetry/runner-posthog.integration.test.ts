@@ -1,10 +1,10 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
 import { TestClock } from "effect/testing"
-import { runJob } from "../../src/Job.ts"
+import { runJob } from "../../src/job/Job.ts"
 import { practiceReminders } from "../../src/jobs/index.ts"
-import * as PostHogTelemetry from "../../src/PostHogTelemetry.ts"
-import { Telemetry } from "../../src/Telemetry.ts"
+import * as PostHogTelemetry from "../../src/telemetry/PostHogTelemetry.ts"
+import { Telemetry } from "../../src/telemetry/Telemetry.ts"
 import { insertUsers, testLayer } from "../support/TestDb.ts"
 import { loopback } from "./Loopback.ts"
 

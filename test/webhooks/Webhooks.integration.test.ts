@@ -13,12 +13,12 @@ import { ConfigProvider, Deferred, Effect, Fiber, Layer, Ref, References } from 
 import { HttpServer } from "effect/http"
 import { SqlClient } from "effect/sql"
 import { Webhook } from "standardwebhooks"
-import * as Http from "../../src/Http.ts"
-import { runJob } from "../../src/Job.ts"
+import * as Http from "../../src/triggers/Http.ts"
+import { runJob } from "../../src/job/Job.ts"
 import { practiceReminders } from "../../src/jobs/index.ts"
-import * as Layers from "../../src/Layers.ts"
-import { MailerTestRef } from "../../src/Mailer.ts"
-import { MAX_BODIES_IN_FLIGHT, MAX_BODIES_WAITING, MAX_WEBHOOK_BODY } from "../../src/Webhooks.ts"
+import * as Layers from "../../src/job/Layers.ts"
+import { MailerTestRef } from "../../src/mail/Mailer.ts"
+import { MAX_BODIES_IN_FLIGHT, MAX_BODIES_WAITING, MAX_WEBHOOK_BODY } from "../../src/feedback/Webhooks.ts"
 import { freshDatabaseUrl, insertUsers, uid } from "../support/TestDb.ts"
 
 const SECRET = `whsec_${randomBytes(32).toString("base64")}`

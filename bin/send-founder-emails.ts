@@ -1,0 +1,6 @@
+/** dist/send-founder-emails.js: the compile cache first, then the Fly main bin/main/send-founder-emails.ts, loaded as a separate chunk. */
+import { enableCompileCache } from "./compileCache.ts"
+
+enableCompileCache(import.meta.url)
+
+await import("./main/send-founder-emails.ts")

@@ -1,4 +1,0 @@
-/** The `kaiwa-jobs` executable (package bin; compiled to dist/cli.js). */
-import { main, root, runMain } from "./Cli.ts"
-
-runMain(main(root, process.argv.slice(2)))

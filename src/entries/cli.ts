@@ -1,6 +1,0 @@
-/** dist/cli.js: the compile cache first, then the kaiwa-jobs CLI (src/bin.ts), loaded as a separate chunk. */
-import { enableCompileCache } from "./compileCache.ts"
-
-enableCompileCache(import.meta.url)
-
-await import("../bin.ts")
