@@ -304,6 +304,21 @@ export const kaiwaJobs = Migrator.fromRecord({
       expires_at timestamptz NOT NULL,
       used_at timestamptz NOT NULL
     )`
+  ),
+  // A failed ledger row's kind, typed (src/ledger/internal/rows.ts FailureKind), so no module matches a reason's
+  // text: 'rejected' (the provider refused this recipient: the only kind that suppresses the address),
+  // 'render_error' (our template), 'outcome_unknown' (a parked batch: key expired or idempotency conflict).
+  // `reason` keeps the text people read. Rows failed before this migration are classified by the prefixes their
+  // reasons were written with (the only failed rows there are; the UPDATE reads the failed rows once).
+  "0012_delivery_failure": statements(
+    `ALTER TABLE kaiwa_jobs.deliveries ADD COLUMN failure text NULL
+      CHECK (failure IN ('rejected', 'render_error', 'outcome_unknown'))`,
+    `UPDATE kaiwa_jobs.deliveries SET failure = CASE
+        WHEN reason LIKE 'rejected: %' THEN 'rejected'
+        WHEN reason LIKE 'render_error: %' THEN 'render_error'
+        WHEN reason LIKE 'outcome_unknown: %' THEN 'outcome_unknown'
+      END
+      WHERE status = 'failed'`
   )
 })
 
