@@ -5,7 +5,7 @@
  * rows for the first run after `resume`. Who paused what, when and why is shown by `status`, `/health` and the
  * console; a paused job is never reported overdue.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import { SqlClient, SqlSchema } from "effect/sql"
 
 /** A job's pause, as stored. */
@@ -48,12 +48,12 @@ const make = (sql: SqlClient.SqlClient): Pauses["Service"] => {
     Result: PauseRow,
     execute: () => sql`SELECT job, paused_at, paused_by, reason FROM kaiwa_jobs.pauses ORDER BY job`
   })
-  const findOne = SqlSchema.findAll({
+  const findOne = SqlSchema.findOneOption({
     Request: Schema.String,
     Result: PauseRow,
     execute: (job) => sql`SELECT job, paused_at, paused_by, reason FROM kaiwa_jobs.pauses WHERE job = ${job}`
   })
-  const upsert = SqlSchema.findAll({
+  const upsert = SqlSchema.findOne({
     Request: Schema.Struct({ job: Schema.String, by: Schema.String, reason: Schema.NullOr(Schema.String), now: Schema.Date }),
     Result: PauseRow,
     execute: (p) =>
@@ -61,14 +61,15 @@ const make = (sql: SqlClient.SqlClient): Pauses["Service"] => {
         ON CONFLICT (job) DO UPDATE SET reason = coalesce(EXCLUDED.reason, kaiwa_jobs.pauses.reason)
         RETURNING job, paused_at, paused_by, reason`
   })
+  const remove = SqlSchema.findAll({
+    Request: Schema.String,
+    Result: Schema.Struct({ job: Schema.String }),
+    execute: (job) => sql`DELETE FROM kaiwa_jobs.pauses WHERE job = ${job} RETURNING job`
+  })
   return Pauses.of({
-    pause: (p) => upsert(p).pipe(Effect.map((rows) => fromRow(rows[0]!)), Effect.orDie),
-    resume: (job) =>
-      sql<{ job: string }>`DELETE FROM kaiwa_jobs.pauses WHERE job = ${job} RETURNING job`.pipe(
-        Effect.map((rows) => rows.length > 0),
-        Effect.orDie
-      ),
-    get: (job) => findOne(job).pipe(Effect.map((rows) => rows[0] === undefined ? undefined : fromRow(rows[0])), Effect.orDie),
+    pause: (p) => upsert(p).pipe(Effect.map(fromRow), Effect.orDie),
+    resume: (job) => remove(job).pipe(Effect.map((rows) => rows.length > 0), Effect.orDie),
+    get: (job) => findOne(job).pipe(Effect.map((row) => Option.getOrUndefined(Option.map(row, fromRow))), Effect.orDie),
     all: findAll(undefined).pipe(Effect.map((rows) => new Map(rows.map((r) => [r.job, fromRow(r)] as const))), Effect.orDie)
   })
 }

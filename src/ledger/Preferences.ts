@@ -8,10 +8,11 @@
  * POST, the preference center, `kaiwa-jobs unsubscribe`), for the learner's timeline (`kaiwa-jobs why`); the
  * app's table keeps only the current state.
  */
-import { Clock, Context, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { AppTables, OPT_IN_COLUMNS } from "../database/App.ts"
 import { type DatabaseError, toDatabaseError } from "../database/Database.ts"
+import { decodeRows } from "./internal/rows.ts"
 import { Suppressions } from "./Suppressions.ts"
 
 /** Who changes which list. `userId` null: an address, whoever it belongs to (library suppression only). */
@@ -25,12 +26,26 @@ export interface Change {
   readonly source: string
 }
 
+/** Where a preference lives: the app's `user_settings` column, or the library's suppressions. */
+export const Home = Schema.Literals(["app", "library"])
+export type Home = typeof Home.Type
+
+/** A preference change made through the library, as the timeline reads it. */
+export const PreferenceChange = Schema.Struct({
+  at: Schema.Date,
+  list: Schema.String,
+  subscribed: Schema.Boolean,
+  source: Schema.String,
+  home: Home
+})
+export type PreferenceChange = typeof PreferenceChange.Type
+
 /** One list's state for a learner, as the preference center shows it. */
 export interface ListState {
   readonly list: string
   readonly subscribed: boolean
   /** Where the state lives: the app's `user_settings` column, or the library's suppressions. */
-  readonly home: "app" | "library"
+  readonly home: Home
   /** A bounce, complaint or invalid address: the provider's word, which no preference lifts. */
   readonly blocked: string | null
 }
@@ -40,7 +55,7 @@ export class Preferences extends Context.Service<Preferences, {
   /** Applies a change in its home; returns whether anything new was recorded. */
   readonly change: (c: Change) => Effect.Effect<boolean, DatabaseError>
   /** The preference changes made through the library, newest first (for the timeline). */
-  readonly changesOf: (userId: string) => Effect.Effect<ReadonlyArray<{ readonly at: Date; readonly list: string; readonly subscribed: boolean; readonly source: string; readonly home: string }>, DatabaseError>
+  readonly changesOf: (userId: string) => Effect.Effect<ReadonlyArray<PreferenceChange>, DatabaseError>
   /** The learner's state for each list. */
   readonly stateOf: (userId: string, lists: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<ListState>, DatabaseError>
 }>()("kaiwa-jobs/Preferences") {
@@ -53,15 +68,25 @@ export class Preferences extends Context.Service<Preferences, {
   )
 }
 
+/** What the operations below work over. */
+interface Deps {
+  readonly sql: SqlClient.SqlClient
+  readonly db: Suppressions["Service"]
+  readonly app: AppTables["Service"]
+}
+
 const make = (sql: SqlClient.SqlClient, db: Suppressions["Service"], app: AppTables["Service"]): Preferences["Service"] => {
-  const appLists = Object.keys(OPT_IN_COLUMNS).filter((l) => app.shape.optInColumns.includes(OPT_IN_COLUMNS[l]!))
+  const deps: Deps = { sql, db, app }
+  return Preferences.of({ change: change(deps), stateOf: stateOf(deps), changesOf: changesOf(sql) })
+}
 
-  const record = (userId: string, list: string, subscribed: boolean, source: string, home: "app" | "library", now: Date) =>
-    sql`INSERT INTO kaiwa_jobs.preference_changes (user_id, list, subscribed, source, written_to, created_at)
-        VALUES (${userId}, ${list}, ${subscribed}, ${source}, ${home}, ${now})`.pipe(Effect.orDie)
+const record = (sql: SqlClient.SqlClient, userId: string, list: string, subscribed: boolean, source: string, home: Home, now: Date) =>
+  sql`INSERT INTO kaiwa_jobs.preference_changes (user_id, list, subscribed, source, written_to, created_at)
+      VALUES (${userId}, ${list}, ${subscribed}, ${source}, ${home}, ${now})`.pipe(Effect.orDie)
 
-  // One list of one learner: the app's column when it has one and the write works, else the library's rows.
-  const one = Effect.fnUntraced(function*(userId: string, list: string, c: Change, now: Date) {
+// One list of one learner: the app's column when it has one and the write works, else the library's rows.
+const one = ({ app, db, sql }: Deps) =>
+  Effect.fnUntraced(function*(userId: string, list: string, c: Change, now: Date) {
     const before = (yield* app.subscriptionsOf(userId)).get(list)
     const written = yield* app.setSubscribed(userId, list, c.subscribed)
     if (written._tag === "Failed") {
@@ -71,7 +96,7 @@ const make = (sql: SqlClient.SqlClient, db: Suppressions["Service"], app: AppTab
     }
     // The library's own 'unsubscribed' row goes whenever the learner subscribes (it may predate the app's column).
     if (c.subscribed) yield* db.unsuppress(userId, list)
-    const home = written._tag === "App" ? "app" : "library"
+    const home: Home = written._tag === "App" ? "app" : "library"
     // Something new was recorded when the app's column changed, or the library's row was added; a repeated click
     // changes nothing and is not logged as a change.
     const added = written._tag === "App"
@@ -79,28 +104,35 @@ const make = (sql: SqlClient.SqlClient, db: Suppressions["Service"], app: AppTab
       : c.subscribed
       ? true
       : yield* db.suppress({ userId, email: null, list, reason: "unsubscribed", now })
-    if (added) yield* record(userId, list, c.subscribed, c.source, home, now)
+    if (added) yield* record(sql, userId, list, c.subscribed, c.source, home, now)
     return added
   })
 
-  const change = Effect.fn("Preferences.change")(function*(c: Change) {
+const change = (deps: Deps) => {
+  const { app, db, sql } = deps
+  const appLists = Object.keys(OPT_IN_COLUMNS).filter((l) => app.shape.optInColumns.includes(OPT_IN_COLUMNS[l]!))
+  const oneList = one(deps)
+  return Effect.fn("Preferences.change")(function*(c: Change) {
     const now = new Date(yield* Clock.currentTimeMillis)
-    if (c.userId === null) {
+    const userId = c.userId
+    if (userId === null) {
       // An address alone: only the library can keep it (and never lifts anything by address).
       return c.subscribed ? false : yield* db.suppress({ userId: null, email: c.email, list: c.list, reason: "unsubscribed", now })
     }
-    if (c.list !== "*") return yield* one(c.userId, c.list, c, now)
+    if (c.list !== "*") return yield* oneList(userId, c.list, c, now)
     // Every list: the app's columns, and one library row for every list (a later job's list included).
-    const results = yield* Effect.forEach(appLists, (list) => one(c.userId!, list, c, now))
+    const results = yield* Effect.forEach(appLists, (list) => oneList(userId, list, c, now))
     if (c.subscribed) {
-      yield* db.unsuppress(c.userId, "*")
+      yield* db.unsuppress(userId, "*")
       return results.some(Boolean)
     }
-    yield* record(c.userId, "*", false, c.source, "library", now)
-    return yield* db.suppress({ userId: c.userId, email: null, list: "*", reason: "unsubscribed", now })
+    yield* record(sql, userId, "*", false, c.source, "library", now)
+    return yield* db.suppress({ userId, email: null, list: "*", reason: "unsubscribed", now })
   })
+}
 
-  const stateOf = Effect.fn("Preferences.stateOf")(function*(userId: string, lists: ReadonlyArray<string>) {
+const stateOf = ({ app, db }: Deps) =>
+  Effect.fn("Preferences.stateOf")(function*(userId: string, lists: ReadonlyArray<string>) {
     const settings = yield* app.subscriptionsOf(userId)
     const user = yield* app.findUser(userId)
     const suppressions = yield* db.of({ userId, email: user?.email ?? null })
@@ -117,10 +149,10 @@ const make = (sql: SqlClient.SqlClient, db: Suppressions["Service"], app: AppTab
     })
   })
 
-  const changesOf = (userId: string) =>
-    sql<{ at: Date; list: string; subscribed: boolean; source: string; home: string }>`
-      SELECT created_at AS at, list, subscribed, source, written_to AS home FROM kaiwa_jobs.preference_changes
-      WHERE user_id = ${userId} ORDER BY created_at DESC, id DESC`.pipe(Effect.mapError(toDatabaseError("reading preference changes failed")))
-
-  return Preferences.of({ change, stateOf, changesOf })
-}
+const changesOf = (sql: SqlClient.SqlClient) => (userId: string) =>
+  sql`
+    SELECT created_at AS at, list, subscribed, source, written_to AS home FROM kaiwa_jobs.preference_changes
+    WHERE user_id = ${userId} ORDER BY created_at DESC, id DESC`.pipe(
+    decodeRows(PreferenceChange),
+    Effect.mapError(toDatabaseError("reading preference changes failed"))
+  )

@@ -2,9 +2,10 @@
  * The run history, `kaiwa_jobs.runs`: one row per run of a job (its instant, trigger, machine, outcome and stats),
  * written by the runner and read by `status`, `/health` and the console. The only module that names that table.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import { SqlClient, SqlSchema } from "effect/sql"
 import { type DatabaseError, toDatabaseError } from "../database/Database.ts"
+import { decodeRows } from "./internal/rows.ts"
 
 /** A run-history row as a run starts. */
 export interface RunStart {
@@ -25,42 +26,41 @@ export interface RunEnd {
   readonly error: string | null
 }
 
+/** How a run stands or ended, as `runs.outcome` stores it (its CHECK, migrations 0001 and 0009). */
+export const RunOutcome = Schema.Literals(["running", "succeeded", "incomplete", "failed", "interrupted", "paused"])
+export type RunOutcome = typeof RunOutcome.Type
+
 /** A row of the run history. */
-export interface RunRow {
-  readonly id: string
-  readonly job: string
-  readonly as_of: Date
-  readonly started_at: Date
-  readonly finished_at: Date | null
-  readonly outcome: string
-  readonly stats: unknown
-  readonly error: string | null
-  readonly trigger: string
-}
-
-/** Runs dated after an instant (a `--now` in the future), per job, for an operator to clean up. */
-export interface FutureRuns {
-  readonly job: string
-  readonly rows: number
-  /** The latest instant among them. */
-  readonly latest: Date
-  /** Up to 20 of their ids. */
-  readonly ids: ReadonlyArray<string>
-}
-
-/** One run, as the console lists it. */
-export const RunRecord = Schema.Struct({
+export const RunRow = Schema.Struct({
   id: Schema.String,
   job: Schema.String,
   as_of: Schema.Date,
   started_at: Schema.Date,
   finished_at: Schema.NullOr(Schema.Date),
-  outcome: Schema.String,
+  outcome: RunOutcome,
   stats: Schema.Unknown,
   error: Schema.NullOr(Schema.String),
-  trigger: Schema.String,
-  host: Schema.NullOr(Schema.String)
+  trigger: Schema.String
 })
+export type RunRow = typeof RunRow.Type
+
+/** A job's latest run and its last success. */
+export const LastRun = Schema.Struct({ ...RunRow.fields, last_success_at: Schema.NullOr(Schema.Date) })
+export type LastRun = typeof LastRun.Type
+
+/** Runs dated after an instant (a `--now` in the future), per job, for an operator to clean up. */
+export const FutureRuns = Schema.Struct({
+  job: Schema.String,
+  rows: Schema.Number,
+  /** The latest instant among them. */
+  latest: Schema.Date,
+  /** Up to 20 of their ids. */
+  ids: Schema.Array(Schema.String)
+})
+export type FutureRuns = typeof FutureRuns.Type
+
+/** One run, as the console lists it. */
+export const RunRecord = Schema.Struct({ ...RunRow.fields, host: Schema.NullOr(Schema.String) })
 export type RunRecord = typeof RunRecord.Type
 
 const RUN_COLUMNS = "id::text AS id, job, as_of, started_at, finished_at, outcome, stats, error, trigger, host"
@@ -79,11 +79,11 @@ const recentRuns = (sql: SqlClient.SqlClient, perJob: number) =>
 /** One run by id; undefined when there is none (or the id is not a uuid). */
 const runById = (sql: SqlClient.SqlClient, id: string) =>
   /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
-    ? SqlSchema.findAll({
+    ? SqlSchema.findOneOption({
       Request: Schema.String,
       Result: RunRecord,
       execute: (runId) => sql`SELECT ${sql.literal(RUN_COLUMNS)} FROM kaiwa_jobs.runs WHERE id = ${runId}::uuid`
-    })(id).pipe(Effect.map((rows) => rows[0]))
+    })(id).pipe(Effect.map(Option.getOrUndefined))
     : Effect.succeed(undefined)
 
 
@@ -92,9 +92,9 @@ export class Runs extends Context.Service<Runs, {
   readonly start: (run: RunStart) => Effect.Effect<void, DatabaseError>
   readonly finish: (run: RunEnd) => Effect.Effect<void, DatabaseError>
   /** Each job's latest run and last success. */
-  readonly last: Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
+  readonly last: Effect.Effect<ReadonlyArray<LastRun>, DatabaseError>
   /** `last` as of `now`: runs dated after it (a `--now` in the future) are left out. */
-  readonly lastBefore: (now: Date) => Effect.Effect<ReadonlyArray<RunRow & { readonly last_success_at: Date | null }>, DatabaseError>
+  readonly lastBefore: (now: Date) => Effect.Effect<ReadonlyArray<LastRun>, DatabaseError>
   /** The latest runs of each job, `perJob` of each, newest first (the console). */
   readonly recent: (perJob: number) => Effect.Effect<ReadonlyArray<RunRecord>, DatabaseError>
   /** One run by id; undefined when there is none (or the id is not a uuid). */
@@ -123,40 +123,46 @@ const make = (sql: SqlClient.SqlClient): Runs["Service"] => {
       Effect.mapError(toDatabaseError("recording the run's end failed"))
     )
 
-  const lastRuns = sql<RunRow & { last_success_at: Date | null }>`
+  const lastRuns = sql`
     SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
       r.error, r.trigger,
       (SELECT max(s.started_at) FROM kaiwa_jobs.runs s WHERE s.job = r.job AND s.outcome = 'succeeded') AS last_success_at
     FROM kaiwa_jobs.runs r
-    ORDER BY r.job, r.started_at DESC`.pipe(Effect.mapError(toDatabaseError("reading the run history failed")))
+    ORDER BY r.job, r.started_at DESC`.pipe(decodeRows(LastRun), Effect.mapError(toDatabaseError("reading the run history failed")))
 
   // Issue 19: a run made with a `--now` in the future would count as the latest success until that date, and hide
   // an overdue job. The same statement as `lastRuns`, with every run dated after `now` left out.
-  const lastRunsBefore = (now: Date) =>
-    sql<RunRow & { last_success_at: Date | null }>`
-      SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
-        r.error, r.trigger,
-        (SELECT max(s.started_at) FROM kaiwa_jobs.runs s
-         WHERE s.job = r.job AND s.outcome = 'succeeded' AND s.started_at <= ${now} AND s.as_of <= ${now}) AS last_success_at
-      FROM kaiwa_jobs.runs r
-      WHERE r.started_at <= ${now} AND r.as_of <= ${now}
-      ORDER BY r.job, r.started_at DESC`.pipe(Effect.mapError(toDatabaseError("reading the run history failed")))
+  const lastRunsBefore = SqlSchema.findAll({
+    Request: Schema.Date,
+    Result: LastRun,
+    execute: (now) =>
+      sql`
+        SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
+          r.error, r.trigger,
+          (SELECT max(s.started_at) FROM kaiwa_jobs.runs s
+           WHERE s.job = r.job AND s.outcome = 'succeeded' AND s.started_at <= ${now} AND s.as_of <= ${now}) AS last_success_at
+        FROM kaiwa_jobs.runs r
+        WHERE r.started_at <= ${now} AND r.as_of <= ${now}
+        ORDER BY r.job, r.started_at DESC`
+  })
 
   // For `status` only: runs a future `--now` left behind.
-  const future = (now: Date) =>
-    sql<FutureRuns>`
-      SELECT job, count(*)::int AS rows, max(greatest(as_of, started_at)) AS latest,
-        (array_agg(id::text ORDER BY started_at DESC))[1:20] AS ids
-      FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job ORDER BY job`.pipe(
-      Effect.mapError(toDatabaseError("reading runs dated in the future failed"))
-    )
+  const future = SqlSchema.findAll({
+    Request: Schema.Date,
+    Result: FutureRuns,
+    execute: (now) =>
+      sql`
+        SELECT job, count(*)::int AS rows, max(greatest(as_of, started_at)) AS latest,
+          (array_agg(id::text ORDER BY started_at DESC))[1:20] AS ids
+        FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job ORDER BY job`
+  })
 
   return Runs.of({
     start: startRun,
     finish: finishRun,
     last: lastRuns,
-    lastBefore: lastRunsBefore,
-    future,
+    lastBefore: (now) => lastRunsBefore(now).pipe(Effect.mapError(toDatabaseError("reading the run history failed"))),
+    future: (now) => future(now).pipe(Effect.mapError(toDatabaseError("reading runs dated in the future failed"))),
     recent: (perJob) => recentRuns(sql, perJob).pipe(Effect.mapError(toDatabaseError("reading the run history failed"))),
     byId: (id) => runById(sql, id).pipe(Effect.mapError(toDatabaseError("reading a run failed")))
   })

@@ -5,16 +5,21 @@
  * could not be written), `hard_bounce`, `complaint`, `invalid_address` (the provider's word, never lifted by a
  * preference). The only module that names that table; the ledger gets the check as a fragment.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { SqlClient, type Statement } from "effect/sql"
 import { type DatabaseError, toDatabaseError } from "../database/Database.ts"
+import { decodeRows, IdRow } from "./internal/rows.ts"
+
+/** Why an address or user is suppressed, as `suppressions.reason` stores it (its CHECK, migration 0001). */
+export const SuppressionReason = Schema.Literals(["unsubscribed", "hard_bounce", "complaint", "invalid_address"])
+export type SuppressionReason = typeof SuppressionReason.Type
 
 /** An address or user taken off a list (or, with list '*', every list). */
 export interface Suppression {
   readonly userId: string | null
   readonly email: string | null
   readonly list: string
-  readonly reason: "unsubscribed" | "hard_bounce" | "complaint" | "invalid_address"
+  readonly reason: SuppressionReason
   readonly now: Date
 }
 
@@ -24,9 +29,12 @@ const knownLists = new Set(["practice-reminders", "founder-emails", "weekly-prog
 /** One suppression as the timeline and the preference center read it. */
 export interface SuppressionRow {
   readonly list: string
-  readonly reason: string
+  readonly reason: SuppressionReason
   readonly createdAt: Date
 }
+
+const StoredSuppression = Schema.Struct({ list: Schema.String, reason: SuppressionReason, created_at: Schema.Date })
+const CreatedAt = Schema.Struct({ created_at: Schema.Date })
 
 /**
  * Whether a user or address is suppressed for `list` (or for every list): a boolean SQL expression over the
@@ -59,68 +67,80 @@ export class Suppressions extends Context.Service<Suppressions, {
 }
 
 const make = (sql: SqlClient.SqlClient): Suppressions["Service"] => {
-  const suppress = (s: Suppression) =>
-    sql<{ id: string }>`
+  const of = suppressionsOf(sql)
+  return Suppressions.of({
+    suppress: suppress(sql),
+    suppressAddresses: suppressAddresses(sql),
+    suppressInvalid: suppressInvalid(sql),
+    unsuppress: unsuppress(sql),
+    of,
+    firstFor: (user, list) => Effect.map(of(user), (rows) => rows.find((r) => r.list === "*" || r.list === list))
+  })
+}
+
+const suppress = (sql: SqlClient.SqlClient) => (s: Suppression) =>
+  sql`
+    INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
+    VALUES (${s.userId}, ${s.email === null ? null : s.email.toLowerCase()}, ${s.list}, ${s.reason}, ${s.now})
+    ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING
+    RETURNING id::text AS id`.pipe(
+    decodeRows(IdRow),
+    Effect.map((rows) => rows.length > 0),
+    Effect.mapError(toDatabaseError("recording a suppression failed"))
+  )
+
+// An unsubscribe from every list, lifted for one list, becomes one unsubscribe per other list the user had not left.
+const splitEveryList = (sql: SqlClient.SqlClient, userId: string, list: string) =>
+  Effect.gen(function*() {
+    const everyList = yield* sql`
+      DELETE FROM kaiwa_jobs.suppressions WHERE user_id = ${userId} AND list = '*' AND reason = 'unsubscribed'
+      RETURNING created_at`.pipe(decodeRows(CreatedAt))
+    if (everyList[0] === undefined) return
+    yield* sql`
       INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
-      VALUES (${s.userId}, ${s.email === null ? null : s.email.toLowerCase()}, ${s.list}, ${s.reason}, ${s.now})
-      ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING
-      RETURNING id::text AS id`.pipe(
-      Effect.map((rows) => rows.length > 0),
-      Effect.mapError(toDatabaseError("recording a suppression failed"))
-    )
+      SELECT ${userId}, NULL, j.list, 'unsubscribed', ${everyList[0].created_at}
+      FROM unnest(${[...knownLists].filter((l) => l !== list)}::text[]) AS j(list)
+      ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`
+  })
 
-  const unsuppress = (userId: string, list: string) =>
-    sql.withTransaction(Effect.gen(function*() {
-      if (list !== "*") {
-        const everyList = yield* sql<{ created_at: Date }>`
-          DELETE FROM kaiwa_jobs.suppressions WHERE user_id = ${userId} AND list = '*' AND reason = 'unsubscribed'
-          RETURNING created_at`
-        if (everyList[0] !== undefined) {
-          yield* sql`
-            INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
-            SELECT ${userId}, NULL, j.list, 'unsubscribed', ${everyList[0].created_at}
-            FROM unnest(${[...knownLists].filter((l) => l !== list)}::text[]) AS j(list)
-            ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`
-        }
-      }
-      yield* sql`DELETE FROM kaiwa_jobs.suppressions WHERE user_id = ${userId} AND list = ${list} AND reason = 'unsubscribed'`
-    })).pipe(Effect.mapError(toDatabaseError("lifting an unsubscribe failed")))
+const unsuppress = (sql: SqlClient.SqlClient) => (userId: string, list: string) =>
+  sql.withTransaction(Effect.gen(function*() {
+    if (list !== "*") yield* splitEveryList(sql, userId, list)
+    yield* sql`DELETE FROM kaiwa_jobs.suppressions WHERE user_id = ${userId} AND list = ${list} AND reason = 'unsubscribed'`
+  })).pipe(Effect.mapError(toDatabaseError("lifting an unsubscribe failed")))
 
-  const suppressInvalid = (rows: ReadonlyArray<{ readonly userId: string; readonly email: string }>, now: Date) =>
-    rows.length === 0
-      ? Effect.void
-      : sql`
-        INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
-        SELECT r.user_id, lower(r.email), '*', 'invalid_address', ${now}
-        FROM unnest(${rows.map((r) => r.userId)}::text[], ${rows.map((r) => r.email)}::text[]) AS r(user_id, email)
-        ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`.pipe(
-        Effect.asVoid,
-        Effect.mapError(toDatabaseError("recording a suppression failed"))
-      )
-
-  // In the order given: two events for the same addresses insert them alike, so they cannot deadlock on the index.
-  const suppressAddresses = (addresses: ReadonlyArray<string>, reason: "hard_bounce" | "complaint", at: Date) =>
-    sql`
+const suppressInvalid = (sql: SqlClient.SqlClient) =>
+(rows: ReadonlyArray<{ readonly userId: string; readonly email: string }>, now: Date) =>
+  rows.length === 0
+    ? Effect.void
+    : sql`
       INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
-      SELECT NULL, a.email, '*', ${reason}, ${at}
-      FROM unnest(${[...addresses]}::text[]) WITH ORDINALITY AS a(email, n)
-      ORDER BY a.n
+      SELECT r.user_id, lower(r.email), '*', 'invalid_address', ${now}
+      FROM unnest(${rows.map((r) => r.userId)}::text[], ${rows.map((r) => r.email)}::text[]) AS r(user_id, email)
       ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`.pipe(
       Effect.asVoid,
       Effect.mapError(toDatabaseError("recording a suppression failed"))
     )
 
-  const of = (user: { readonly userId: string; readonly email: string | null }) =>
-    sql<{ list: string; reason: string; created_at: Date }>`
-      SELECT s.list, s.reason, s.created_at FROM kaiwa_jobs.suppressions s
-      WHERE s.user_id = ${user.userId} OR (${user.email}::text IS NOT NULL AND lower(s.email) = lower(${user.email}))
-      ORDER BY s.created_at, s.id`.pipe(
-      Effect.map((rows) => rows.map((r): SuppressionRow => ({ list: r.list, reason: r.reason, createdAt: r.created_at }))),
-      Effect.mapError(toDatabaseError("reading suppressions failed"))
-    )
+// In the order given: two events for the same addresses insert them alike, so they cannot deadlock on the index.
+const suppressAddresses = (sql: SqlClient.SqlClient) =>
+(addresses: ReadonlyArray<string>, reason: "hard_bounce" | "complaint", at: Date) =>
+  sql`
+    INSERT INTO kaiwa_jobs.suppressions (user_id, email, list, reason, created_at)
+    SELECT NULL, a.email, '*', ${reason}, ${at}
+    FROM unnest(${[...addresses]}::text[]) WITH ORDINALITY AS a(email, n)
+    ORDER BY a.n
+    ON CONFLICT ON CONSTRAINT suppressions_once DO NOTHING`.pipe(
+    Effect.asVoid,
+    Effect.mapError(toDatabaseError("recording a suppression failed"))
+  )
 
-  const firstFor = (user: { readonly userId: string; readonly email: string }, list: string) =>
-    Effect.map(of(user), (rows) => rows.find((r) => r.list === "*" || r.list === list))
-
-  return Suppressions.of({ suppress, suppressAddresses, suppressInvalid, unsuppress, of, firstFor })
-}
+const suppressionsOf = (sql: SqlClient.SqlClient) => (user: { readonly userId: string; readonly email: string | null }) =>
+  sql`
+    SELECT s.list, s.reason, s.created_at FROM kaiwa_jobs.suppressions s
+    WHERE s.user_id = ${user.userId} OR (${user.email}::text IS NOT NULL AND lower(s.email) = lower(${user.email}))
+    ORDER BY s.created_at, s.id`.pipe(
+    decodeRows(StoredSuppression),
+    Effect.map((rows) => rows.map((r): SuppressionRow => ({ list: r.list, reason: r.reason, createdAt: r.created_at }))),
+    Effect.mapError(toDatabaseError("reading suppressions failed"))
+  )
