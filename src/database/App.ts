@@ -19,9 +19,9 @@
  * It also owns the write-back of preferences (CONTRACT 3): where the app has a list's opt-in column, an
  * unsubscribe is an upsert of that column in `user_settings`; otherwise the caller records a suppression.
  */
-import { Context, Effect, Layer, Schema } from "effect"
-import { SqlClient, type Statement } from "effect/sql"
-import { toDatabaseError } from "./Database.ts"
+import { Context, Effect, Layer, Option, Schema } from "effect"
+import { SqlClient, SqlSchema, type Statement } from "effect/sql"
+import { propertyOf, toDatabaseError } from "./Database.ts"
 
 /** The app's tables. Named here only. */
 const USERS = "users"
@@ -210,11 +210,39 @@ export class AppTables extends Context.Service<AppTables, {
 export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
   const rows = yield* readCatalog(sql)
   const { shape, problems } = shapeOf(rows)
-  const optInName = (list: string) => `opt_in_${list.replace(/[^a-z0-9]+/gi, "_")}`
-  const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr
+  const from = fromItems(sql, shape, yield* knownZonesOf(sql))
+  const write = writeBack(sql, shape)
   const instant = (kind: TimestampKind) => (d: Date) =>
     kind === "timestamp" ? sql`${utcWall(d)}::timestamp` : sql`${d}::timestamptz`
-  const col = (table: string, column: string) => shape.columns[`${table}.${column}`] !== undefined
+  return AppTables.of({
+    shape,
+    usersIn: from.usersIn,
+    problems,
+    ensureUsable: problems.length === 0
+      ? Effect.void
+      : Effect.fail(new AppShapeError({ message: `the app's tables cannot be read: ${problems.map((p) => p.message).join("; ")} (run kaiwa-jobs doctor)` })),
+    users: from.users,
+    sessions: from.sessions,
+    optIn: (list) => OPT_IN_COLUMNS[list] === undefined ? sql`true` : sql`u.${sql(optInName(list))}`,
+    at: { created: instant(shape.createdAt), start: instant(shape.startTime) },
+    rawStart: (expr) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr,
+    setSubscribed: write.setSubscribed,
+    subscriptionsOf: write.subscriptionsOf,
+    probeWriteBack: write.probeWriteBack,
+    findUser: findUser(sql)
+  })
+})
+
+/** The column a list's opt-in is given under in `users`. */
+const optInName = (list: string) => `opt_in_${list.replace(/[^a-z0-9]+/gi, "_")}`
+
+/** The app's id typed like `users.id`, from the library's text. */
+const idParam = (sql: SqlClient.SqlClient, shape: AppShape) => (userId: string) =>
+  shape.idType === "uuid" ? sql`${userId}::uuid` : sql`${userId}`
+
+/** The users and sessions as FROM items, in the shape the module comment describes. */
+const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: ReadonlyArray<string>) => {
+  const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr
 
   const timezone = shape.timezoneColumn ? sql`coalesce(u.timezone, ut.timezone)` : sql`ut.timezone`
   const optIns = Object.entries(OPT_IN_COLUMNS).map(([list, column]) =>
@@ -241,11 +269,33 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
       s.language, s.duration_seconds
     FROM ${sql(SESSIONS)} s)`
 
-  const idParam = (userId: string) => shape.idType === "uuid" ? sql`${userId}::uuid` : sql`${userId}`
+  const usersIn = (defaultTimezone: string) => sql`(
+    SELECT a.*, CASE WHEN a.timezone = ANY(${knownZones}::text[]) THEN a.timezone ELSE ${defaultTimezone} END AS tz,
+      (a.timezone IS NOT NULL AND NOT a.timezone = ANY(${knownZones}::text[])) AS unknown_timezone
+    FROM ${usersWith("lookup")} a)`
+  return { users, sessions, usersIn }
+}
+
+// The zones PostgreSQL knows, read once when the adapter is built: a job over few users (the founder sequence)
+// checks them against a parameter instead of reading the zone database in every parallel worker.
+const knownZonesOf = (sql: SqlClient.SqlClient) =>
+  SqlSchema.findAll({
+    Request: Schema.Void,
+    Result: Schema.Struct({ name: Schema.String }),
+    execute: () => sql`SELECT name FROM pg_timezone_names`
+  })(undefined).pipe(
+    Effect.map((rows) => rows.map((r) => r.name)),
+    Effect.mapError(toDatabaseError("reading the time zones PostgreSQL knows failed"))
+  )
+
+/** The preference write-back: a list's opt-in in `user_settings`, where the app has its column. */
+const writeBack = (sql: SqlClient.SqlClient, shape: AppShape) => {
+  const col = (table: string, column: string) => shape.columns[`${table}.${column}`] !== undefined
+  const id = idParam(sql, shape)
 
   const upsert = (userId: string, column: string, subscribed: boolean) =>
     sql`
-      INSERT INTO ${sql(SETTINGS)} (user_id, ${sql(column)}) VALUES (${idParam(userId)}, ${subscribed})
+      INSERT INTO ${sql(SETTINGS)} (user_id, ${sql(column)}) VALUES (${id(userId)}, ${subscribed})
       ON CONFLICT (user_id) DO UPDATE SET ${sql(column)} = EXCLUDED.${sql(column)}
       ${col(SETTINGS, "updated_at") ? sql`, updated_at = DEFAULT` : sql.literal("")}`
 
@@ -258,9 +308,37 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
     )
   }
 
+  const subscriptionsOf = (userId: string): Effect.Effect<ReadonlyMap<string, boolean>> => {
+    const lists = Object.entries(OPT_IN_COLUMNS).filter(([, column]) => shape.optInColumns.includes(column))
+    if (lists.length === 0) return Effect.succeed(new Map())
+    return sql`
+      SELECT ${sql.csv(lists.map(([list, column]) => sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`))}
+      FROM (SELECT 1) one LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = ${id(userId)}`.pipe(
+      Effect.flatMap(Schema.decodeUnknownEffect(Schema.Array(OptInRow))),
+      Effect.map((rows) => new Map(lists.map(([list]) => [list, rows[0]?.[optInName(list)] !== false] as const))),
+      Effect.orDie
+    )
+  }
+
+  return { setSubscribed, subscriptionsOf, probeWriteBack: probeWriteBack(sql, shape, upsert) }
+}
+
+const OptInRow = Schema.Record(Schema.String, Schema.Boolean)
+
+/** Whether each list's write-back works: tried on one user inside a transaction that is rolled back. */
+const probeWriteBack = (
+  sql: SqlClient.SqlClient,
+  shape: AppShape,
+  upsert: (userId: string, column: string, subscribed: boolean) => Effect.Effect<unknown, unknown>
+) => {
   class Rollback extends Error {}
-  const probeWriteBack = Effect.gen(function*() {
-    const someone = yield* sql<{ id: string }>`SELECT u.id::text AS id FROM ${sql(USERS)} u LIMIT 1`.pipe(Effect.orDie)
+  const anyUser = SqlSchema.findAll({
+    Request: Schema.Void,
+    Result: Schema.Struct({ id: Schema.String }),
+    execute: () => sql`SELECT u.id::text AS id FROM ${sql(USERS)} u LIMIT 1`
+  })
+  return Effect.gen(function*() {
+    const someone = yield* anyUser(undefined).pipe(Effect.orDie)
     return yield* Effect.forEach(Object.entries(OPT_IN_COLUMNS), ([list, column]): Effect.Effect<WriteBackProbe> => {
       if (!shape.optInColumns.includes(column)) {
         return Effect.succeed({ list, column: null, works: false, detail: `${SETTINGS}.${column} is missing: unsubscribes are kept by kaiwa-jobs, and the app's profile page does not show them` })
@@ -282,60 +360,31 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
       )
     })
   })
+}
 
-  const subscriptionsOf = (userId: string): Effect.Effect<ReadonlyMap<string, boolean>> => {
-    const lists = Object.entries(OPT_IN_COLUMNS).filter(([, column]) => shape.optInColumns.includes(column))
-    if (lists.length === 0) return Effect.succeed(new Map())
-    return sql<Record<string, boolean>>`
-      SELECT ${sql.csv(lists.map(([list, column]) => sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`))}
-      FROM (SELECT 1) one LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = ${idParam(userId)}`.pipe(
-      Effect.map((rows) => new Map(lists.map(([list]) => [list, rows[0]?.[optInName(list)] !== false] as const))),
-      Effect.orDie
-    )
-  }
-
-  const findUser = (emailOrId: string) =>
-    sql<{ user_id: string; email: string }>`
+/** A user's id (as the library stores it) and address, by address or id. */
+const findUser = (sql: SqlClient.SqlClient) => {
+  const find = SqlSchema.findOneOption({
+    Request: Schema.String,
+    Result: Schema.Struct({ user_id: Schema.String, email: Schema.String }),
+    execute: (emailOrId) =>
+      sql`
       SELECT u.id::text AS user_id, u.email FROM ${sql(USERS)} u
       WHERE u.id::text = ${emailOrId} OR lower(u.email) = lower(${emailOrId})
-      ORDER BY (u.id::text = ${emailOrId}) DESC LIMIT 1`.pipe(
-      Effect.map((r) => r[0] === undefined ? undefined : { userId: r[0].user_id, email: r[0].email }),
+      ORDER BY (u.id::text = ${emailOrId}) DESC LIMIT 1`
+  })
+  return (emailOrId: string) =>
+    find(emailOrId).pipe(
+      Effect.map((r) => Option.getOrUndefined(Option.map(r, (u) => ({ userId: u.user_id, email: u.email })))),
       Effect.orDie
     )
-
-  // The zones PostgreSQL knows, read once when the adapter is built: a job over few users (the founder sequence)
-  // checks them against a parameter instead of reading the zone database in every parallel worker.
-  const knownZones = (yield* sql<{ name: string }>`SELECT name FROM pg_timezone_names`.pipe(
-    Effect.mapError(toDatabaseError("reading the time zones PostgreSQL knows failed"))
-  )).map((r) => r.name)
-  const usersIn = (defaultTimezone: string) => sql`(
-    SELECT a.*, CASE WHEN a.timezone = ANY(${knownZones}::text[]) THEN a.timezone ELSE ${defaultTimezone} END AS tz,
-      (a.timezone IS NOT NULL AND NOT a.timezone = ANY(${knownZones}::text[])) AS unknown_timezone
-    FROM ${usersWith("lookup")} a)`
-
-  return AppTables.of({
-    shape,
-    usersIn,
-    problems,
-    ensureUsable: problems.length === 0
-      ? Effect.void
-      : Effect.fail(new AppShapeError({ message: `the app's tables cannot be read: ${problems.map((p) => p.message).join("; ")} (run kaiwa-jobs doctor)` })),
-    users,
-    sessions,
-    optIn: (list) => OPT_IN_COLUMNS[list] === undefined ? sql`true` : sql`u.${sql(optInName(list))}`,
-    at: { created: instant(shape.createdAt), start: instant(shape.startTime) },
-    rawStart: (expr) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr,
-    setSubscribed,
-    subscriptionsOf,
-    probeWriteBack,
-    findUser
-  })
-})
+}
 
 /** The SQLSTATE and first line of a failed statement, never a connection string. */
 const sqlReason = (e: unknown): string => {
-  const cause = (e as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause
-  const inner = (cause as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause ?? cause
-  const code = inner?.code === undefined ? "" : `SQLSTATE ${String(inner.code)}: `
-  return `${code}${String(inner?.message ?? e).split("\n")[0]}`.replace(/postgres(ql)?:\/\/\S+/gi, "<database-url>").slice(0, 300)
+  const cause = propertyOf(e, "cause")
+  const inner = propertyOf(cause, "cause") ?? cause
+  const code = propertyOf(inner, "code")
+  return `${code === undefined ? "" : `SQLSTATE ${String(code)}: `}${String(propertyOf(inner, "message") ?? e).split("\n")[0]}`
+    .replace(/postgres(ql)?:\/\/\S+/gi, "<database-url>").slice(0, 300)
 }

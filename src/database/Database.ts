@@ -5,7 +5,7 @@
  * which database this is (a dry run names what it read). No module but a table's owner names it, and no raw
  * `SqlClient` is handed to a job: it gets statement fragments.
  */
-import { Context, Effect, Layer, Redacted, Schema } from "effect"
+import { Context, Effect, Layer, Predicate, Redacted, Schema } from "effect"
 import type { SqlClient } from "effect/sql"
 import { AppTables } from "./App.ts"
 import { JobsConfig } from "../config/Config.ts"
@@ -46,24 +46,26 @@ export const toDatabaseError = (what: string) => (cause: unknown) =>
  * UniqueViolation, ...) and in the driver's error under it, so those are what is read here.
  */
 export const describeSqlCause = (cause: unknown): string => {
-  const reason = (cause as { reason?: { readonly _tag?: unknown; readonly cause?: unknown } } | undefined)?.reason
-  const underlying = reason?.cause ?? (cause as { cause?: unknown } | undefined)?.cause
-  const message = (e: unknown) => String((e as { message?: unknown } | undefined)?.message ?? e ?? "")
+  const reason = propertyOf(cause, "reason")
+  const underlying = propertyOf(reason, "cause") ?? propertyOf(cause, "cause")
+  const message = (e: unknown) => String(propertyOf(e, "message") ?? e ?? "")
   const detail = underlying === undefined ? message(cause) : message(underlying)
   // SQLSTATE class 57P: the server is shutting down, crashed or not accepting connections yet (a restart in
   // progress): for the operator that is the database being unreachable, like a refused connection a moment later.
-  const code = String((underlying as { code?: unknown } | undefined)?.code ?? "")
-  if (
-    reason?._tag === "ConnectionError" ||
-    code.startsWith("57P") ||
-    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminating connection|connection (?:refused|reset|closed|ended|terminated)|socket|closed/i.test(detail)
-  ) {
+  const code = String(propertyOf(underlying, "code") ?? "")
+  if (propertyOf(reason, "_tag") === "ConnectionError" || code.startsWith("57P") || UNREACHABLE.test(detail)) {
     return "the database is unreachable"
   }
   const first = detail.split("\n")[0] || message(cause).split("\n")[0] || "unknown error"
   // Connection strings can carry a password; never let one through.
   return first.replace(/postgres(ql)?:\/\/[^\s]+/gi, "<database-url>").slice(0, 300)
 }
+
+const UNREACHABLE =
+  /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminating connection|connection (?:refused|reset|closed|ended|terminated)|socket|closed/i
+
+/** A property of an error of unknown shape (a driver's, an SqlError's reason), or undefined: read, never cast. */
+export const propertyOf = (u: unknown, key: string): unknown => Predicate.hasProperty(u, key) ? u[key] : undefined
 
 /** Rows of one table and job dated after the real instant (issue 19): what `status` names for clean-up. */
 

@@ -6,8 +6,8 @@
  * back). A check that blocks a job fails the command (exit 1), naming the table, column or variable and what
  * to do; warnings do not.
  */
-import { Cause, Effect } from "effect"
-import { SqlClient } from "effect/sql"
+import { Cause, Effect, Schema } from "effect"
+import { SqlClient, SqlSchema } from "effect/sql"
 import * as App from "../database/App.ts"
 import { load } from "../config/Config.ts"
 import { describeSqlCause } from "../database/Database.ts"
@@ -67,6 +67,23 @@ const INDEXES: ReadonlyArray<{ readonly table: string; readonly columns: Readonl
   }
 ]
 
+/** Every index on the app's tables, by the columns it leads with. */
+const appIndexes = (sql: SqlClient.SqlClient) =>
+  SqlSchema.findAll({
+    Request: Schema.Void,
+    Result: Schema.Struct({ table: Schema.String, columns: Schema.Array(Schema.String) }),
+    execute: () =>
+      sql`
+      SELECT t.relname AS table, array_agg(a.attname ORDER BY k.n) AS columns
+      FROM pg_index i
+      JOIN pg_class t ON t.oid = i.indrelid
+      JOIN pg_namespace ns ON ns.oid = t.relnamespace AND ns.nspname = current_schema()
+      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+      WHERE t.relname IN ('users', 'conversation_sessions')
+      GROUP BY i.indexrelid, t.relname`
+  })(undefined)
+
 /** The app's tables: shape, needed and optional columns, indexes. */
 const appChecks = (sql: SqlClient.SqlClient, adapter: App.AppTables["Service"]) =>
   Effect.gen(function*() {
@@ -89,15 +106,7 @@ const appChecks = (sql: SqlClient.SqlClient, adapter: App.AppTables["Service"]) 
         ? ok(`user_settings.${column}`, `present: the ${list} opt-in`)
         : warn(`user_settings.${column}`, `absent: everyone is opted in to ${list}; unsubscribes from it are kept by kaiwa-jobs, not shown on the app's profile page`))
     }
-    const indexes = yield* sql<{ table: string; columns: ReadonlyArray<string> }>`
-      SELECT t.relname AS table, array_agg(a.attname ORDER BY k.n) AS columns
-      FROM pg_index i
-      JOIN pg_class t ON t.oid = i.indrelid
-      JOIN pg_namespace ns ON ns.oid = t.relnamespace AND ns.nspname = current_schema()
-      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
-      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
-      WHERE t.relname IN ('users', 'conversation_sessions')
-      GROUP BY i.indexrelid, t.relname`
+    const indexes = yield* appIndexes(sql)
     for (const want of INDEXES) {
       const found = indexes.some((ix) => ix.table === want.table && want.columns.every((c, n) => ix.columns[n] === c))
       checks.push(found
