@@ -67,8 +67,6 @@ const UNREACHABLE =
 /** A property of an error of unknown shape (a driver's, an SqlError's reason), or undefined: read, never cast. */
 export const propertyOf = (u: unknown, key: string): unknown => Predicate.hasProperty(u, key) ? u[key] : undefined
 
-/** Rows of one table and job dated after the real instant (issue 19): what `status` names for clean-up. */
-
 /** Which database the services read: the host and database name, or what the embedded one is. */
 export class Database extends Context.Service<Database, {
   /** For people: `db.example.internal:5432/kaiwa`, "local demo database", "empty embedded database". */

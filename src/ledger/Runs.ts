@@ -106,64 +106,50 @@ export class Runs extends Context.Service<Runs, {
   static readonly layer = Layer.effect(Runs, Effect.map(SqlClient.SqlClient, (sql) => make(sql)))
 }
 
-const make = (sql: SqlClient.SqlClient): Runs["Service"] => {
-  const startRun = (run: RunStart) =>
-    sql`INSERT INTO kaiwa_jobs.runs (id, job, as_of, started_at, trigger, host)
-        VALUES (${run.id}::uuid, ${run.job}, ${run.asOf}, ${run.startedAt}, ${run.trigger}, ${run.host})`.pipe(
-      Effect.asVoid,
-      Effect.mapError(toDatabaseError("recording the run failed"))
-    )
+const make = (sql: SqlClient.SqlClient): Runs["Service"] =>
+  Runs.of({
+    start: (run) => startRun(sql, run).pipe(Effect.asVoid, Effect.mapError(toDatabaseError("recording the run failed"))),
+    finish: (run) => finishRun(sql, run).pipe(Effect.asVoid, Effect.mapError(toDatabaseError("recording the run's end failed"))),
+    last: lastRuns(sql).pipe(Effect.mapError(toDatabaseError("reading the run history failed"))),
+    lastBefore: (now) => lastRunsBefore(sql, now).pipe(Effect.mapError(toDatabaseError("reading the run history failed"))),
+    future: (now) => futureRuns(sql, now).pipe(Effect.mapError(toDatabaseError("reading runs dated in the future failed"))),
+    recent: (perJob) => recentRuns(sql, perJob).pipe(Effect.mapError(toDatabaseError("reading the run history failed"))),
+    byId: (id) => runById(sql, id).pipe(Effect.mapError(toDatabaseError("reading a run failed")))
+  })
 
-  const finishRun = (run: RunEnd) =>
-    sql`UPDATE kaiwa_jobs.runs
-        SET outcome = ${run.outcome}, finished_at = ${run.finishedAt},
-            stats = ${JSON.stringify(run.stats ?? null)}::jsonb, error = ${run.error}
-        WHERE id = ${run.id}::uuid`.pipe(
-      Effect.asVoid,
-      Effect.mapError(toDatabaseError("recording the run's end failed"))
-    )
+const startRun = (sql: SqlClient.SqlClient, run: RunStart) =>
+  sql`INSERT INTO kaiwa_jobs.runs (id, job, as_of, started_at, trigger, host)
+      VALUES (${run.id}::uuid, ${run.job}, ${run.asOf}, ${run.startedAt}, ${run.trigger}, ${run.host})`
 
-  const lastRuns = sql`
+const finishRun = (sql: SqlClient.SqlClient, run: RunEnd) =>
+  sql`UPDATE kaiwa_jobs.runs
+      SET outcome = ${run.outcome}, finished_at = ${run.finishedAt},
+          stats = ${JSON.stringify(run.stats ?? null)}::jsonb, error = ${run.error}
+      WHERE id = ${run.id}::uuid`
+
+const lastRuns = (sql: SqlClient.SqlClient) =>
+  sql`
     SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
       r.error, r.trigger,
       (SELECT max(s.started_at) FROM kaiwa_jobs.runs s WHERE s.job = r.job AND s.outcome = 'succeeded') AS last_success_at
     FROM kaiwa_jobs.runs r
-    ORDER BY r.job, r.started_at DESC`.pipe(decodeRows(LastRun), Effect.mapError(toDatabaseError("reading the run history failed")))
+    ORDER BY r.job, r.started_at DESC`.pipe(decodeRows(LastRun))
 
-  // Issue 19: a run made with a `--now` in the future would count as the latest success until that date, and hide
-  // an overdue job. The same statement as `lastRuns`, with every run dated after `now` left out.
-  const lastRunsBefore = SqlSchema.findAll({
-    Request: Schema.Date,
-    Result: LastRun,
-    execute: (now) =>
-      sql`
-        SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
-          r.error, r.trigger,
-          (SELECT max(s.started_at) FROM kaiwa_jobs.runs s
-           WHERE s.job = r.job AND s.outcome = 'succeeded' AND s.started_at <= ${now} AND s.as_of <= ${now}) AS last_success_at
-        FROM kaiwa_jobs.runs r
-        WHERE r.started_at <= ${now} AND r.as_of <= ${now}
-        ORDER BY r.job, r.started_at DESC`
-  })
+// Issue 19: a run made with a `--now` in the future would count as the latest success until that date, and hide
+// an overdue job. The same statement as `lastRuns`, with every run dated after `now` left out.
+const lastRunsBefore = (sql: SqlClient.SqlClient, now: Date) =>
+  sql`
+    SELECT DISTINCT ON (r.job) r.id::text AS id, r.job, r.as_of, r.started_at, r.finished_at, r.outcome, r.stats,
+      r.error, r.trigger,
+      (SELECT max(s.started_at) FROM kaiwa_jobs.runs s
+       WHERE s.job = r.job AND s.outcome = 'succeeded' AND s.started_at <= ${now} AND s.as_of <= ${now}) AS last_success_at
+    FROM kaiwa_jobs.runs r
+    WHERE r.started_at <= ${now} AND r.as_of <= ${now}
+    ORDER BY r.job, r.started_at DESC`.pipe(decodeRows(LastRun))
 
-  // For `status` only: runs a future `--now` left behind.
-  const future = SqlSchema.findAll({
-    Request: Schema.Date,
-    Result: FutureRuns,
-    execute: (now) =>
-      sql`
-        SELECT job, count(*)::int AS rows, max(greatest(as_of, started_at)) AS latest,
-          (array_agg(id::text ORDER BY started_at DESC))[1:20] AS ids
-        FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job ORDER BY job`
-  })
-
-  return Runs.of({
-    start: startRun,
-    finish: finishRun,
-    last: lastRuns,
-    lastBefore: (now) => lastRunsBefore(now).pipe(Effect.mapError(toDatabaseError("reading the run history failed"))),
-    future: (now) => future(now).pipe(Effect.mapError(toDatabaseError("reading runs dated in the future failed"))),
-    recent: (perJob) => recentRuns(sql, perJob).pipe(Effect.mapError(toDatabaseError("reading the run history failed"))),
-    byId: (id) => runById(sql, id).pipe(Effect.mapError(toDatabaseError("reading a run failed")))
-  })
-}
+// For `status` only: runs a future `--now` left behind.
+const futureRuns = (sql: SqlClient.SqlClient, now: Date) =>
+  sql`
+    SELECT job, count(*)::int AS rows, max(greatest(as_of, started_at)) AS latest,
+      (array_agg(id::text ORDER BY started_at DESC))[1:20] AS ids
+    FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job ORDER BY job`.pipe(decodeRows(FutureRuns))
