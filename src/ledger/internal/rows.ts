@@ -170,9 +170,9 @@ export const TouchedRow = Schema.Struct({
   user_id: Schema.String,
   email: Schema.String,
   dedupe_key: Schema.String,
-  status: Schema.String,
+  status: DeliveryStatus,
   reason: Schema.NullOr(Schema.String),
-  delivery: Schema.NullOr(Schema.String),
+  delivery: Schema.NullOr(DeliveryState),
   planned_at: Schema.Date,
   sent_at: Schema.NullOr(Schema.Date)
 })
