@@ -174,6 +174,35 @@ describe("suppression follows the provider's verdict only", () => {
 // Planning inserts without ON CONFLICT: a selection that offers a (job, user, key) the ledger already holds is a
 // bug, and it must fail the planning whole, naming the constraint, rather than be hidden (nothing is sent twice
 // either way: the unique constraint holds).
+describe("a failed row's kind, not its reason's text, decides suppression", () => {
+  layer(testLayer, { excludeTestServices: true })((it) => {
+    it.effect("rejected rows suppress their address (kind given, or read from a reason written the old way); a render error never does", () =>
+      Effect.gen(function*() {
+        yield* resetLedger
+        yield* ledgerRows("row", 3)
+        const batch = (yield* claim(AT))!
+        const [given, legacy, render] = batch.deliveries
+        const ledger = yield* Ledger
+        const done = yield* ledger.completeBatch({
+          batchId: batch.id,
+          now: AT,
+          outcomes: [
+            { id: given!.id, status: "failed", providerId: null, reason: "the provider refused the recipient", failure: "rejected" },
+            { id: legacy!.id, status: "failed", providerId: null, reason: "rejected: invalid `to` field" },
+            { id: render!.id, status: "failed", providerId: null, reason: "rejected: a template error that reads like one", failure: "render_error" }
+          ]
+        })
+        assert.strictEqual(done.failed.length, 3)
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ user_id: string; failure: string | null }>`
+          SELECT user_id, failure FROM kaiwa_jobs.deliveries ORDER BY id`
+        assert.deepStrictEqual(rows.map((r) => [r.user_id, r.failure]), [["row0", "rejected"], ["row1", "rejected"], ["row2", "render_error"]])
+        const suppressed = yield* sql<{ email: string; reason: string }>`SELECT email, reason FROM kaiwa_jobs.suppressions ORDER BY email`
+        assert.deepStrictEqual(suppressed.map((r) => [r.email, r.reason]), [["row0@example.com", "invalid_address"], ["row1@example.com", "invalid_address"]])
+      }))
+  })
+})
+
 describe("a selection that offers a row the ledger already has", () => {
   layer(testLayer, { excludeTestServices: true })((it) => {
     it.effect("fails the planning whole, naming deliveries_once, and changes nothing", () =>
