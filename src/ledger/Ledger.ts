@@ -40,6 +40,7 @@ export {
   DeliveryState,
   FailureKind,
   FutureDeliveries,
+  SkipReason,
   TimelineEntry,
   TimelineKind,
   TouchedRow

@@ -8,7 +8,7 @@ import { type DatabaseError, toDatabaseError } from "../../database/Database.ts"
 import type { Decision, Learner, Selection, SelectionArgs } from "../Ledger.ts"
 import type { Suppressions } from "../Suppressions.ts"
 import { selectionOf } from "./planning.ts"
-import { Candidate, CapRow, decodeRows, OwnRow, PlannedRow, TimelineEntry } from "./rows.ts"
+import { Candidate, CapRow, decodeRows, OwnRow, PlannedRow, type SkipReason, TimelineEntry } from "./rows.ts"
 
 const HOUR_MS = 3_600_000
 
@@ -25,7 +25,7 @@ export const localTimeIn = (at: Date, zone: string): string => {
   }
 }
 
-const SHARED_DETAIL: Readonly<Record<string, string>> = {
+const SHARED_DETAIL: Readonly<Record<Exclude<SkipReason, "suppressed" | "cap">, string>> = {
   unverified: "the learner has not verified their address",
   opted_out: "the learner turned this list off (the app's email preferences)",
   invalid_email: "the address cannot be an email address"
@@ -151,7 +151,7 @@ const sharedDetail = (
   suppressions: Suppressions["Service"],
   args: SelectionArgs,
   user: Learner,
-  reason: string
+  reason: SkipReason
 ) =>
   Effect.gen(function*() {
     if (reason === "suppressed") {
@@ -165,7 +165,7 @@ const sharedDetail = (
         ? "another email is inside the cap"
         : `${first.job} (${first.dedupe_key}) ${first.status} at ${first.at.toISOString()}; the cap ends at ${new Date(first.at.getTime() + hours * HOUR_MS).toISOString()}`
     }
-    return SHARED_DETAIL[reason] ?? reason
+    return SHARED_DETAIL[reason]
   })
 
 /** The learner's emails, newest first: planned, then sent, skipped or failed, then what became of each. */

@@ -30,6 +30,13 @@ export const DELIVERY_STATES = ["delayed", "delivered", "bounced", "complained"]
 export const DeliveryState = Schema.Literals(DELIVERY_STATES)
 export type DeliveryState = typeof DeliveryState.Type
 
+/**
+ * Why a candidate is not due, by the rules every job shares (`selectionOf`), in the order a person would check
+ * them. A job's own rules leave learners out before they are candidates (`Decision.reason` names those).
+ */
+export const SkipReason = Schema.Literals(["unverified", "opted_out", "invalid_email", "suppressed", "cap"])
+export type SkipReason = typeof SkipReason.Type
+
 /** A row of a job's selection: one candidate recipient and, when not due, why. */
 export const Candidate = Schema.Struct({
   user_id: Schema.String,
@@ -37,7 +44,7 @@ export const Candidate = Schema.Struct({
   dedupe_key: Schema.String,
   data: Schema.Unknown,
   expires_at: Schema.Date,
-  skip_reason: Schema.NullOr(Schema.String),
+  skip_reason: Schema.NullOr(SkipReason),
   /** The user's `timezone` is set but unknown, so DEFAULT_TIMEZONE was used: served, but reported as bad data. */
   unknown_timezone: Schema.Boolean
 })
@@ -51,13 +58,14 @@ const Ids = Schema.NullOr(Schema.Array(Schema.String))
  */
 export const PlanCount = Schema.Union([
   Schema.Struct({ kind: Schema.Literal("enqueued"), n: Schema.Number }),
-  Schema.Struct({ kind: Schema.Literals(["skipped", "bad_data"]), reason: Schema.String, n: Schema.Number, ids: Ids })
+  Schema.Struct({ kind: Schema.Literal("skipped"), reason: SkipReason, n: Schema.Number, ids: Ids }),
+  Schema.Struct({ kind: Schema.Literal("bad_data"), reason: Schema.Literal("unknown_timezone"), n: Schema.Number, ids: Ids })
 ])
 export type PlanCount = typeof PlanCount.Type
 
 /** One count of a sweep: pending rows skipped for one reason, or the rows failed because their key expired. */
 export const SweepCount = Schema.Union([
-  Schema.Struct({ kind: Schema.Literal("skipped"), reason: Schema.String, n: Schema.Number }),
+  Schema.Struct({ kind: Schema.Literal("skipped"), reason: Schema.Literals(["expired", "suppressed"]), n: Schema.Number }),
   Schema.Struct({ kind: Schema.Literal("key_expired"), ids: Ids })
 ])
 export type SweepCount = typeof SweepCount.Type
