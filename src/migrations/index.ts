@@ -314,9 +314,9 @@ export const kaiwaJobs = Migrator.fromRecord({
     `ALTER TABLE kaiwa_jobs.deliveries ADD COLUMN failure text NULL
       CHECK (failure IN ('rejected', 'render_error', 'outcome_unknown'))`,
     `UPDATE kaiwa_jobs.deliveries SET failure = CASE
-        WHEN reason LIKE 'rejected: %' THEN 'rejected'
-        WHEN reason LIKE 'render_error: %' THEN 'render_error'
-        WHEN reason LIKE 'outcome_unknown: %' THEN 'outcome_unknown'
+        WHEN starts_with(reason, 'rejected: ') THEN 'rejected'
+        WHEN starts_with(reason, 'render_error: ') THEN 'render_error'
+        WHEN starts_with(reason, 'outcome_unknown: ') THEN 'outcome_unknown'
       END
       WHERE status = 'failed'`
   )
