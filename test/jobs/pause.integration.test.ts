@@ -92,10 +92,12 @@ describe("pause and resume", () => {
         const arrived = yield* Deferred.make<void>()
         const release = yield* Deferred.make<void>()
         const env = { DATABASE_URL: Redacted.value(url!) }
-        // The learners are due now in UTC only between 09:00 and 21:00: run as of a fixed instant inside it.
+        // The learners are due now in UTC only between 09:00 and 21:00: run as of a fixed instant inside it, with a
+        // clock that starts there (the start-of-run sweep reads the clock: after 21:00 UTC it would expire them all).
         const asOf = new Date(new Date().toISOString().slice(0, 10) + "T12:00:00Z")
         const running = yield* runJob(practiceReminders, { asOf }).pipe(
           Effect.provide(gatedMailer(store, arrived, release)),
+          Effect.provide(Layers.clockAt(asOf)),
           Effect.forkChild
         )
         yield* Deferred.await(arrived)
@@ -110,7 +112,7 @@ describe("pause and resume", () => {
 
         const resumed = yield* Effect.promise(() => run("dist/cli.js", ["resume", practiceReminders.name], env))
         assert.strictEqual(resumed.code, 0, resumed.stdout + resumed.stderr)
-        const after = yield* runJob(practiceReminders, { asOf })
+        const after = yield* runJob(practiceReminders, { asOf }).pipe(Effect.provide(Layers.clockAt(asOf)))
         assert.strictEqual(after.outcome, "succeeded")
         const all = (yield* Ref.get(store)).map((e) => e.to)
         assert.strictEqual(all.length, 100, "the gated mailer is not this run's")
