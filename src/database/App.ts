@@ -237,7 +237,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
 const optInName = (list: string) => `opt_in_${list.replace(/[^a-z0-9]+/gi, "_")}`
 
 /** The app's id typed like `users.id`, from the library's text. */
-const idParam = (sql: SqlClient.SqlClient, shape: AppShape) => (userId: string) =>
+const idParamFor = (sql: SqlClient.SqlClient, shape: AppShape) => (userId: string) =>
   shape.idType === "uuid" ? sql`${userId}::uuid` : sql`${userId}`
 
 /** The users and sessions as FROM items, in the shape the module comment describes. */
@@ -291,11 +291,11 @@ const knownZonesOf = (sql: SqlClient.SqlClient) =>
 /** The preference write-back: a list's opt-in in `user_settings`, where the app has its column. */
 const writeBack = (sql: SqlClient.SqlClient, shape: AppShape) => {
   const col = (table: string, column: string) => shape.columns[`${table}.${column}`] !== undefined
-  const id = idParam(sql, shape)
+  const idParam = idParamFor(sql, shape)
 
   const upsert = (userId: string, column: string, subscribed: boolean) =>
     sql`
-      INSERT INTO ${sql(SETTINGS)} (user_id, ${sql(column)}) VALUES (${id(userId)}, ${subscribed})
+      INSERT INTO ${sql(SETTINGS)} (user_id, ${sql(column)}) VALUES (${idParam(userId)}, ${subscribed})
       ON CONFLICT (user_id) DO UPDATE SET ${sql(column)} = EXCLUDED.${sql(column)}
       ${col(SETTINGS, "updated_at") ? sql`, updated_at = DEFAULT` : sql.literal("")}`
 
@@ -313,7 +313,7 @@ const writeBack = (sql: SqlClient.SqlClient, shape: AppShape) => {
     if (lists.length === 0) return Effect.succeed(new Map())
     return sql`
       SELECT ${sql.csv(lists.map(([list, column]) => sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`))}
-      FROM (SELECT 1) one LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = ${id(userId)}`.pipe(
+      FROM (SELECT 1) one LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = ${idParam(userId)}`.pipe(
       Effect.flatMap(Schema.decodeUnknownEffect(Schema.Array(OptInRow))),
       Effect.map((rows) => new Map(lists.map(([list]) => [list, rows[0]?.[optInName(list)] !== false] as const))),
       Effect.orDie
