@@ -13,7 +13,7 @@ import { SqlClient } from "effect/sql"
 import { AppTables, OPT_IN_COLUMNS } from "../database/App.ts"
 import { type DatabaseError, toDatabaseError } from "../database/Database.ts"
 import { decodeRows } from "./internal/rows.ts"
-import { Suppressions } from "./Suppressions.ts"
+import { covers, EVERY_LIST, Suppressions } from "./Suppressions.ts"
 
 /** Who changes which list. `userId` null: an address, whoever it belongs to (library suppression only). */
 export interface Change {
@@ -119,15 +119,15 @@ const change = (deps: Deps) => {
       // An address alone: only the library can keep it (and never lifts anything by address).
       return c.subscribed ? false : yield* db.suppress({ userId: null, email: c.email, list: c.list, reason: "unsubscribed", now })
     }
-    if (c.list !== "*") return yield* oneList(userId, c.list, c, now)
+    if (c.list !== EVERY_LIST) return yield* oneList(userId, c.list, c, now)
     // Every list: the app's columns, and one library row for every list (a later job's list included).
     const results = yield* Effect.forEach(appLists, (list) => oneList(userId, list, c, now))
     if (c.subscribed) {
-      yield* db.unsuppress(userId, "*")
+      yield* db.unsuppress(userId, EVERY_LIST)
       return results.some(Boolean)
     }
-    yield* record(sql, userId, "*", false, c.source, "library", now)
-    return yield* db.suppress({ userId, email: null, list: "*", reason: "unsubscribed", now })
+    yield* record(sql, userId, EVERY_LIST, false, c.source, "library", now)
+    return yield* db.suppress({ userId, email: null, list: EVERY_LIST, reason: "unsubscribed", now })
   })
 }
 
@@ -137,8 +137,8 @@ const stateOf = ({ app, db }: Deps) =>
     const user = yield* app.findUser(userId)
     const suppressions = yield* db.of({ userId, email: user?.email ?? null })
     return lists.map((list): ListState => {
-      const blocked = suppressions.find((s) => s.reason !== "unsubscribed" && (s.list === "*" || s.list === list))
-      const unsubscribed = suppressions.some((s) => s.reason === "unsubscribed" && (s.list === "*" || s.list === list))
+      const blocked = suppressions.find((s) => s.reason !== "unsubscribed" && covers(s.list, list))
+      const unsubscribed = suppressions.some((s) => s.reason === "unsubscribed" && covers(s.list, list))
       const appState = settings.get(list)
       return {
         list,

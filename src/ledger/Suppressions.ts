@@ -23,6 +23,15 @@ export interface Suppression {
   readonly now: Date
 }
 
+/** The list a suppression of every list is stored under. */
+export const EVERY_LIST = "*"
+
+/** Whether a suppression or preference stored for `stored` applies to `list` (its own, or every list). */
+export const covers = (stored: string, list: string): boolean => stored === EVERY_LIST || stored === list
+
+/** How a person reads a stored list: its name, or "every list". */
+export const listLabel = (stored: string): string => stored === EVERY_LIST ? "every list" : stored
+
 /** The lists an unsubscribe from every list is split into when one list comes back: the shipped jobs' names. */
 const knownLists = new Set(["practice-reminders", "founder-emails", "weekly-progress"])
 
@@ -74,7 +83,7 @@ const make = (sql: SqlClient.SqlClient): Suppressions["Service"] => {
     suppressInvalid: suppressInvalid(sql),
     unsuppress: unsuppress(sql),
     of,
-    firstFor: (user, list) => Effect.map(of(user), (rows) => rows.find((r) => r.list === "*" || r.list === list))
+    firstFor: (user, list) => Effect.map(of(user), (rows) => rows.find((r) => covers(r.list, list)))
   })
 }
 
@@ -105,7 +114,7 @@ const splitEveryList = (sql: SqlClient.SqlClient, userId: string, list: string) 
 
 const unsuppress = (sql: SqlClient.SqlClient) => (userId: string, list: string) =>
   sql.withTransaction(Effect.gen(function*() {
-    if (list !== "*") yield* splitEveryList(sql, userId, list)
+    if (list !== EVERY_LIST) yield* splitEveryList(sql, userId, list)
     yield* sql`DELETE FROM kaiwa_jobs.suppressions WHERE user_id = ${userId} AND list = ${list} AND reason = 'unsubscribed'`
   })).pipe(Effect.mapError(toDatabaseError("lifting an unsubscribe failed")))
 

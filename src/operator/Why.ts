@@ -9,7 +9,7 @@ import { AppTables } from "../database/App.ts"
 import type { Decision, TimelineEntry } from "../database/Database.ts"
 import { Ledger } from "../ledger/Ledger.ts"
 import { Preferences } from "../ledger/Preferences.ts"
-import { Suppressions } from "../ledger/Suppressions.ts"
+import { EVERY_LIST, listLabel, Suppressions } from "../ledger/Suppressions.ts"
 import { Jobs } from "../jobs/index.ts"
 
 /** No learner has that id or address. */
@@ -52,13 +52,13 @@ const timelineOf = (user: { readonly userId: string; readonly email: string }) =
       ...suppressions.map((s): TimelineEntry => ({
         at: s.createdAt,
         kind: "suppressed",
-        job: s.list === "*" ? null : s.list,
-        detail: `${s.reason} (${s.list === "*" ? "every list" : s.list})`
+        job: s.list === EVERY_LIST ? null : s.list,
+        detail: `${s.reason} (${listLabel(s.list)})`
       })),
       ...changes.map((c): TimelineEntry => ({
         at: c.at,
         kind: "preference",
-        job: c.list === "*" ? null : c.list,
+        job: c.list === EVERY_LIST ? null : c.list,
         detail: `${c.subscribed ? "subscribed" : "unsubscribed"} via ${c.source} (kept in ${c.home === "app" ? "the app's user_settings" : "kaiwa-jobs"})`
       }))
     ]

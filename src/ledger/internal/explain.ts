@@ -6,7 +6,7 @@ import { Effect } from "effect"
 import type { SqlClient } from "effect/sql"
 import { type DatabaseError, toDatabaseError } from "../../database/Database.ts"
 import type { Decision, Learner, Selection, SelectionArgs } from "../Ledger.ts"
-import type { Suppressions } from "../Suppressions.ts"
+import { listLabel, type Suppressions } from "../Suppressions.ts"
 import { selectionOf } from "./planning.ts"
 import { Candidate, CapRow, decodeRows, OwnRow, PlannedRow, type SkipReason, TimelineEntry } from "./rows.ts"
 
@@ -156,7 +156,7 @@ const sharedDetail = (
   Effect.gen(function*() {
     if (reason === "suppressed") {
       const first = yield* suppressions.firstFor(user, args.list)
-      return first === undefined ? "suppressed" : `${first.reason} (${first.list === "*" ? "every list" : first.list}) since ${first.createdAt.toISOString()}`
+      return first === undefined ? "suppressed" : `${first.reason} (${listLabel(first.list)}) since ${first.createdAt.toISOString()}`
     }
     if (reason === "cap") {
       const hours = args.minHoursBetweenEmails
