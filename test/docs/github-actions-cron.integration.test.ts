@@ -19,14 +19,10 @@ const FILE = "docs/github-actions-cron.yml"
 const SECRET = "workflow-cron-secret-0123456789-abcdefghij"
 
 type Map = { readonly [key: string]: Yaml }
-const asMap = (v: Yaml | undefined, what: string): Map => {
-  assert.isTrue(typeof v === "object" && v !== null && !Array.isArray(v), `${what} is a mapping`)
-  return v as Map
-}
-const asList = (v: Yaml | undefined, what: string): ReadonlyArray<Yaml> => {
-  assert.isTrue(Array.isArray(v), `${what} is a sequence`)
-  return v as ReadonlyArray<Yaml>
-}
+const isList = (v: Yaml | undefined): v is ReadonlyArray<Yaml> => Array.isArray(v)
+const isMap = (v: Yaml | undefined): v is Map => typeof v === "object" && v !== null && !isList(v)
+const asMap = (v: Yaml | undefined, what: string): Map => isMap(v) ? v : assert.fail(`${what} is a mapping`)
+const asList = (v: Yaml | undefined, what: string): ReadonlyArray<Yaml> => isList(v) ? v : assert.fail(`${what} is a sequence`)
 
 /** GitHub's `${{ expr }}` with the values of a context; an expression the test does not know fails it. */
 const fill = (text: string, context: Readonly<Record<string, string>>): string =>
@@ -51,12 +47,50 @@ const runStep = (step: Map, context: Readonly<Record<string, string>>) =>
   })
 
 const freePort = () =>
-  new Promise<number>((resolve) => {
+  new Promise<number>((resolve, reject) => {
     const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
+      const address = s.address()
+      if (address === null || typeof address === "string") return reject(new Error("no TCP port"))
+      s.close(() => resolve(address.port))
     })
   })
+
+/**
+ * `kaiwa-jobs serve` as Fly runs it (live settings, CRON_SECRET = SECRET) on a fresh database holding the library's
+ * schema and the app's tables (Kaiwa's shape); its base URL once /health answers. Stopped when the scope closes.
+ */
+const serve = Effect.gen(function*() {
+  const url = yield* freshDatabaseUrl
+  yield* Effect.provide(Effect.void, Layers.test(url, "kaiwa"))
+  const port = yield* Effect.promise(freePort)
+  const { child, done } = start("dist/cli.js", ["serve"], {
+    DATABASE_URL: Redacted.value(url),
+    RESEND_API_KEY: "re_unused",
+    RESEND_BASE_URL: "http://127.0.0.1:9",
+    MAIL_FROM: "Kaiwa <hello@example.com>",
+    APP_URL: "https://kaiwa.example",
+    UNSUBSCRIBE_SECRET: "workflow-unsubscribe-secret-0123456789",
+    PORT: String(port),
+    CRON_SECRET: SECRET,
+    FOUNDER_NAME: "Yuki Sato"
+  })
+  yield* Effect.addFinalizer(() => Effect.promise(() => (child.kill("SIGTERM"), done)))
+  const base = `http://127.0.0.1:${port}`
+  yield* Effect.promise(async () => {
+    for (let i = 0; i < 150; i++) {
+      if (await fetch(`${base}/health`).then(() => true, () => false)) return
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    throw new Error("the server never answered")
+  })
+  return base
+})
+
+interface Report {
+  readonly job: string
+  readonly outcome: string
+  readonly dryRun: boolean
+}
 
 const workflow = asMap(parseYamlSubset(fs.readFileSync(FILE, "utf8")), "the workflow")
 const trigger = asMap(asMap(workflow["jobs"], "jobs")["trigger"], "jobs.trigger")
@@ -76,59 +110,34 @@ describe(FILE, () => {
     assert.deepStrictEqual(workflow["permissions"], {})
     const listed = await run("dist/cli.js", ["list", "--json"])
     assert.strictEqual(listed.code, 0, listed.stderr)
-    const registered = (JSON.parse(listed.stdout) as ReadonlyArray<{ name: string }>).map((j) => j.name)
+    const jobs: ReadonlyArray<{ readonly name: string }> = JSON.parse(listed.stdout)
+    const registered = jobs.map((j) => j.name)
     assert.deepStrictEqual([...matrixJobs].sort(), [...registered].sort())
     assert.lengthOf(steps.filter((s) => s["run"] !== undefined), 1)
   })
 
   it.live("its step triggers each job on `kaiwa-jobs serve` with the header the server checks", () =>
     Effect.gen(function*() {
-      const url = yield* freshDatabaseUrl
-      // The library's schema and the app's tables (Kaiwa's shape), as in production.
-      yield* Effect.provide(Effect.void, Layers.test(url, "kaiwa"))
-      const port = yield* Effect.promise(freePort)
-      const env = {
-        DATABASE_URL: Redacted.value(url),
-        RESEND_API_KEY: "re_unused",
-        RESEND_BASE_URL: "http://127.0.0.1:9",
-        MAIL_FROM: "Kaiwa <hello@example.com>",
-        APP_URL: "https://kaiwa.example",
-        UNSUBSCRIBE_SECRET: "workflow-unsubscribe-secret-0123456789",
-        PORT: String(port),
-        CRON_SECRET: SECRET,
-        FOUNDER_NAME: "Yuki Sato"
+      const url = yield* serve
+      const step = steps.find((s) => s["run"] !== undefined)!
+      const base = { "secrets.CRON_SECRET": SECRET, "vars.KAIWA_JOBS_URL": url }
+      for (const job of matrixJobs) {
+        // "Run workflow" with dry run ticked: nothing written, nothing sent, the report says so.
+        const dry = yield* Effect.promise(() => runStep(step, { ...base, "matrix.job": job, "inputs.dry_run": "true" }))
+        assert.strictEqual(dry.code, 0, `${job}: ${dry.out}${dry.err}`)
+        const report: Report = JSON.parse(dry.out)
+        assert.deepStrictEqual([report.job, report.outcome, report.dryRun], [job, "succeeded", true])
       }
-      const { child, done } = start("dist/cli.js", ["serve"], env)
-      try {
-        yield* Effect.promise(async () => {
-          for (let i = 0; i < 150; i++) {
-            if (await fetch(`http://127.0.0.1:${port}/health`).then(() => true, () => false)) return
-            await new Promise((r) => setTimeout(r, 100))
-          }
-          throw new Error("the server never answered")
-        })
-        const step = steps.find((s) => s["run"] !== undefined)!
-        const base = { "secrets.CRON_SECRET": SECRET, "vars.KAIWA_JOBS_URL": `http://127.0.0.1:${port}` }
-        for (const job of matrixJobs) {
-          // "Run workflow" with dry run ticked: nothing written, nothing sent, the report says so.
-          const dry = yield* Effect.promise(() => runStep(step, { ...base, "matrix.job": job, "inputs.dry_run": "true" }))
-          assert.strictEqual(dry.code, 0, `${job}: ${dry.out}${dry.err}`)
-          const report = JSON.parse(dry.out) as { job: string; outcome: string; dryRun: boolean }
-          assert.deepStrictEqual([report.job, report.outcome, report.dryRun], [job, "succeeded", true])
-        }
-        // The schedule's run: no inputs, so a live run (nobody is due in this empty app: nothing to send).
-        const live = yield* Effect.promise(() => runStep(step, { ...base, "matrix.job": matrixJobs[0]!, "inputs.dry_run": "" }))
-        assert.strictEqual(live.code, 0, live.out + live.err)
-        assert.deepStrictEqual((JSON.parse(live.out) as { dryRun: boolean }).dryRun, false)
-        // A secret that is not the server's: refused, and the step fails (curl --fail-with-body).
-        const wrong = yield* Effect.promise(() =>
-          runStep(step, { ...base, "secrets.CRON_SECRET": `${SECRET}-other`, "matrix.job": matrixJobs[0]!, "inputs.dry_run": "true" })
-        )
-        assert.notStrictEqual(wrong.code, 0)
-        assert.include(wrong.out, "unauthorized")
-      } finally {
-        child.kill("SIGTERM")
-        yield* Effect.promise(() => done)
-      }
-    }), 120_000)
+      // The schedule's run: no inputs, so a live run (nobody is due in this empty app: nothing to send).
+      const live = yield* Effect.promise(() => runStep(step, { ...base, "matrix.job": matrixJobs[0]!, "inputs.dry_run": "" }))
+      assert.strictEqual(live.code, 0, live.out + live.err)
+      const liveReport: Report = JSON.parse(live.out)
+      assert.deepStrictEqual([liveReport.outcome, liveReport.dryRun], ["succeeded", false])
+      // A secret that is not the server's: refused, and the step fails (curl --fail-with-body).
+      const wrong = yield* Effect.promise(() =>
+        runStep(step, { ...base, "secrets.CRON_SECRET": `${SECRET}-other`, "matrix.job": matrixJobs[0]!, "inputs.dry_run": "true" })
+      )
+      assert.notStrictEqual(wrong.code, 0)
+      assert.include(wrong.out, "unauthorized")
+    }).pipe(Effect.scoped), 120_000)
 })
