@@ -14,8 +14,7 @@
  * Several processes can drain the same job at once; they share the work through the claims.
  */
 import { Duration, Effect, Ref, Stream } from "effect"
-import type { Candidate } from "../ledger/Ledger.ts"
-import { Ledger } from "../ledger/Ledger.ts"
+import { type Candidate, Ledger } from "../ledger/Ledger.ts"
 import type { Pause } from "../ledger/Pauses.ts"
 import type { MailerError, OutgoingEmail } from "../mail/Mailer.ts"
 import { preview } from "./internal/DryRun.ts"
@@ -88,6 +87,7 @@ const PROGRESS_EVERY = Duration.seconds(5)
 
 /** Plans, claims, sends and records one job's tick (or, in a dry run, plans and prints without writing). */
 export const deliver = Effect.fn("Delivery.deliver")(function*(ctx: RunContext, spec: DeliverySpec) {
+  // The same outcomes and fold from the selection itself: planned, rendered and printed, nothing written.
   if (ctx.dryRun) return reportOf(yield* Stream.runFold(preview(ctx, spec), () => empty, add), 0)
   const stats = yield* Ref.make(add(empty, yield* plan(ctx, spec)))
   yield* batches(ctx, spec).pipe(

@@ -51,14 +51,19 @@ export const plan = Effect.fnUntraced(function*(ctx: RunContext, spec: DeliveryS
   return Outcome.Planned({ due: planned.enqueued, skipped, badRows: planned.skippedIds, failed: swept.keyExpired.length })
 })
 
-/** One pull of the claims: a batch to send, or why the run stops before its next batch. */
-type Claim = { readonly _tag: "Claimed"; readonly batch: ClaimedBatch } | Extract<Outcome, { readonly _tag: "Paused" | "Deadline" | "Drained" }>
+/** One pull of the claims: a batch to send, a wait for another worker's batch, or why the run stops. */
+type Claim =
+  | { readonly _tag: "Claimed"; readonly batch: ClaimedBatch }
+  | { readonly _tag: "Waited" }
+  | Extract<Outcome, { readonly _tag: "Paused" | "Deadline" | "Drained" }>
 
 const claimed = (batch: ClaimedBatch): Claim => ({ _tag: "Claimed", batch })
+const waited: Claim = { _tag: "Waited" }
 
 /** Every batch this run sends, each ending in an outcome; the stream ends with the outcome that stops the run. */
 export const batches = (ctx: RunContext, spec: DeliverySpec) =>
   Stream.fromEffectRepeat(nextClaim(ctx)).pipe(
+    Stream.filter((claim) => claim._tag !== "Waited"),
     Stream.mapEffect((claim) =>
       Effect.gen(function*() {
         return claim._tag === "Claimed" ? yield* sendBatch(ctx, spec, claim.batch) : claim
@@ -67,8 +72,8 @@ export const batches = (ctx: RunContext, spec: DeliverySpec) =>
     Stream.takeUntil(ends)
   )
 
-const nextClaim = (ctx: RunContext): Effect.Effect<Claim, DatabaseError, Ledger | Pauses | JobsConfig> =>
-  Effect.gen(function*() {
+const nextClaim = (ctx: RunContext) =>
+  Effect.gen(function*(): Effect.fn.Return<Claim, DatabaseError, Ledger | Pauses | JobsConfig> {
     const t = yield* now
     if (t.getTime() >= ctx.deadline) return Outcome.Deadline()
     // A pause (kaiwa-jobs pause, from any machine or the console) stops the run before its next batch; the rows
@@ -90,7 +95,7 @@ const nextClaim = (ctx: RunContext): Effect.Effect<Claim, DatabaseError, Ledger 
     if (rest.pending === 0) return Outcome.Drained()
     // Another worker holds the rest: wait for it to finish, or for its lease to run out and take over.
     yield* Effect.sleep(WAIT_FOR_OTHERS)
-    return yield* nextClaim(ctx)
+    return waited
   })
 
 /** Renders, sends and records one claimed batch. */
