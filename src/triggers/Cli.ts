@@ -12,8 +12,9 @@ import * as path from "node:path"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Clock, Config, Console, Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
-import { Argument, Command, Flag } from "effect/cli"
-import { InvalidConfig, isDatabaseUrl, JobsConfig, LiveJobs } from "../config/Config.ts"
+import { Argument, CliError, Command, Flag } from "effect/cli"
+import { InvalidConfig, isDatabaseUrl, JobSettings, JobsConfig, LiveJobs } from "../config/Config.ts"
+import { problemsOf } from "../config/Setting.ts"
 import { Database, DatabaseError, describeSqlCause, pgLayer } from "../database/Database.ts"
 import { leave } from "../mail/Unsubscribe.ts"
 import * as Doctor from "../operator/Doctor.ts"
@@ -24,6 +25,7 @@ import type { EmbeddedPostgresError } from "../local/EmbeddedPostgres.ts"
 import type { Mailer } from "../mail/Mailer.ts"
 import type { Telemetry } from "../telemetry/Telemetry.ts"
 import { describeFailure, runJob } from "../job/Job.ts"
+import type * as Job from "../job/Job.ts"
 import { findJob, Jobs } from "../jobs/index.ts"
 import * as Layers from "../job/Layers.ts"
 import * as Logging from "../telemetry/Logging.ts"
@@ -156,20 +158,29 @@ const list = Command.make("list", { json: jsonFlag }, ({ json }) =>
         : jobs.map((j) => `${j.name.padEnd(20)} ${j.schedule.padEnd(7)} ${j.title}: ${j.description}`).join("\n")
     ))).pipe(Command.withDescription("List the jobs"))
 
+/**
+ * The settings a command that runs `jobs` checks: the stack's settings insist on what these jobs need live
+ * (FOUNDER_NAME only for the founder sequence) and validate their own settings with the shared ones, so one
+ * message (exit 2) lists every problem before any database or mailer. The job's settings are read again just
+ * before it runs (`checkSettings`), from the command's own configuration.
+ */
+const forJobs = (jobs: ReadonlyArray<Job.Any>) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  self.pipe(
+    Effect.provideService(LiveJobs, jobs.map((j) => j.name)),
+    Effect.provideService(JobSettings, jobs.map((j) => j.settings))
+  )
+
 /** Runs one job in the mode the flags pick; fails with ExitWith when the run did not handle everyone. */
 export const runCommand = (name: string, options: { readonly dryRun: boolean; readonly local: boolean; readonly now: Option.Option<string> }) =>
   Effect.gen(function*() {
     const job = yield* findJobOrFail(name)
     const now = yield* parseNow(options.now)
     yield* checkNowAhead(now, options)
-    // The job's own settings, before any database or mailer: a bad one exits 2 naming the variable.
-    yield* job.checkSettings
     const stack = yield* stackFor({ dryRun: options.dryRun, local: options.local })
-    const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli", asOf: now }).pipe(
+    const report = yield* Effect.andThen(job.checkSettings, runJob(job, { dryRun: options.dryRun, trigger: "cli", asOf: now })).pipe(
       Effect.provide(Layers.clockFor(now)),
       Effect.provide(stack),
-      // Live settings insist on what this one job needs (FOUNDER_NAME only for the founder sequence).
-      Effect.provideService(LiveJobs, [job.name])
+      forJobs([job])
     )
     if (report.exitCode !== 0) {
       return yield* new ExitWith({ code: report.exitCode, message: report.error ?? report.outcome })
@@ -377,13 +388,17 @@ const exitDeadline = Effect.acquireRelease(
 // The HTTP server and its routes are imported only by `serve` (issue 13). `--local` binds loopback unless HOST
 // says otherwise: the demo's server is for the person at the laptop.
 const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
-  Effect.flatMap(Effect.all([Stacks, Effect.promise(() => import("./Http.ts"))]), ([stacks, Http]) =>
+  Effect.flatMap(Effect.all([Stacks, Jobs, Effect.promise(() => import("./Http.ts"))]), ([stacks, jobs, Http]) =>
     Effect.andThen(
       exitDeadline,
       Layer.launch(Http.layerServerOn(local ? "127.0.0.1" : undefined).pipe(
         Layer.provide(local ? stacks.local(LOCAL_DIR) : stacks.live)
       ))
-    ).pipe(Effect.scoped))).pipe(
+    ).pipe(
+      Effect.scoped,
+      // The server runs every job: every job's own settings are checked at start-up with the shared ones.
+      Effect.provideService(JobSettings, jobs.map((j) => j.settings))
+    ))).pipe(
     Command.withDescription("Serve /api/cron/*, /health, /unsubscribe, /preferences, /webhooks/resend and /console on PORT (default 8080)")
   )
 
@@ -479,15 +494,15 @@ const sendTest = Command.make(
     Effect.gen(function*() {
       const found = yield* findJobOrFail(job)
       const at = yield* parseNow(now)
-      yield* found.checkSettings
       const SendTest = yield* Effect.promise(() => import("../operator/SendTest.ts"))
       const stack = yield* stackFor({ dryRun: false, local })
       const sent = yield* Effect.gen(function*() {
+        yield* found.checkSettings
         const asOf = at ?? new Date(yield* Clock.currentTimeMillis)
         return yield* SendTest.sendTest({ job: found, to, as: Option.getOrUndefined(as), sample: Option.getOrUndefined(sample), asOf })
       }).pipe(
         Effect.provide(stack),
-        Effect.provideService(LiveJobs, [found.name]),
+        forJobs([found]),
         Effect.catchTag("SendTestError", (e) => Effect.fail(new UsageError({ message: e.message })))
       )
       yield* Console.log(
@@ -528,31 +543,31 @@ export const root = Command.make("kaiwa-jobs").pipe(
   Command.withSubcommands([...commands])
 )
 
-/** Maps any failure to an exit code, printing a one-line explanation without secrets. */
+/** The parse errors of effect/cli that are bad usage (exit 2); the parser has printed them already. */
+const USAGE_ERRORS: ReadonlySet<string> = new Set([
+  "MissingOption",
+  "MissingArgument",
+  "InvalidValue",
+  "UnrecognizedOption",
+  "DuplicateOption",
+  "UnknownSubcommand"
+])
+
+const configurationError = (message: string) => Console.error(`kaiwa-jobs: configuration error: ${message}`).pipe(Effect.as(2))
+
+/** Maps any failure to an exit code by its tag, printing a one-line explanation without secrets. */
 export const exitCodeFor = (cause: Cause.Cause<unknown>): Effect.Effect<number> => {
   const error = Cause.squash(cause)
-  const tag = (error as { _tag?: string })?._tag
-  switch (tag) {
-    case "ExitWith":
-      return Effect.succeed((error as ExitWith).code)
-    case "InvalidConfig":
-      return Console.error(`kaiwa-jobs: configuration error: ${(error as InvalidConfig).message}`).pipe(Effect.as(2))
-    case "ConfigError": {
-      const variable = /\["([A-Z0-9_]+)"\]/.exec(String((error as Error).message))?.[1] ?? "a variable"
-      return Console.error(`kaiwa-jobs: configuration error: ${variable} is missing or invalid`).pipe(Effect.as(2))
-    }
-    case "UsageError":
-      return Console.error(`kaiwa-jobs: ${(error as UsageError).message}`).pipe(Effect.as(2))
-    case "ShowHelp": {
-      const errors = (error as { errors?: ReadonlyArray<unknown> }).errors ?? []
-      return Effect.succeed(errors.length === 0 ? 0 : 2)
-    }
-    default:
-      if (typeof tag === "string" && /^(Missing|Invalid|Unrecognized|Duplicate|UnknownSubcommand)/.test(tag)) {
-        return Effect.succeed(2)
-      }
-      return Console.error(`kaiwa-jobs: ${describeFailure(cause)}`).pipe(Effect.as(1))
+  if (error instanceof ExitWith) return Effect.succeed(error.code)
+  if (error instanceof InvalidConfig) return configurationError(error.message)
+  // A setting read straight through effect Config: the variables come from the error's structure.
+  if (error instanceof Config.ConfigError) return configurationError(problemsOf(error).map((p) => `${p.variable} ${p.problem}`).join("; "))
+  if (error instanceof UsageError) return Console.error(`kaiwa-jobs: ${error.message}`).pipe(Effect.as(2))
+  if (CliError.isCliError(error)) {
+    if (error._tag === "ShowHelp") return Effect.succeed(error.errors.length === 0 ? 0 : 2)
+    if (USAGE_ERRORS.has(error._tag)) return Effect.succeed(2)
   }
+  return Console.error(`kaiwa-jobs: ${describeFailure(cause)}`).pipe(Effect.as(1))
 }
 
 /** Runs the CLI on `argv` (without node and script) to an exit code. */
