@@ -8,7 +8,7 @@
  * runs, previews, and typed stats. The registry (`jobs/index.ts`) lists the jobs that ship; the CLI, the HTTP
  * server, status, the demo and the deploy script all read it. The runner is in Runner.ts.
  */
-import { type Config, Duration, Effect, type Schema } from "effect"
+import { Config, Duration, Effect, type Schema } from "effect"
 import type { Statement } from "effect/sql"
 import { SqlClient } from "effect/sql"
 import { JobsConfig, type Settings } from "../config/Config.ts"
@@ -207,7 +207,7 @@ export const make = <const Name extends string, const G extends string, D, C = u
   definition: Definition<Name, G, D, C>
 ): Job<Name, G> => {
   // A job without settings of its own reads `undefined`, which is its declared `C` (the default).
-  const settingsConfig = definition.settings ?? (Effect.succeed(undefined) as unknown as Config.Config<C>)
+  const settingsConfig = definition.settings ?? Config.succeed(undefined as C)
   const readSettings = read(settingsConfig)
   const statement = (asOf: Date) =>
     Effect.flatMap(Ledger, (ledger) => Effect.map(selectionArgs(definition, readSettings, asOf), ledger.selectionOf))

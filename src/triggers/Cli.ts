@@ -70,8 +70,9 @@ const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,
 export const parseIsoInstant = (s: string): Date | undefined => {
   const m = ISO_INSTANT.exec(s)
   if (m === null) return undefined
-  const [year, month, day, hour, minute, second = 0] = [m[1], m[2], m[3], m[4], m[5], m[6]].map((x) => Number(x ?? 0)) as [number, number, number, number, number, number]
-  const [offsetHours, offsetMinutes] = [Number(m[9] ?? 0), Number(m[10] ?? 0)]
+  const field = (i: number) => Number(m[i] ?? 0)
+  const [year, month, day, hour, minute, second] = [field(1), field(2), field(3), field(4), field(5), field(6)]
+  const [offsetHours, offsetMinutes] = [field(9), field(10)]
   const daysInMonth = [31, isLeap(year) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return undefined
   if (offsetHours > 23 || offsetMinutes > 59) return undefined
@@ -159,16 +160,12 @@ const list = Command.make("list", { json: jsonFlag }, ({ json }) =>
     ))).pipe(Command.withDescription("List the jobs"))
 
 /**
- * The settings a command that runs `jobs` checks: the stack's settings insist on what these jobs need live
- * (FOUNDER_NAME only for the founder sequence) and validate their own settings with the shared ones, so one
- * message (exit 2) lists every problem before any database or mailer. The job's settings are read again just
- * before it runs (`checkSettings`), from the command's own configuration.
+ * What a command that runs `running` insists on live: what those jobs need (FOUNDER_NAME only for the founder
+ * sequence). Every job's own settings are checked with the shared ones by every command (`main`), so one message
+ * (exit 2) lists every problem before any database or mailer; the job's are read again just before it runs
+ * (`checkSettings`), from the command's own configuration.
  */
-const forJobs = (jobs: ReadonlyArray<Job.Any>) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  self.pipe(
-    Effect.provideService(LiveJobs, jobs.map((j) => j.name)),
-    Effect.provideService(JobSettings, jobs.map((j) => j.settings))
-  )
+const forJobs = (running: ReadonlyArray<Job.Any>) => Effect.provideService(LiveJobs, running.map((j) => j.name))
 
 /** Runs one job in the mode the flags pick; fails with ExitWith when the run did not handle everyone. */
 export const runCommand = (name: string, options: { readonly dryRun: boolean; readonly local: boolean; readonly now: Option.Option<string> }) =>
@@ -388,17 +385,13 @@ const exitDeadline = Effect.acquireRelease(
 // The HTTP server and its routes are imported only by `serve` (issue 13). `--local` binds loopback unless HOST
 // says otherwise: the demo's server is for the person at the laptop.
 const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
-  Effect.flatMap(Effect.all([Stacks, Jobs, Effect.promise(() => import("./Http.ts"))]), ([stacks, jobs, Http]) =>
+  Effect.flatMap(Effect.all([Stacks, Effect.promise(() => import("./Http.ts"))]), ([stacks, Http]) =>
     Effect.andThen(
       exitDeadline,
       Layer.launch(Http.layerServerOn(local ? "127.0.0.1" : undefined).pipe(
         Layer.provide(local ? stacks.local(LOCAL_DIR) : stacks.live)
       ))
-    ).pipe(
-      Effect.scoped,
-      // The server runs every job: every job's own settings are checked at start-up with the shared ones.
-      Effect.provideService(JobSettings, jobs.map((j) => j.settings))
-    ))).pipe(
+    ).pipe(Effect.scoped))).pipe(
     Command.withDescription("Serve /api/cron/*, /health, /unsubscribe, /preferences, /webhooks/resend and /console on PORT (default 8080)")
   )
 
@@ -570,6 +563,9 @@ export const exitCodeFor = (cause: Cause.Cause<unknown>): Effect.Effect<number> 
   return Console.error(`kaiwa-jobs: ${describeFailure(cause)}`).pipe(Effect.as(1))
 }
 
+const withJobSettings = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Jobs, (jobs) => Effect.provideService(self, JobSettings, jobs.map((j) => j.settings)))
+
 /** Runs the CLI on `argv` (without node and script) to an exit code. */
 export const main = <Name extends string, Input, E, R>(
   root: Command.Command<Name, Input, any, E, R>,
@@ -577,6 +573,8 @@ export const main = <Name extends string, Input, E, R>(
 ): Effect.Effect<number> =>
   Command.runWith(root, { version: "0.1.0" })(argv).pipe(
     Effect.as(0),
+    // Every job's own settings are part of the configuration every command checks (all machines share it).
+    withJobSettings,
     // Every failure becomes an exit code here; only interruption (a signal) passes through, as a cause.
     Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.interrupt : exitCodeFor(cause)),
     Effect.provide(Layer.mergeAll(NodeServices.layer, Logging.layer))
