@@ -169,9 +169,10 @@ export interface Definition<Name extends string, G extends string, D, C = undefi
   /** A compiled main of its own (`dist/send-reminders.js`); by default Fly runs `node dist/cli.js run <name>`. */
   readonly main?: string | undefined
   /**
-   * Settings of this job only, read through effect `Config` (e.g. `Config.String("STREAK_LOCAL_TIME")`), so a
-   * job that needs a setting declares it here instead of in `Config.ts`. Read once per run; a missing or
-   * malformed one stops a CLI run with exit 2 naming the variable, before anything is planned.
+   * Settings of this job only, read through effect `Config`, so a job that needs a setting declares it here
+   * instead of in `src/config/` (e.g. `Setting.every({ localTime: Setting.localTime("STREAK_LOCAL_TIME", 18 * 60) })`,
+   * or any `Config` such as `Config.Int("STREAK_MIN_SESSIONS")`). Every command validates them with the shared
+   * settings (one message, exit 2, naming each variable) and the job reads them again at each run.
    */
   readonly settings?: Config.Config<C> | undefined
   /** The schema of the data the selection stores on each ledger row (the `data` jsonb column). */

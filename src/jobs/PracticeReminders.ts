@@ -52,6 +52,8 @@ export type ReminderContext = Pick<Job.SelectionContext<ReminderSettings>, "sql"
  * only the few users left get per-user index lookups (last session, cross-job cap). The instants the rules
  * compare with are computed here, once, instead of per row in SQL (`timestamptz - interval` is not
  * constant-folded), and typed like the app's columns (`app.at`) so its indexes serve them on either shape.
+ *
+ * Over 60 lines on purpose: it is one SQL statement, read top to bottom; its named CTEs are its steps.
  */
 export const selection = ({ app, asOf, config, settings, sql }: ReminderContext): Selection => {
   const at = asOf.getTime()

@@ -121,6 +121,8 @@ const ZONE_FIELDS = ["open", "day", "week", "prev_start", "week_start", "week_en
  * - changePercent: (minutes - previousMinutes) / previousMinutes x 100, rounded half away from zero, on the
  *   whole minutes the email shows (so the figures it prints agree with each other); null ("new this week")
  *   when the week before had no minutes.
+ *
+ * Over 60 lines on purpose: it is one SQL statement, read top to bottom; its named CTEs are its steps.
  */
 export const selection = (
   { app, asOf, config, settings, sql }: Pick<Job.SelectionContext<ProgressSettings>, "sql" | "app" | "asOf" | "config" | "settings">
