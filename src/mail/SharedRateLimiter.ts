@@ -58,7 +58,7 @@ import {
   RATE_WIDEN,
   pauseFromHeaders,
   type RateLimiter
-} from "./ResendMailer.ts"
+} from "./RateLimiter.ts"
 
 /** The row every process of the library shares for Resend's account-wide limit. */
 export const DEFAULT_KEY = "resend"

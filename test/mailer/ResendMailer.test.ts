@@ -8,7 +8,8 @@ import { TestClock } from "effect/testing"
 import { Resend } from "resend"
 import { afterEach, vi } from "vitest"
 import { type Batch, type DeliveryResult, Mailer, MailerError, type OutgoingEmail } from "../../src/mail/Mailer.ts"
-import { deliveryResults, isAboutRecipient, layer, make, makeRateLimiter, RATE_HEADROOM, type ResendMailerOptions } from "../../src/mail/ResendMailer.ts"
+import { deliveryResults, isAboutRecipient, layer, make, type ResendMailerOptions } from "../../src/mail/ResendMailer.ts"
+import { makeRateLimiter, RATE_HEADROOM } from "../../src/mail/RateLimiter.ts"
 import { type FakeResend, type FakeResendOptions, startFakeResend } from "../support/FakeResend.ts"
 
 const fakeResend = (options?: FakeResendOptions) =>
