@@ -94,7 +94,7 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
   const guarded = (effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest.HttpServerRequest>) =>
     effect.pipe(Effect.catchCause((cause) =>
       Cause.hasInterruptsOnly(cause)
-        ? Effect.failCause(cause as Cause.Cause<never>)
+        ? Effect.interrupt
         : Effect.logError(`preference center: ${Cause.pretty(cause).split("\n")[0]}`).pipe(Effect.as(failed()))
     ))
 
