@@ -211,12 +211,22 @@ const recordEvent = (sql: SqlClient.SqlClient) =>
   })
 
 /**
+ * What applying an event writes through: webhook_events (this module's, through `sql`), the ledger row's delivery
+ * state, and the suppressions.
+ */
+export interface EventOwners {
+  readonly sql: SqlClient.SqlClient
+  readonly ledger: Ledger["Service"]
+  readonly suppressions: Suppressions["Service"]
+}
+
+/**
  * Applies one verified event in one transaction: records its svix-id, raises the ledger row's delivery state,
  * suppresses the addresses. A svix-id seen before changes nothing.
  */
 export const applyEvent = Effect.fn("Webhooks.applyEvent")(
   function*(
-    owners: { readonly sql: SqlClient.SqlClient; readonly ledger: Ledger["Service"]; readonly suppressions: Suppressions["Service"] },
+    owners: EventOwners,
     verified: VerifiedEvent,
     receivedAt: Date
   ) {
@@ -397,7 +407,7 @@ interface Receiver {
    * The owner of webhook_events; it also records each event's delivery state on the ledger row and suppresses a
    * bounced or complaining address, in the event's own transaction (see applyEvent).
    */
-  readonly owners: Parameters<typeof applyEvent>[0]
+  readonly owners: EventOwners
 }
 
 /** Applies a verified event, logs what it did (no addresses, no ids), and answers Resend. */
