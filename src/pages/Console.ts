@@ -205,26 +205,26 @@ interface ConsoleApp {
   readonly secure: boolean
 }
 
-type Response = HttpServerResponse.HttpServerResponse
-type Request = HttpServerRequest.HttpServerRequest
+type ServerResponse = HttpServerResponse.HttpServerResponse
+type ServerRequest = HttpServerRequest.HttpServerRequest
 
 /** A handler behind the CONSOLE_SECRET check; it may fail with anything (logged, answered 500). */
-type Handler = (app: ConsoleApp, secret: Redacted.Redacted<string>, request: Request, now: number) => Effect.Effect<Response, unknown>
+type Handler = (app: ConsoleApp, secret: Redacted.Redacted<string>, request: ServerRequest, now: number) => Effect.Effect<ServerResponse, unknown>
 
 /** A page for a signed-in operator. */
-type PageHandler = (app: ConsoleApp, page: { readonly session: Auth.Session; readonly csrf: string; readonly request: Request; readonly now: number }) =>
-  Effect.Effect<Response, unknown>
+type PageHandler = (app: ConsoleApp, page: { readonly session: Auth.Session; readonly csrf: string; readonly request: ServerRequest; readonly now: number }) =>
+  Effect.Effect<ServerResponse, unknown>
 
 /** A state-changing form of a signed-in operator, its CSRF token checked. */
-type FormHandler = (app: ConsoleApp, session: Auth.Session, fields: URLSearchParams, now: number) => Effect.Effect<Response, unknown>
+type FormHandler = (app: ConsoleApp, session: Auth.Session, fields: URLSearchParams, now: number) => Effect.Effect<ServerResponse, unknown>
 
 const failedPage = () => plain("Something went wrong", "<p>Nothing was changed. The server log has the details.</p>", 500)
 const notFound = () => HttpServerResponse.text("Not Found", { status: 404, headers: { "cache-control": "no-store" } })
 const unknownJob = () => plain("Unknown job", "<p>Nothing was changed.</p>", 400)
 
-const paramsOf = (request: Request) => new URL(request.url, "http://localhost").searchParams
+const paramsOf = (request: ServerRequest) => new URL(request.url, "http://localhost").searchParams
 
-const formBody = (request: Request) =>
+const formBody = (request: ServerRequest) =>
   request.text.pipe(
     Effect.provideService(HttpIncomingMessage.MaxBodySize, MAX_FORM_BODY),
     Effect.orElseSucceed(() => "")
