@@ -8,8 +8,8 @@
  * - 401 when the signature headers are missing or could not be a valid signature (`svix-id`, `svix-timestamp`,
  *   `svix-signature`; the Standard Webhooks names `webhook-*` are accepted too): an id of 1..256 visible
  *   characters, a timestamp within 5 minutes of now, a signature list with a `v1,<base64 of 32 bytes>` entry.
- *   Nothing of the body is read before this (issue 19: unsigned bodies were buffered in full, and 2,000 held-open
- *   255 KB ones took the server from 92 MB to 700 MB).
+ *   Nothing of the body is read before this: memory for unsigned bodies stays bounded whatever arrives (figures:
+ *   bench/README.md, webhook flood).
  * - 413 when the body is larger than MAX_WEBHOOK_BODY (declared in Content-Length or found while reading).
  * - 503 (with `retry-after`) when MAX_BODIES_IN_FLIGHT bodies are being read already and MAX_BODIES_WAITING
  *   requests wait for a turn, or a turn did not come within BODY_READ_TIMEOUT: memory for bodies stays bounded
@@ -312,9 +312,8 @@ const refuse = (body: unknown, status: number, headers: Record<string, string> =
  * The refusals a flood meets (headers that could not be signed, no reading turn left): the connection is
  * destroyed as soon as the answer is written, so it reads nothing more. A graceful close (Node's, or the HTTP
  * adapter's, which waits 500 ms for the client) kept reading the unread body of a client that holds its
- * connection open: 2,000 held-open 255 KB bodies refused on their headers still took the server to 440 MB, against
- * ~130 MB this way (bench/webhook-flood.ts). The answer is on the wire before the reset; a client that reads its
- * socket sees it (every one of the bench's 2,000 did).
+ * connection open, so memory grew with the flood (docs/decisions.md, "Mail and pages"; bench/webhook-flood.ts).
+ * The answer is on the wire before the reset; a client that reads its socket sees it.
  */
 const refuseAndDrop = (request: HttpServerRequest.HttpServerRequest) =>
 (body: unknown, status: number, headers: Record<string, string> = {}) => {

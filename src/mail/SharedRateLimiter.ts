@@ -74,10 +74,8 @@ export const CONFIRM_AHEAD_MS = 50
  * interval (0.4%: 2 ms at 2 calls/s). Reserved slots are evenly spaced; a departure is pushed behind its slot
  * only when the call before it left later than this, so the millisecond or two of lateness reported on most
  * calls (the timer, and the confirmation's round trip, counted in full to stay on the safe side) is absorbed by
- * the schedule instead of accumulating into a slower one. With a whole interval, one worker lost ~1 ms a call:
- * 97.6% of the ceiling where the in-process limiter reached 97.8% (bench/ratelimit.ts); with this, 97.9%. A
- * larger tolerance (1%) gave the same with one worker but let 4 workers' calls arrive 1,005 ms apart in the
- * provider's 1 s window of 2; at 0.4% the tightest span was 1,019 ms.
+ * the schedule instead of accumulating into a slower one; a larger tolerance lets several workers' calls arrive
+ * closer together than the provider's window allows (docs/decisions.md, "Mail and pages"; bench/ratelimit.ts).
  */
 export const LATE_TOLERANCE = 0.004
 

@@ -1,5 +1,5 @@
 /**
- * Sign-in for the operator console (issue 21) without a password store. `kaiwa-jobs console-link` prints a
+ * Sign-in for the operator console without a password store. `kaiwa-jobs console-link` prints a
  * one-time URL `${APP_URL}/console/login?token=…`; the token is signed with a key derived from CONSOLE_SECRET and
  * carries its expiry, a random nonce and who made it (the operator's OS user and host). Using it records the
  * nonce (`useNonce`, the only code that names `kaiwa_jobs.console_nonces`), so a link signs in once, and sets a session cookie signed with

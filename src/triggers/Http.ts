@@ -155,7 +155,7 @@ const parseDryRun = (params: URLSearchParams): boolean | undefined => {
   return DRY_RUN_VALUES.get(values[0]!)
 }
 
-/** The longest /health's summary may be; requests within it share one (issue 19). */
+/** The longest /health's summary may be; requests within it share one. */
 export const HEALTH_MAX_AGE = Duration.seconds(5)
 
 /** A summary not computed within this answers 503, as an unreachable database does. */
@@ -223,10 +223,9 @@ interface Server {
 
 /**
  * One summary for every /health request of HEALTH_MAX_AGE: concurrent requests share the computation in
- * flight, later ones the finished summary, so a flood costs the database one query set per 5 s (issue 19:
- * 2,000 concurrent requests, each its own 7-day scan of 200,000 rows, took 65 s and starved a webhook). A run
- * this server started refreshes it when it ends (the second effect); runs elsewhere (the cron machines) show
- * within 5 s.
+ * flight, later ones the finished summary, so a flood costs the database one query set per HEALTH_MAX_AGE
+ * instead of one per request (docs/decisions.md, "Mail and pages"). A run this server started refreshes it when it
+ * ends (the second effect); runs elsewhere (the cron machines) show within HEALTH_MAX_AGE.
  */
 const makeHealthSummary = (server: Server) =>
   server.provide(jobStatuses).pipe(
@@ -389,13 +388,13 @@ export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | ServerS
 /**
  * How long requests in flight may take to finish once a signal stops the server; then they are interrupted (a
  * cron run forked by one is recorded as interrupted, and its ledger rows are resumed by the next run, exactly
- * once). `serve` exits within 5 s of a signal whatever state its database is in (issue 19): this window, then
+ * once). `serve` exits within 5 s of a signal whatever state its database is in: this window, then
  * the stack's finalizers (the pool, an embedded server's stop, at most EmbeddedPostgres.STOP_TIMEOUT_MS), with
  * `kaiwa-jobs serve`'s deadline (src/triggers/Cli.ts) behind them for a finalizer stuck on a database that does not answer.
  */
 export const GRACEFUL_SHUTDOWN = Duration.millis(2_500)
 
-/** At most this many connections are served at once; later ones wait their turn, unread (issue 19). */
+/** At most this many connections are served at once; later ones wait their turn, unread. */
 export const MAX_OPEN_CONNECTIONS = 128
 
 /** Connections waiting for a turn beyond this many are closed at once. */
@@ -403,9 +402,8 @@ export const MAX_WAITING_CONNECTIONS = 8192
 
 /**
  * Node's HTTP server with a bound on the connections it reads at once. Node reads up to 64 KiB from every
- * connection as soon as it is accepted, body included, before any handler can look at the request: 2,000
- * connections posting large bodies at once cost ~130 MB of buffers even when every request is refused on its
- * headers. A connection beyond MAX_OPEN_CONNECTIONS is paused before its first read (its bytes wait in the
+ * connection as soon as it is accepted, body included, before any handler can look at the request, so a flood of
+ * connections posting large bodies costs buffers in proportion even when every request is refused on its headers. A connection beyond MAX_OPEN_CONNECTIONS is paused before its first read (its bytes wait in the
  * kernel, not in this process) and resumed, in arrival order, when an open one closes. Fly's proxy already caps
  * the requests it sends (fly.toml `hard_limit`, below this); this holds for a client that reaches the port.
  */
