@@ -48,6 +48,9 @@ await build({
       "const require = __kaiwaCreateRequire(import.meta.url);"
   }
 })
+// The entries are executables (`#!/usr/bin/env node`, package.json's "bin"): `npx kaiwa-jobs` and `./dist/cli.js`
+// execute the file itself, which esbuild writes without the execute bit ("Permission denied").
+for (const entry of ["cli", "send-reminders", "send-founder-emails"]) chmodSync(join("dist", `${entry}.js`), 0o755)
 const cacheDir = join("dist", "compile-cache")
 /** Every Node binary that may run dist/ on this machine, able to use the compile cache (>= 22.1). */
 const nodes = () => {

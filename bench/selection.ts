@@ -35,7 +35,8 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import { Effect, Layer, type Redacted } from "effect"
 import { SqlClient } from "effect/sql"
-import { JobsConfig, type Settings, WEEKDAYS } from "../src/config/Config.ts"
+import { JobsConfig, WEEKDAYS } from "../src/config/Config.ts"
+import * as Setting from "../src/config/Setting.ts"
 import { type Candidate, Database, type Owners, pgLayer } from "../src/database/Database.ts"
 import { type EnqueueResult, Ledger } from "../src/ledger/Ledger.ts"
 import type * as Job from "../src/job/Job.ts"
@@ -344,7 +345,7 @@ const olderMeasures = async (url: Redacted.Redacted<string>) => {
     yield* sql`DELETE FROM kaiwa_jobs.deliveries WHERE job = ${weeklyProgress.name} AND planned_at > ${WEEKLY_PREVIOUS_TICK}`
     yield* sql`VACUUM ANALYZE kaiwa_jobs.deliveries`
   }))
-  const config = await Effect.runPromise(Effect.provide(Effect.map(JobsConfig, (c) => c), JobsConfig.layer))
+  const config = await Effect.runPromise(Setting.read(WeeklyProgress.settings))
   const floor = await weeklyFloor(url, config, WEEKLY_AT)
   console.log(`  [extra] floor of any plan of the weekly tick: candidates ${floor.candidatesMs} ms (${floor.candidates}) + insert ${floor.insertMs} ms (${floor.inserted}) = ${floor.candidatesMs + floor.insertMs} ms`)
   await sqlOn(url, (sql) => Effect.gen(function*() {
@@ -394,7 +395,7 @@ const olderMeasures = async (url: Redacted.Redacted<string>) => {
  * If their sum is over 1 s, no reshaping of the selection plans the tick in 1 s on this machine. Written against
  * the simple shape's tables (`users.timezone`).
  */
-const weeklyFloor = async (url: Redacted.Redacted<string>, config: Settings, at: Date) => {
+const weeklyFloor = async (url: Redacted.Redacted<string>, config: WeeklyProgress.ProgressSettings, at: Date) => {
   const open = WeeklyProgress.openReportDays(at, config)
   const { weekFrom, weekTo } = WeeklyProgress.sessionBounds(open[0]!.day)
   const isoDay = WEEKDAYS.indexOf(config.progressDay) + 1

@@ -15,6 +15,13 @@ import { Jobs } from "../src/jobs/index.ts"
 /** Where the demo keeps its database. */
 export const DEMO_DIR = ".kaiwa-local"
 
+/**
+ * The jobs the demo learners are made for: at the right instant (a Sunday morning in Asia) each of them has
+ * learners due. A job added to the registry runs in the demo too, but needs no demo learners of its own: it may
+ * find nobody due (test/cli/demo-dryrun.integration.test.ts says so and passes).
+ */
+export const seededFor: ReadonlyArray<string> = ["practice-reminders", "founder-emails", "weekly-progress"]
+
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
 

@@ -5,8 +5,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Option, Redacted } from "effect"
-import { FOUNDER_EMAILS_JOB, load, LiveJobs, parseMailbox, type Strictness } from "../src/config/Config.ts"
-import { founderEmails } from "../src/jobs/index.ts"
+import { FOUNDER_EMAILS_JOB, LiveJobs, parseMailbox, type Strictness } from "../src/config/Config.ts"
+import { founderEmails, loadSettings as load } from "../src/jobs/index.ts"
 
 const LIVE = {
   DATABASE_URL: "postgres://kaiwa:db-password-SECRET@127.0.0.1:5432/kaiwa",

@@ -29,75 +29,71 @@ interface Copy {
   readonly closing: string
 }
 
-const copy = (data: FounderData, founder: string | undefined): Copy => {
-  switch (data.step) {
-    case 1:
-      return {
-        subject: "Welcome to Kaiwa (and one small ask)",
-        preheader: "One short conversation is all it takes to see how Kaiwa works.",
-        paragraphs: [
-          [founder === undefined ? "I started Kaiwa. Thank you for signing up!" : `I'm ${founder}, and I started Kaiwa. Thank you for signing up!`],
-          [
-            "Kaiwa is about one thing: getting you speaking. You practise by having real conversations with an " +
-            "AI partner that adapts to your level, so you can make mistakes without anyone watching."
-          ],
-          [
-            "One small ask: have one short conversation today. Five minutes is plenty, and you'll know right " +
-            "away whether Kaiwa is for you."
-          ],
-          ["If anything gets in the way, just reply to this email. I read every reply."]
-        ],
-        cta: link("Have my first conversation", data.appUrl),
-        closing: "Thanks,"
-      }
-    case 2:
-      return {
-        subject: "Checking in: did something get in the way?",
-        preheader: "Even a one-line reply helps.",
-        paragraphs: [
-          ["I wanted to check in and see how you're getting on with Kaiwa."],
-          [
-            "Was it finding the time, not knowing where to start, or something that didn't work? Hit reply and " +
-            "tell me. Even one line helps me make Kaiwa better."
-          ],
-          [
-            "And if you just haven't found the moment yet: a first conversation takes about five minutes, on " +
-            "any topic you like."
-          ]
-        ],
-        cta: link("Start a five-minute conversation", data.appUrl),
-        closing: "Talk soon,"
-      }
-    case 3:
-      return {
-        subject: `Want to talk for 15 minutes? A call with ${founder ?? "Kaiwa's founder"}`,
-        preheader: "No sales pitch: I'd just like to hear what you're hoping for.",
-        paragraphs: [
-          [
-            "I'd love to hear what you're hoping to get out of practising a language, and to help you get " +
-            "started with Kaiwa."
-          ],
-          [
-            "If you have 15 minutes, ",
-            link("book a call with me", data.callUrl),
-            ". No sales pitch: I just want to learn what would make Kaiwa useful for you."
-          ],
-          [
-            "Prefer to try it on your own? ",
-            link("Open Kaiwa", data.appUrl),
-            " and start a conversation whenever you're ready."
-          ]
-        ],
-        cta: link("Book a 15-minute call", data.callUrl),
-        closing: "All the best,"
-      }
-  }
+// Each step's copy; `founder` is the cleaned FOUNDER_NAME, undefined when there is none.
+const COPY: Readonly<Record<FounderData["step"], (data: FounderData, founder: string | undefined) => Copy>> = {
+  1: (data, founder) => ({
+    subject: "Welcome to Kaiwa (and one small ask)",
+    preheader: "One short conversation is all it takes to see how Kaiwa works.",
+    paragraphs: [
+      [founder === undefined ? "I started Kaiwa. Thank you for signing up!" : `I'm ${founder}, and I started Kaiwa. Thank you for signing up!`],
+      [
+        "Kaiwa is about one thing: getting you speaking. You practise by having real conversations with an " +
+        "AI partner that adapts to your level, so you can make mistakes without anyone watching."
+      ],
+      [
+        "One small ask: have one short conversation today. Five minutes is plenty, and you'll know right " +
+        "away whether Kaiwa is for you."
+      ],
+      ["If anything gets in the way, just reply to this email. I read every reply."]
+    ],
+    cta: link("Have my first conversation", data.appUrl),
+    closing: "Thanks,"
+  }),
+  2: (data) => ({
+    subject: "Checking in: did something get in the way?",
+    preheader: "Even a one-line reply helps.",
+    paragraphs: [
+      ["I wanted to check in and see how you're getting on with Kaiwa."],
+      [
+        "Was it finding the time, not knowing where to start, or something that didn't work? Hit reply and " +
+        "tell me. Even one line helps me make Kaiwa better."
+      ],
+      [
+        "And if you just haven't found the moment yet: a first conversation takes about five minutes, on " +
+        "any topic you like."
+      ]
+    ],
+    cta: link("Start a five-minute conversation", data.appUrl),
+    closing: "Talk soon,"
+  }),
+  3: (data, founder) => ({
+    subject: `Want to talk for 15 minutes? A call with ${founder ?? "Kaiwa's founder"}`,
+    preheader: "No sales pitch: I'd just like to hear what you're hoping for.",
+    paragraphs: [
+      [
+        "I'd love to hear what you're hoping to get out of practising a language, and to help you get " +
+        "started with Kaiwa."
+      ],
+      [
+        "If you have 15 minutes, ",
+        link("book a call with me", data.callUrl),
+        ". No sales pitch: I just want to learn what would make Kaiwa useful for you."
+      ],
+      [
+        "Prefer to try it on your own? ",
+        link("Open Kaiwa", data.appUrl),
+        " and start a conversation whenever you're ready."
+      ]
+    ],
+    cta: link("Book a 15-minute call", data.callUrl),
+    closing: "All the best,"
+  })
 }
 
 /** Renders step 1, 2 or 3 of the founder sequence for one user. */
 export const renderFounder = (data: FounderData): Rendered => {
   const founder = cleanInline(data.founderName) || undefined
-  const c = copy(data, founder)
+  const c = COPY[data.step](data, founder)
   const content: EmailContent = {
     subject: c.subject,
     preheader: c.preheader,

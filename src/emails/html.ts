@@ -176,8 +176,9 @@ export const wrapLine = (line: string, width: number = TEXT_WIDTH): ReadonlyArra
 
 const WEEKDAY_PAD = 4
 
-const isTiles = (b: Block): b is Tiles => !Array.isArray(b) && (b as Tiles | BarChart)._tag === "Tiles"
-const isChart = (b: Block): b is BarChart => !Array.isArray(b) && (b as Tiles | BarChart)._tag === "BarChart"
+// A paragraph is an array and carries no `_tag`.
+const isTiles = (b: Block): b is Tiles => "_tag" in b && b._tag === "Tiles"
+const isChart = (b: Block): b is BarChart => "_tag" in b && b._tag === "BarChart"
 
 const paragraphHtml = (inner: string): string => `<p style="margin:0 0 16px 0;">${inner}</p>`
 

@@ -93,6 +93,76 @@ const chartOf = (data: ProgressData): BarChart | undefined => {
   return { _tag: "BarChart", title: "Minutes per day", rows: values.map((value, i) => ({ label: labels[i]!, value })) }
 }
 
+/** The figures a report shows, rounded as shown, and the words they make. */
+const figuresOf = (data: ProgressData) => {
+  const minutes = whole(data.minutes)
+  const sessions = whole(data.sessions)
+  const days = whole(data.activeDays)
+  return {
+    minutes,
+    sessions,
+    days,
+    change: data.changePercent === null ? 0 : Math.abs(Math.round(data.changePercent)),
+    minutesText: plural(minutes, "minute", "minutes"),
+    previousText: plural(whole(data.previousMinutes), "minute", "minutes"),
+    conversations: plural(sessions, "conversation", "conversations")
+  }
+}
+
+type Figures = ReturnType<typeof figuresOf>
+
+/** What each trend says: the note under the tiles, the closing remark, and the subject's tail. */
+const trendWords = (f: Figures) => ({
+  note: {
+    up: `Up ${count(f.change)}% on the week before (${f.previousText})`,
+    down: `Down ${count(f.change)}% on the week before (${f.previousText})`,
+    same: `The same as the week before (${f.previousText})`,
+    new: "Up from no practice the week before",
+    unknown: undefined
+  } satisfies Record<ProgressTrend, string | undefined>,
+  remark: {
+    up: "Great momentum! Keep it going.",
+    down: "Every conversation counts: one short one early this week keeps the habit going.",
+    same: "Nice and steady!",
+    new: "A fresh start after a week off. Keep it going!",
+    unknown: undefined
+  } satisfies Record<ProgressTrend, string | undefined>,
+  subjectTail: {
+    up: `${f.minutesText}, up ${count(f.change)}%`,
+    down: `${f.minutesText} of conversation`,
+    same: `${f.minutesText}, same as the week before`,
+    new: `${f.minutesText} of conversation`,
+    unknown: f.conversations
+  } satisfies Record<ProgressTrend, string>
+})
+
+/** The body: the tiles (no minutes tile when no minutes were recorded), the chart, the top language, the remark. */
+const progressBlocks = (data: ProgressData, f: Figures, trend: ProgressTrend): Array<Block> => {
+  const words = trendWords(f)
+  const range = weekRange(data.weekStart, data.weekEnd)
+  const tile = (n: number, one: string, many: string) => ({ value: count(n), label: n === 1 ? one : many })
+  const tiles: Tiles = {
+    _tag: "Tiles",
+    title: range === "" ? undefined : range,
+    tiles: [
+      ...(trend === "unknown" ? [] : [tile(f.minutes, "minute", "minutes")]),
+      tile(f.sessions, "conversation", "conversations"),
+      tile(f.days, "active day", "active days")
+    ],
+    note: words.note[trend]
+  }
+  const chart = trend === "unknown" ? undefined : chartOf(data)
+  const language = languageName(data.topLanguage)
+  const remark = words.remark[trend]
+  return [
+    ["Here's how your past week on Kaiwa went."],
+    tiles,
+    ...(chart === undefined ? [] : [chart]),
+    ...(language === null ? [] : [[`Your most practised language was ${language}.`]]),
+    ...(remark === undefined ? [] : [[remark]])
+  ]
+}
+
 /**
  * Renders the weekly progress report for one user. It leads with the past week's figures as large tiles (minutes,
  * conversations, active days) and the change against the week before, then the minutes of each day as a bar
@@ -102,67 +172,14 @@ const chartOf = (data: ProgressData): BarChart | undefined => {
  * out rather than showing 0 minutes and -100%.
  */
 export const renderProgress = (data: ProgressData): Rendered => {
-  const minutes = whole(data.minutes)
-  const sessions = whole(data.sessions)
-  const days = whole(data.activeDays)
-  const previous = whole(data.previousMinutes)
-  const change = data.changePercent === null ? 0 : Math.abs(Math.round(data.changePercent))
-  const language = languageName(data.topLanguage)
+  const f = figuresOf(data)
   const trend = progressTrend(data)
-  const range = weekRange(data.weekStart, data.weekEnd)
-
-  const minutesText = plural(minutes, "minute", "minutes")
-  const previousText = plural(previous, "minute", "minutes")
-  const conversations = plural(sessions, "conversation", "conversations")
-  const tile = (n: number, one: string, many: string) => ({ value: count(n), label: n === 1 ? one : many })
-  const note: Record<ProgressTrend, string | undefined> = {
-    up: `Up ${count(change)}% on the week before (${previousText})`,
-    down: `Down ${count(change)}% on the week before (${previousText})`,
-    same: `The same as the week before (${previousText})`,
-    new: "Up from no practice the week before",
-    unknown: undefined
-  }
-  const remark: Record<ProgressTrend, string | undefined> = {
-    up: "Great momentum! Keep it going.",
-    down: "Every conversation counts: one short one early this week keeps the habit going.",
-    same: "Nice and steady!",
-    new: "A fresh start after a week off. Keep it going!",
-    unknown: undefined
-  }
-  const subjectTail: Record<ProgressTrend, string> = {
-    up: `${minutesText}, up ${count(change)}%`,
-    down: `${minutesText} of conversation`,
-    same: `${minutesText}, same as the week before`,
-    new: `${minutesText} of conversation`,
-    unknown: conversations
-  }
-
-  const tiles: Tiles = {
-    _tag: "Tiles",
-    title: range === "" ? undefined : range,
-    tiles: [
-      ...(trend === "unknown" ? [] : [tile(minutes, "minute", "minutes")]),
-      tile(sessions, "conversation", "conversations"),
-      tile(days, "active day", "active days")
-    ],
-    note: note[trend]
-  }
-  const chart = trend === "unknown" ? undefined : chartOf(data)
-  const blocks: Array<Block> = [
-    ["Here's how your past week on Kaiwa went."],
-    tiles
-  ]
-  if (chart !== undefined) blocks.push(chart)
-  if (language !== null) blocks.push([`Your most practised language was ${language}.`])
-  const line = remark[trend]
-  if (line !== undefined) blocks.push([line])
-
   const content: EmailContent = {
-    subject: `Last week on Kaiwa: ${subjectTail[trend]}`,
-    preheader: `${trend === "unknown" ? "" : `${minutesText}, `}${conversations}, ` +
-      `${plural(days, "active day", "active days")}: your past week at a glance.`,
+    subject: `Last week on Kaiwa: ${trendWords(f).subjectTail[trend]}`,
+    preheader: `${trend === "unknown" ? "" : `${f.minutesText}, `}${f.conversations}, ` +
+      `${plural(f.days, "active day", "active days")}: your past week at a glance.`,
     greeting: `Hi ${firstName(data.displayName)},`,
-    paragraphs: blocks,
+    paragraphs: progressBlocks(data, f, trend),
     cta: link("Start this week's first conversation", data.appUrl),
     closing: ["See you in your next conversation,", "The Kaiwa team"],
     reason: "You're receiving this because weekly progress reports are turned on for your Kaiwa account.",

@@ -50,86 +50,80 @@ interface Copy {
   readonly cta: string
 }
 
-// `lang` is a display name ("Japanese") or null; every branch spells out both forms so each reads naturally.
-const copy = (segment: ReminderSegment, lang: string | null): Copy => {
-  switch (segment) {
-    case "never":
-      return {
-        subject: lang ? `Your first ${lang} conversation is waiting` : "Your first conversation is waiting",
-        preheader: "Five relaxed minutes with your AI conversation partner.",
-        paragraphs: [
-          lang
-            ? `You signed up to practise ${lang} with Kaiwa, but you haven't had your first conversation yet.`
-            : "You signed up for Kaiwa, but you haven't had your first conversation yet.",
-          "It only takes five minutes: pick a topic, start talking, and your AI partner keeps the conversation " +
-          "going at your pace. Nobody is grading you, and mistakes are part of how it works."
-        ],
-        cta: lang ? `Start your first ${lang} conversation` : "Start your first conversation"
-      }
-    case "days1to2":
-      return {
-        subject: lang
-          ? `Keep your streak going: a quick ${lang} conversation today`
-          : "Keep your streak going: a quick conversation today",
-        preheader: "A few minutes today keeps the habit alive.",
-        paragraphs: [
-          lang
-            ? `You practised ${lang} in the last couple of days. Nice work!`
-            : "You practised in the last couple of days. Nice work!",
-          "Keep your streak going: one short conversation today is enough to keep new words fresh. Small, " +
-          "regular practice beats long, rare sessions."
-        ],
-        cta: "Keep my streak going"
-      }
-    case "days3to6":
-      return {
-        subject: lang ? `A few days without ${lang}? Pick up where you left off` : "A few days off? Pick up where you left off",
-        preheader: "One short conversation gets you back into the rhythm.",
-        paragraphs: [
-          lang
-            ? `It's been a few days since your last ${lang} conversation.`
-            : "It's been a few days since your last conversation.",
-          "That's completely normal, and the best time to get back is now, while everything is still fresh. " +
-          "Five minutes of conversation is enough to get back into the rhythm."
-        ],
-        cta: "Pick up where I left off"
-      }
-    case "days7to29":
-      return {
-        subject: lang
-          ? `Ready for a ${lang} conversation? It's been over a week`
-          : "Ready for a conversation? It's been over a week",
-        preheader: "No catching up needed: one short conversation and you're back.",
-        paragraphs: [
-          lang
-            ? `It's been more than a week since your last ${lang} conversation.`
-            : "It's been more than a week since your last conversation.",
-          "Life gets busy. You don't need to make up for lost time: one short conversation today, about " +
-          "anything you like, and you're back on track."
-        ],
-        cta: "Start a conversation"
-      }
-    case "days30plus":
-      return {
-        subject: lang
-          ? `We miss you! Your ${lang} conversation partner is still here`
-          : "We miss you! Your conversation partner is still here",
-        preheader: "Whatever you remember is enough to start again.",
-        paragraphs: [
-          lang
-            ? `It's been a while since your last ${lang} conversation, and we miss you.`
-            : "It's been a while since your last conversation, and we miss you.",
-          "Whatever you remember is enough to start. Your AI partner meets you at your level, so there's no " +
-          "pressure to be where you left off."
-        ],
-        cta: "Come back for one conversation"
-      }
-  }
+// Each segment's copy for `lang`, a display name ("Japanese") or null; every entry spells out both forms so each
+// reads naturally.
+const COPY: Readonly<Record<ReminderSegment, (lang: string | null) => Copy>> = {
+  never: (lang) => ({
+    subject: lang ? `Your first ${lang} conversation is waiting` : "Your first conversation is waiting",
+    preheader: "Five relaxed minutes with your AI conversation partner.",
+    paragraphs: [
+      lang
+        ? `You signed up to practise ${lang} with Kaiwa, but you haven't had your first conversation yet.`
+        : "You signed up for Kaiwa, but you haven't had your first conversation yet.",
+      "It only takes five minutes: pick a topic, start talking, and your AI partner keeps the conversation " +
+      "going at your pace. Nobody is grading you, and mistakes are part of how it works."
+    ],
+    cta: lang ? `Start your first ${lang} conversation` : "Start your first conversation"
+  }),
+  days1to2: (lang) => ({
+    subject: lang
+      ? `Keep your streak going: a quick ${lang} conversation today`
+      : "Keep your streak going: a quick conversation today",
+    preheader: "A few minutes today keeps the habit alive.",
+    paragraphs: [
+      lang
+        ? `You practised ${lang} in the last couple of days. Nice work!`
+        : "You practised in the last couple of days. Nice work!",
+      "Keep your streak going: one short conversation today is enough to keep new words fresh. Small, " +
+      "regular practice beats long, rare sessions."
+    ],
+    cta: "Keep my streak going"
+  }),
+  days3to6: (lang) => ({
+    subject: lang ? `A few days without ${lang}? Pick up where you left off` : "A few days off? Pick up where you left off",
+    preheader: "One short conversation gets you back into the rhythm.",
+    paragraphs: [
+      lang
+        ? `It's been a few days since your last ${lang} conversation.`
+        : "It's been a few days since your last conversation.",
+      "That's completely normal, and the best time to get back is now, while everything is still fresh. " +
+      "Five minutes of conversation is enough to get back into the rhythm."
+    ],
+    cta: "Pick up where I left off"
+  }),
+  days7to29: (lang) => ({
+    subject: lang
+      ? `Ready for a ${lang} conversation? It's been over a week`
+      : "Ready for a conversation? It's been over a week",
+    preheader: "No catching up needed: one short conversation and you're back.",
+    paragraphs: [
+      lang
+        ? `It's been more than a week since your last ${lang} conversation.`
+        : "It's been more than a week since your last conversation.",
+      "Life gets busy. You don't need to make up for lost time: one short conversation today, about " +
+      "anything you like, and you're back on track."
+    ],
+    cta: "Start a conversation"
+  }),
+  days30plus: (lang) => ({
+    subject: lang
+      ? `We miss you! Your ${lang} conversation partner is still here`
+      : "We miss you! Your conversation partner is still here",
+    preheader: "Whatever you remember is enough to start again.",
+    paragraphs: [
+      lang
+        ? `It's been a while since your last ${lang} conversation, and we miss you.`
+        : "It's been a while since your last conversation, and we miss you.",
+      "Whatever you remember is enough to start. Your AI partner meets you at your level, so there's no " +
+      "pressure to be where you left off."
+    ],
+    cta: "Come back for one conversation"
+  })
 }
 
 /** Renders the practice reminder for one user. */
 export const renderReminder = (data: ReminderData): Rendered => {
-  const c = copy(reminderSegment(data.daysSinceLastSession), languageName(data.language))
+  const c = COPY[reminderSegment(data.daysSinceLastSession)](languageName(data.language))
   const content: EmailContent = {
     subject: c.subject,
     preheader: c.preheader,

@@ -8,8 +8,8 @@
  * - 401 when the signature headers are missing or could not be a valid signature (`svix-id`, `svix-timestamp`,
  *   `svix-signature`; the Standard Webhooks names `webhook-*` are accepted too): an id of 1..256 visible
  *   characters, a timestamp within 5 minutes of now, a signature list with a `v1,<base64 of 32 bytes>` entry.
- *   Nothing of the body is read before this (issue 19: unsigned bodies were buffered in full, and 2,000 held-open
- *   255 KB ones took the server from 92 MB to 700 MB).
+ *   Nothing of the body is read before this: memory for unsigned bodies stays bounded whatever arrives (figures:
+ *   bench/README.md, webhook flood).
  * - 413 when the body is larger than MAX_WEBHOOK_BODY (declared in Content-Length or found while reading).
  * - 503 (with `retry-after`) when MAX_BODIES_IN_FLIGHT bodies are being read already and MAX_BODIES_WAITING
  *   requests wait for a turn, or a turn did not come within BODY_READ_TIMEOUT: memory for bodies stays bounded
@@ -47,7 +47,7 @@
 import { ByteSize, Clock, Duration, Effect, Option, Redacted, Result, Schema, Semaphore } from "effect"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { SqlClient } from "effect/sql"
+import { SqlClient, SqlSchema } from "effect/sql"
 import { Webhook } from "standardwebhooks"
 import { JobsConfig } from "../config/Config.ts"
 import { DatabaseError, describeSqlCause } from "../database/Database.ts"
@@ -182,13 +182,51 @@ const recipientsOf = (event: ResendEvent): ReadonlyArray<string> => {
   return [...new Set(list.map(addressOf).filter((a) => a.includes("@")))].sort()
 }
 
+/** A row of `kaiwa_jobs.webhook_events`, the table this module owns. */
+const EventRow = Schema.Struct({
+  svixId: Schema.String,
+  type: Schema.String,
+  providerId: Schema.NullOr(Schema.String),
+  state: Schema.NullOr(Schema.String),
+  occurredAt: Schema.Date,
+  receivedAt: Schema.Date,
+  matched: Schema.Boolean,
+  suppressed: Schema.Array(Schema.String),
+  /** The stored body (JSON text). */
+  payload: Schema.String
+})
+
+/** Records an event under its svix-id; none when that id was recorded before (a replay or a provider retry). */
+const recordEvent = (sql: SqlClient.SqlClient) =>
+  SqlSchema.findOneOption({
+    Request: EventRow,
+    Result: Schema.Struct({ svix_id: Schema.String }),
+    execute: (row) =>
+      sql`INSERT INTO kaiwa_jobs.webhook_events
+          (svix_id, type, provider_id, delivery_state, occurred_at, received_at, matched, suppressed, payload)
+        VALUES (${row.svixId}, ${row.type}, ${row.providerId}, ${row.state}, ${row.occurredAt}, ${row.receivedAt}, ${row.matched},
+          ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(row.suppressed)}::jsonb)), ${row.payload}::jsonb)
+        ON CONFLICT (svix_id) DO NOTHING
+        RETURNING svix_id`
+  })
+
+/**
+ * What applying an event writes through: webhook_events (this module's, through `sql`), the ledger row's delivery
+ * state, and the suppressions.
+ */
+export interface EventOwners {
+  readonly sql: SqlClient.SqlClient
+  readonly ledger: Ledger["Service"]
+  readonly suppressions: Suppressions["Service"]
+}
+
 /**
  * Applies one verified event in one transaction: records its svix-id, raises the ledger row's delivery state,
  * suppresses the addresses. A svix-id seen before changes nothing.
  */
 export const applyEvent = Effect.fn("Webhooks.applyEvent")(
   function*(
-    owners: { readonly sql: SqlClient.SqlClient; readonly ledger: Ledger["Service"]; readonly suppressions: Suppressions["Service"] },
+    owners: EventOwners,
     verified: VerifiedEvent,
     receivedAt: Date
   ) {
@@ -213,14 +251,18 @@ export const applyEvent = Effect.fn("Webhooks.applyEvent")(
           matched = yield* ledger.hasProviderId(providerId)
         }
       }
-      const claimed = yield* sql<{ svix_id: string }>`
-        INSERT INTO kaiwa_jobs.webhook_events
-          (svix_id, type, provider_id, delivery_state, occurred_at, received_at, matched, suppressed, payload)
-        VALUES (${verified.svixId}, ${event.type}, ${providerId}, ${state}, ${occurredAt}, ${receivedAt}, ${matched},
-          ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(addresses)}::jsonb)), ${verified.body}::jsonb)
-        ON CONFLICT (svix_id) DO NOTHING
-        RETURNING svix_id`
-      if (claimed.length === 0) return { duplicate: true, matched, state, suppressed: [] } satisfies Applied
+      const claimed = yield* recordEvent(sql)({
+        svixId: verified.svixId,
+        type: event.type,
+        providerId,
+        state,
+        occurredAt,
+        receivedAt,
+        matched,
+        suppressed: addresses,
+        payload: verified.body
+      })
+      if (Option.isNone(claimed)) return { duplicate: true, matched, state, suppressed: [] } satisfies Applied
       if (matched && state !== null && providerId !== null) yield* ledger.raiseDeliveryState(providerId, state, occurredAt)
       if (reason !== null && addresses.length > 0) yield* suppressions.suppressAddresses(addresses, reason, occurredAt)
       return { duplicate: false, matched, state, suppressed: addresses } satisfies Applied
@@ -270,9 +312,8 @@ const refuse = (body: unknown, status: number, headers: Record<string, string> =
  * The refusals a flood meets (headers that could not be signed, no reading turn left): the connection is
  * destroyed as soon as the answer is written, so it reads nothing more. A graceful close (Node's, or the HTTP
  * adapter's, which waits 500 ms for the client) kept reading the unread body of a client that holds its
- * connection open: 2,000 held-open 255 KB bodies refused on their headers still took the server to 440 MB, against
- * ~130 MB this way (bench/webhook-flood.ts). The answer is on the wire before the reset; a client that reads its
- * socket sees it (every one of the bench's 2,000 did).
+ * connection open, so memory grew with the flood (docs/decisions.md, "Mail and pages"; bench/webhook-flood.ts).
+ * The answer is on the wire before the reset; a client that reads its socket sees it.
  */
 const refuseAndDrop = (request: HttpServerRequest.HttpServerRequest) =>
 (body: unknown, status: number, headers: Record<string, string> = {}) => {
@@ -300,25 +341,23 @@ export const verifiedBody = (
   }
 }
 
+/** Why a body was not read: no turn, too slow, too large, or broken. */
+type Unread = "busy" | "slow" | "too large" | "unreadable"
+
 /** A body read under the semaphore, or why it was not. */
-type BodyRead = Result.Result<ArrayBuffer, "busy" | "slow" | "too large" | "unreadable">
+type BodyRead = Result.Result<ArrayBuffer, Unread>
 
-/** `POST /webhooks/resend`, as its own router layer (Http.ts merges it into the app). */
-export const Routes = HttpRouter.use(Effect.fn(function*(router) {
-  const config = yield* JobsConfig
-  // The owner of webhook_events; it also records each event's delivery state on the ledger row and suppresses a
-  // bounced or complaining address, in the event's own transaction (see applyEvent).
-  const owners = { sql: yield* SqlClient.SqlClient, ledger: yield* Ledger, suppressions: yield* Suppressions }
-  // Built once; the secret is unwrapped here, at the one call that needs it.
-  const verifier = Option.map(config.resendWebhookSecret, (secret) => new Webhook(Redacted.value(secret)))
-  const limit = Number(MAX_WEBHOOK_BODY)
+const LIMIT = Number(MAX_WEBHOOK_BODY)
 
-  // MAX_BODIES_IN_FLIGHT bodies are read at once; up to MAX_BODIES_WAITING more requests wait for a turn (their
-  // bodies unread: Node holds at most a socket read's worth of each), and a request beyond those is answered 503
-  // at once. Waiting and reading together are bounded by BODY_READ_TIMEOUT.
+/**
+ * Reads bodies MAX_BODIES_IN_FLIGHT at a time; up to MAX_BODIES_WAITING more requests wait for a turn (their
+ * bodies unread: Node holds at most a socket read's worth of each), and a request beyond those is answered 503
+ * at once. Waiting and reading together are bounded by BODY_READ_TIMEOUT.
+ */
+const makeBodyReader = () => {
   const permits = Semaphore.makeUnsafe(MAX_BODIES_IN_FLIGHT)
   let waiting = 0
-  const readBody = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<BodyRead> =>
+  return (request: HttpServerRequest.HttpServerRequest): Effect.Effect<BodyRead> =>
     Effect.suspend(() => {
       if (waiting >= MAX_BODIES_WAITING) return Effect.succeed<BodyRead>(Result.fail("busy"))
       waiting++
@@ -342,51 +381,81 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
         Effect.ensuring(leaveQueue)
       )
     })
+}
 
-  const handler = Effect.gen(function*() {
+/** The answer to a body that was not read: no turn (503, dropped), too slow (408), too large (413), broken (400). */
+const unread = (request: HttpServerRequest.HttpServerRequest, why: Unread) => {
+  switch (why) {
+    case "busy":
+      return refuseAndDrop(request)({ error: "too many webhook requests at once; retry later" }, 503, { "retry-after": "1" })
+    case "slow":
+      return refuse({ error: "the body did not arrive in time" }, 408)
+    case "too large":
+      return refuse({ error: `body larger than ${LIMIT} bytes` }, 413)
+    case "unreadable":
+      return refuse({ error: "could not read the body" }, 400)
+  }
+}
+
+/** What the route works with, built once when the server starts. */
+interface Receiver {
+  /** Built once; the secret is unwrapped here, at the one call that needs it. None: the endpoint is off. */
+  readonly verifier: Option.Option<Webhook>
+  readonly readBody: (request: HttpServerRequest.HttpServerRequest) => Effect.Effect<BodyRead>
+  /**
+   * The owner of webhook_events; it also records each event's delivery state on the ledger row and suppresses a
+   * bounced or complaining address, in the event's own transaction (see applyEvent).
+   */
+  readonly owners: EventOwners
+}
+
+/** Applies a verified event, logs what it did (no addresses, no ids), and answers Resend. */
+const applyAndAnswer = Effect.fnUntraced(function*(receiver: Receiver, verified: VerifiedEvent, signedBody: string) {
+  const receivedAt = new Date(yield* Clock.currentTimeMillis)
+  const applied = yield* applyEvent(receiver.owners, verified, receivedAt)
+  yield* Effect.logInfo(
+    `webhook ${verified.event.type}: ${applied.duplicate ? "already applied" : applied.matched ? "applied to the ledger" : "stored (not an email of this library)"}` +
+      (applied.suppressed.length > 0 ? `, ${applied.suppressed.length} address(es) suppressed` : "") +
+      (verified.body === signedBody ? "" : " (values PostgreSQL cannot store were replaced)")
+  )
+  // No addresses, no ids: the answer goes to Resend's logs.
+  return json({ ok: true, duplicate: applied.duplicate })
+})
+
+/** `POST /webhooks/resend`: the checks of the module comment, in that order, then the event applied once. */
+const receive = (receiver: Receiver) =>
+  Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
-    const drop = refuseAndDrop(request)
-    if (Option.isNone(verifier)) {
+    if (Option.isNone(receiver.verifier)) {
       return refuse({ error: "webhook endpoint disabled: RESEND_WEBHOOK_SECRET is not set" }, 503)
     }
     const headers = signatureHeaders(request.headers)
     // The machine's clock, like the full check's (see the module comment).
     if (headers === undefined || !plausibleSignature(headers, Math.floor(Date.now() / 1000))) {
-      return drop({ error: UNAUTHORIZED }, 401)
+      return refuseAndDrop(request)({ error: UNAUTHORIZED }, 401)
     }
     const declared = Number(request.headers["content-length"] ?? "0")
-    if (declared > limit) return refuse({ error: `body larger than ${limit} bytes` }, 413)
-    const read = yield* readBody(request)
-    if (Result.isFailure(read)) {
-      switch (read.failure) {
-        case "busy":
-          return drop({ error: "too many webhook requests at once; retry later" }, 503, { "retry-after": "1" })
-        case "slow":
-          return refuse({ error: "the body did not arrive in time" }, 408)
-        case "too large":
-          return refuse({ error: `body larger than ${limit} bytes` }, 413)
-        case "unreadable":
-          return refuse({ error: "could not read the body" }, 400)
-      }
-    }
-    const body = verifiedBody(verifier.value, read.success, headers)
+    if (declared > LIMIT) return refuse({ error: `body larger than ${LIMIT} bytes` }, 413)
+    const read = yield* receiver.readBody(request)
+    if (Result.isFailure(read)) return unread(request, read.failure)
+    const body = verifiedBody(receiver.verifier.value, read.success, headers)
     if (body === undefined) return json({ error: UNAUTHORIZED }, 401)
     const event = parseEvent(body)
     if (Option.isNone(event)) return json({ error: "the body is not a Resend event" }, 400)
-    const receivedAt = new Date(yield* Clock.currentTimeMillis)
     const verified = { svixId: headers["webhook-id"], body: event.value.payload, event: event.value.event }
-    const applied = yield* applyEvent(owners, verified, receivedAt)
-    yield* Effect.logInfo(
-      `webhook ${verified.event.type}: ${applied.duplicate ? "already applied" : applied.matched ? "applied to the ledger" : "stored (not an email of this library)"}` +
-        (applied.suppressed.length > 0 ? `, ${applied.suppressed.length} address(es) suppressed` : "") +
-        (verified.body === body ? "" : " (values PostgreSQL cannot store were replaced)")
-    )
-    // No addresses, no ids: the answer goes to Resend's logs.
-    return json({ ok: true, duplicate: applied.duplicate })
+    return yield* applyAndAnswer(receiver, verified, body)
   }).pipe(
     Effect.catchTag("DatabaseError", (e) =>
       Effect.logError(e.message).pipe(Effect.as(json({ error: "the event could not be recorded; retry later" }, 500))))
   )
 
-  yield* router.add("POST", RESEND_WEBHOOK_PATH, handler)
+/** `POST /webhooks/resend`, as its own router layer (Http.ts merges it into the app). */
+export const Routes = HttpRouter.use(Effect.fn(function*(router) {
+  const config = yield* JobsConfig
+  const receiver: Receiver = {
+    verifier: Option.map(config.resendWebhookSecret, (secret) => new Webhook(Redacted.value(secret))),
+    readBody: makeBodyReader(),
+    owners: { sql: yield* SqlClient.SqlClient, ledger: yield* Ledger, suppressions: yield* Suppressions }
+  }
+  yield* router.add("POST", RESEND_WEBHOOK_PATH, receive(receiver))
 }))

@@ -9,7 +9,6 @@
  * | test     | embedded (per test file)    | in-memory | ledger, runs |
  */
 import { Clock, Duration, Effect, Layer, Option, Redacted } from "effect"
-import { SqlClient } from "effect/sql"
 import { InvalidConfig, JobsConfig } from "../config/Config.ts"
 import { Database, labelOf, pgLayer } from "../database/Database.ts"
 import { EmbeddedPostgres } from "../local/EmbeddedPostgres.ts"
@@ -19,29 +18,14 @@ import * as Observability from "../telemetry/Observability.ts"
 import { Telemetry } from "../telemetry/Telemetry.ts"
 
 /**
- * The Resend mailer on the validated settings (RESEND_API_KEY, RESEND_RPS, RESEND_TIMEOUT, RESEND_BASE_URL), its
- * rate limit shared through the database by every process (CONTRACT 8b) unless RESEND_RPS_SCOPE=process.
+ * The Resend mailer on its own settings (`ResendMailer.config`: RESEND_API_KEY, RESEND_RPS, RESEND_RPS_SCOPE,
+ * RESEND_TIMEOUT, RESEND_BASE_URL), its rate limit shared through the database by every process unless
+ * RESEND_RPS_SCOPE=process. `load` checks the same variables beforehand, so that live mode names every bad setting
+ * in one message; this layer is what reads them for the mailer. Imported here, not at the top: only a live run loads
+ * the `resend` SDK and the limiters.
  */
-export const resendFromConfig = Layer.effect(
-  Mailer,
-  Effect.gen(function*() {
-    const config = yield* JobsConfig
-    const sql = yield* SqlClient.SqlClient
-    if (Option.isNone(config.resendApiKey)) {
-      return yield* new InvalidConfig({ variable: "RESEND_API_KEY", message: "RESEND_API_KEY is required to send email" })
-    }
-    // Imported here, not at the top: only a live run loads the `resend` SDK and the limiters (issue 13).
-    const [ResendMailer, SharedRateLimiter] = yield* Effect.promise(() =>
-      Promise.all([import("../mail/ResendMailer.ts"), import("../mail/SharedRateLimiter.ts")])
-    )
-    return yield* ResendMailer.make({
-      apiKey: config.resendApiKey.value,
-      rps: config.resendRps,
-      limiter: config.resendRpsScope === "shared" ? SharedRateLimiter.make(sql, { rps: config.resendRps }) : undefined,
-      timeout: config.resendTimeout,
-      baseUrl: config.resendBaseUrl
-    })
-  })
+export const resendFromConfig = Layer.unwrap(
+  Effect.map(Effect.promise(() => import("../mail/ResendMailer.ts")), (ResendMailer) => ResendMailer.layerConfig(ResendMailer.config))
 )
 
 /**

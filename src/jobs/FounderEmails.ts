@@ -4,7 +4,8 @@
  * FOUNDER_LOCAL_TIME and 4 hours later in their time zone, step k was never sent to them, and the cross-job
  * cap allows it. Sent from FOUNDER_FROM with Reply-To the same address.
  */
-import { Schema } from "effect"
+import { type Config, Schema } from "effect"
+import * as Setting from "../config/Setting.ts"
 import type { Selection } from "../database/Database.ts"
 import { renderFounder } from "../emails/index.ts"
 import * as Job from "../job/Job.ts"
@@ -15,6 +16,14 @@ export const NAME = "founder-emails"
 /** Length of the sending window after FOUNDER_LOCAL_TIME. */
 export const WINDOW_MINUTES = 4 * 60
 
+/**
+ * The sequence's own setting: FOUNDER_LOCAL_TIME (default 14:00), when its window opens. FOUNDER_FROM, FOUNDER_NAME
+ * and FOUNDER_CALL_URL are shared settings (Config.ts): they default from MAIL_FROM and APP_URL, and FOUNDER_NAME is
+ * required only where this job can be sent live (docs/decisions.md, "Configuration").
+ */
+export const settings = Setting.every({ founderLocalTime: Setting.localTime("FOUNDER_LOCAL_TIME", 14 * 60) })
+export type FounderSettings = Config.Success<typeof settings>
+
 const HOUR_MS = 3_600_000
 
 /**
@@ -22,13 +31,15 @@ const HOUR_MS = 3_600_000
  * sign-up range is on the app's own column (`app.at`), so its index serves it on either shape; a user with no
  * sign-up instant is never in the sequence (null is outside every range).
  */
-export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext, "sql" | "app" | "asOf" | "config">): Selection => ({
+export const selection = (
+  { app, asOf, config, settings, sql }: Pick<Job.SelectionContext<FounderSettings>, "sql" | "app" | "asOf" | "config" | "settings">
+): Selection => ({
   candidates: {
     select: sql`u.user_id, u.app_id, u.email, u.display_name, u.email_verified, u.created_at, u.tz, u.unknown_timezone,
       ${app.optIn(NAME)} AS opt_in, x.step, x.shifted, 'day' || x.step AS dedupe_key`,
     from: sql`${app.usersIn(config.defaultTimezone)} u
       CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM ${asOf}::timestamptz - u.created_at) / 86400)::int AS step,
-        (${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${config.founderLocalTime}) AS shifted) x`,
+        (${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${settings.founderLocalTime}) AS shifted) x`,
     rules: [
       {
         reason: "not_in_founder_days",
@@ -47,7 +58,7 @@ export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext,
       jsonb_build_object('displayName', c.display_name, 'step', c.step) AS data,
       least(
         c.created_at + make_interval(days => c.step + 1),
-        (c.shifted::date + make_interval(mins => ${config.founderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz
+        (c.shifted::date + make_interval(mins => ${settings.founderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz
       ) AS expires_at
     FROM ${fresh} c`
 })
@@ -65,6 +76,7 @@ export const founderEmails = Job.make({
   description: "Day 1, 2 and 3 emails from the founder to new learners who have not had a conversation yet.",
   list: "emails from the Kaiwa founder",
   main: "dist/send-founder-emails.js",
+  settings,
   data: FounderData,
   selection,
   groups: ["Day1", "Day2", "Day3"],

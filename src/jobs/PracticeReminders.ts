@@ -4,7 +4,8 @@
  * practised in the last 24 hours, they signed up at least 24 hours ago and are not in the founder sequence, they
  * got no reminder for this local date, and the cross-job cap allows it. One SQL statement decides it for everyone.
  */
-import { Schema } from "effect"
+import { type Config, Schema } from "effect"
+import * as Setting from "../config/Setting.ts"
 import type { Selection } from "../database/Database.ts"
 import { reminderSegments, renderReminder } from "../emails/index.ts"
 import * as Job from "../job/Job.ts"
@@ -14,6 +15,10 @@ export const NAME = "practice-reminders"
 
 /** Length of the sending window after REMINDER_LOCAL_TIME: late ticks still send, nights never. */
 export const WINDOW_MINUTES = 12 * 60
+
+/** The reminder's own setting: REMINDER_LOCAL_TIME (default 09:00), when its window opens (docs/configuration.md). */
+export const settings = Setting.every({ reminderLocalTime: Setting.localTime("REMINDER_LOCAL_TIME", 9 * 60) })
+export type ReminderSettings = Config.Success<typeof settings>
 
 const HOUR_MS = 3_600_000
 const QUARTER_HOUR_MS = HOUR_MS / 4
@@ -36,7 +41,7 @@ export const openWindowDays = (asOf: Date, reminderLocalTime: number): ReadonlyA
 }
 
 /** What the reminder's rule reads: the adapter's fragments, the run's instant and the settings. */
-export type ReminderContext = Pick<Job.SelectionContext, "sql" | "app" | "asOf" | "config">
+export type ReminderContext = Pick<Job.SelectionContext<ReminderSettings>, "sql" | "app" | "asOf" | "config" | "settings">
 
 /**
  * The reminder's rule at `asOf` (the library adds the ledger check, the shared rules and the cap).
@@ -47,8 +52,10 @@ export type ReminderContext = Pick<Job.SelectionContext, "sql" | "app" | "asOf" 
  * only the few users left get per-user index lookups (last session, cross-job cap). The instants the rules
  * compare with are computed here, once, instead of per row in SQL (`timestamptz - interval` is not
  * constant-folded), and typed like the app's columns (`app.at`) so its indexes serve them on either shape.
+ *
+ * Over 60 lines on purpose: it is one SQL statement, read top to bottom; its named CTEs are its steps.
  */
-export const selection = ({ app, asOf, config, sql }: ReminderContext): Selection => {
+export const selection = ({ app, asOf, config, settings, sql }: ReminderContext): Selection => {
   const at = asOf.getTime()
   const dayAgo = new Date(at - 24 * HOUR_MS) // rules 2 and 3: sessions in (t - 24 h, t], signed up by t - 24 h
   const founderSince = new Date(at - 96 * HOUR_MS) // rule 3: the founder sequence covers sign-ups after t - 96 h
@@ -62,7 +69,7 @@ export const selection = ({ app, asOf, config, sql }: ReminderContext): Selectio
     SELECT jsonb_agg(jsonb_build_object('name', z.name, 'open', x.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0),
       'day', x.shifted::date::text)) AS zones
     FROM pg_timezone_names z,
-      LATERAL (SELECT (${asOf}::timestamptz AT TIME ZONE z.name) - make_interval(mins => ${config.reminderLocalTime}) AS shifted) x
+      LATERAL (SELECT (${asOf}::timestamptz AT TIME ZONE z.name) - make_interval(mins => ${settings.reminderLocalTime}) AS shifted) x
   ),
   zones AS NOT MATERIALIZED (
     SELECT * FROM jsonb_to_recordset((SELECT zones FROM zones_json)) AS z(name text, open boolean, day text)
@@ -97,7 +104,7 @@ export const selection = ({ app, asOf, config, sql }: ReminderContext): Selectio
     },
     rowsRule: "in_founder_sequence",
     // Only the local dates a window can be open on can match: older reminders are never read.
-    keys: openWindowDays(asOf, config.reminderLocalTime),
+    keys: openWindowDays(asOf, settings.reminderLocalTime),
     rows: (fresh) => sql`
     SELECT c.user_id, c.email, c.dedupe_key, c.email_verified, c.opt_in, c.unknown_timezone,
       jsonb_build_object(
@@ -109,7 +116,7 @@ export const selection = ({ app, asOf, config, sql }: ReminderContext): Selectio
         'localDate', c.dedupe_key
       ) AS data,
       -- the instant the window closes: the local date it opened on, at REMINDER_LOCAL_TIME + 12 h, in the user's zone
-      (c.dedupe_key::date + make_interval(mins => ${config.reminderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz AS expires_at
+      (c.dedupe_key::date + make_interval(mins => ${settings.reminderLocalTime + WINDOW_MINUTES})) AT TIME ZONE c.tz AS expires_at
     FROM ${fresh} c
     LEFT JOIN LATERAL (
       SELECT s.start_time, s.language FROM ${app.sessions} s
@@ -141,6 +148,7 @@ export const practiceReminders = Job.make({
   list: "daily practice reminders",
   aliases: ["send-reminders"],
   main: "dist/send-reminders.js",
+  settings,
   data: ReminderData,
   selection,
   groups: ["sent"],

@@ -5,8 +5,9 @@
  * got no report for that week, and the cross-job cap allows it; a report the cap blocks is skipped for the week.
  * The one selection statement also computes the week's figures the email shows.
  */
-import { Schema } from "effect"
-import { type Settings, WEEKDAYS } from "../config/Config.ts"
+import { type Config, Schema } from "effect"
+import * as Setting from "../config/Setting.ts"
+import { WEEKDAYS } from "../config/Values.ts"
 import type { Selection } from "../database/Database.ts"
 import { type ProgressData, progressTrend, renderProgress } from "../emails/progress.ts"
 import * as Job from "../job/Job.ts"
@@ -18,6 +19,16 @@ export const NAME = "weekly-progress"
 export const WINDOW_MINUTES = 10 * 60
 
 const MINUTE_MS = 60_000
+
+/**
+ * The report's own settings: PROGRESS_DAY (default sunday), the local day it goes out on, and PROGRESS_LOCAL_TIME
+ * (default 08:00), when its window opens (docs/configuration.md).
+ */
+export const settings = Setting.every({
+  progressDay: Setting.weekday("PROGRESS_DAY", "sunday"),
+  progressLocalTime: Setting.localTime("PROGRESS_LOCAL_TIME", 8 * 60)
+})
+export type ProgressSettings = Config.Success<typeof settings>
 const HOUR_MS = 60 * MINUTE_MS
 const QUARTER_HOUR_MS = HOUR_MS / 4
 const DAY_MS = 24 * HOUR_MS
@@ -57,12 +68,12 @@ export const weekKey = (reportDay: string): string => isoWeek(addDays(reportDay,
  */
 export const openReportDays = (
   asOf: Date,
-  config: Pick<Settings, "progressDay" | "progressLocalTime">
+  settings: ProgressSettings
 ): ReadonlyArray<{ readonly day: string; readonly week: string }> => {
   const days = new Set<string>()
-  const isoDay = WEEKDAYS.indexOf(config.progressDay) + 1
+  const isoDay = WEEKDAYS.indexOf(settings.progressDay) + 1
   for (let offset = -13 * HOUR_MS; offset <= 15 * HOUR_MS; offset += QUARTER_HOUR_MS) {
-    const shifted = new Date(asOf.getTime() + offset - config.progressLocalTime * MINUTE_MS)
+    const shifted = new Date(asOf.getTime() + offset - settings.progressLocalTime * MINUTE_MS)
     const sinceMidnight = ((shifted.getTime() % DAY_MS) + DAY_MS) % DAY_MS
     const day = shifted.getUTCDay() === 0 ? 7 : shifted.getUTCDay()
     if (sinceMidnight < WINDOW_MINUTES * MINUTE_MS && day === isoDay) days.add(shifted.toISOString().slice(0, 10))
@@ -110,11 +121,15 @@ const ZONE_FIELDS = ["open", "day", "week", "prev_start", "week_start", "week_en
  * - changePercent: (minutes - previousMinutes) / previousMinutes x 100, rounded half away from zero, on the
  *   whole minutes the email shows (so the figures it prints agree with each other); null ("new this week")
  *   when the week before had no minutes.
+ *
+ * Over 60 lines on purpose: it is one SQL statement, read top to bottom; its named CTEs are its steps.
  */
-export const selection = ({ app, asOf, config, sql }: Pick<Job.SelectionContext, "sql" | "app" | "asOf" | "config">): Selection => {
-  const isoDay = WEEKDAYS.indexOf(config.progressDay) + 1
-  const T = config.progressLocalTime
-  const open = openReportDays(asOf, config)
+export const selection = (
+  { app, asOf, config, settings, sql }: Pick<Job.SelectionContext<ProgressSettings>, "sql" | "app" | "asOf" | "config" | "settings">
+): Selection => {
+  const isoDay = WEEKDAYS.indexOf(settings.progressDay) + 1
+  const T = settings.progressLocalTime
+  const open = openReportDays(asOf, settings)
   // No UTC offset has its window open (six days of the week, and the hours around them): nobody can be due, so the
   // tick reads nothing. `openReportDays` covers every offset a zone can have (quarter hours from -13 to +15 h),
   // and the statement below already depends on it for the week keys.
@@ -296,6 +311,7 @@ export const weeklyProgress = Job.make({
   title: "Weekly progress report",
   description: "A summary of the learner's week (minutes, sessions, active days, top language, change), on PROGRESS_DAY from 08:00 their time.",
   list: "weekly progress reports",
+  settings,
   data: WeeklyProgressData,
   selection,
   // CONTRACT 5.4: a report the cross-job cap blocks is skipped for that week, not sent on a later tick.

@@ -1,6 +1,7 @@
 /**
- * win-back (the README's example job; not in the registry, so it does not ship): a learner whose last
- * conversation was 14 days ago gets one "pick up where you left off" email, between 10:00 and 20:00 their time.
+ * win-back, the README's example job: a learner whose last conversation was 14 days ago gets one "pick up where
+ * you left off" email, between 10:00 and 20:00 their time. As `WinBack.example.ts` it is in no registry and does
+ * not ship; the README's "Adding a job" copies it to `WinBack.ts` and registers it.
  */
 import { Schema } from "effect"
 import { firstName, languageName } from "../emails/fields.ts"

@@ -3,7 +3,9 @@
  * (`/api/cron/<name>` and each job's aliases), `/health`, the unsubscribe lists and their page text, the demo,
  * the dry run, the deploy script's machines and the Fly mains are all read from here.
  */
-import { Context } from "effect"
+import { Context, Effect } from "effect"
+import { JobSettings, load, type Settings, type Strictness } from "../config/Config.ts"
+import type { InvalidConfig } from "../config/Setting.ts"
 import type * as Job from "../job/Job.ts"
 import { founderEmails } from "./FounderEmails.ts"
 import { practiceReminders } from "./PracticeReminders.ts"
@@ -31,3 +33,10 @@ export const Jobs = Context.Reference<Registry>("kaiwa-jobs/Jobs", { defaultValu
 /** Looks a job up by name or alias. */
 export const findJob = (jobs: Registry, name: string): Job.Any | undefined =>
   jobs.find((j) => j.name === name) ?? jobs.find((j) => j.aliases.includes(name))
+
+/**
+ * The shared settings, with every job's own (`Jobs`) validated alongside, so one message lists every problem:
+ * what `kaiwa-jobs doctor` and `serve` check (docs/configuration.md).
+ */
+export const loadSettings = (strictness: Strictness): Effect.Effect<Settings, InvalidConfig> =>
+  Effect.flatMap(Jobs, (jobs) => load(strictness).pipe(Effect.provideService(JobSettings, jobs.map((j) => j.settings))))

@@ -2,7 +2,7 @@
  * The links an email carries for its recipient, made in one place that knows whether the email can really go
  * out. A live run signs them (src/mail/Unsubscribe.ts); a dry run, which prints every email to a console or a log,
  * gets a placeholder token that no verifier accepts, so its output never holds a working link signed with the
- * production secret (issue 19). A link added later (the preference center) belongs here, under the same rule.
+ * production secret. A link added later (the preference center) belongs here, under the same rule.
  */
 import type { Settings } from "../config/Config.ts"
 import { makePreferencesToken, makeToken, preferencesUrl, type UnsubscribeClaim, unsubscribeUrl } from "./Unsubscribe.ts"

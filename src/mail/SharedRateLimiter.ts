@@ -49,7 +49,7 @@
  * one departure: nothing is held, nothing needs releasing.
  */
 import { Duration, Effect, Schedule, Schema } from "effect"
-import type { SqlClient } from "effect/sql"
+import { type SqlClient, SqlSchema } from "effect/sql"
 import {
   type ProviderAnswer,
   PROVIDER_WINDOW_MS,
@@ -58,7 +58,7 @@ import {
   RATE_WIDEN,
   pauseFromHeaders,
   type RateLimiter
-} from "./ResendMailer.ts"
+} from "./RateLimiter.ts"
 
 /** The row every process of the library shares for Resend's account-wide limit. */
 export const DEFAULT_KEY = "resend"
@@ -74,10 +74,8 @@ export const CONFIRM_AHEAD_MS = 50
  * interval (0.4%: 2 ms at 2 calls/s). Reserved slots are evenly spaced; a departure is pushed behind its slot
  * only when the call before it left later than this, so the millisecond or two of lateness reported on most
  * calls (the timer, and the confirmation's round trip, counted in full to stay on the safe side) is absorbed by
- * the schedule instead of accumulating into a slower one. With a whole interval, one worker lost ~1 ms a call:
- * 97.6% of the ceiling where the in-process limiter reached 97.8% (bench/ratelimit.ts); with this, 97.9%. A
- * larger tolerance (1%) gave the same with one worker but let 4 workers' calls arrive 1,005 ms apart in the
- * provider's 1 s window of 2; at 0.4% the tightest span was 1,019 ms.
+ * the schedule instead of accumulating into a slower one; a larger tolerance lets several workers' calls arrive
+ * closer together than the provider's window allows (docs/decisions.md, "Mail and pages"; bench/ratelimit.ts).
  */
 export const LATE_TOLERANCE = 0.004
 
@@ -119,9 +117,7 @@ const Turn = Schema.Struct({
   share: Schema.Number
 })
 type Turn = typeof Turn.Type
-const decodeTurn = Schema.decodeUnknownEffect(Schema.Array(Turn))
-const Confirm = Schema.Struct({ epoch: Schema.String, departure_ms: Schema.Number, wait_ms: Schema.Number })
-const decodeConfirm = Schema.decodeUnknownEffect(Schema.Array(Confirm))
+const Confirmed = Schema.Struct({ epoch: Schema.String, departure_ms: Schema.Number, wait_ms: Schema.Number })
 
 /** The database did not confirm a turn (unreachable, timed out, or an unexpected answer). */
 class Unreachable extends Schema.TaggedError<Unreachable>()("SharedRateLimiter/Unreachable", {
@@ -165,27 +161,30 @@ export const othersInWindow = (intervalMs: number, headers: Record<string, strin
   return limit - remaining > Math.ceil(PROVIDER_WINDOW_MS / intervalMs)
 }
 
-/** A limiter over `sql` whose budget is shared by every process using the same key and database. */
-export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions): RateLimiter => {
-  if (!(options.rps > 0)) throw new Error(`the Resend rate limit must be positive (got ${options.rps})`)
-  const key = options.key ?? DEFAULT_KEY
-  // The same headroom as the in-process limiter: Resend counts arrivals and we space departures.
-  const intervalMs = (1000 / options.rps) * RATE_HEADROOM
-  const quietMs = Duration.toMillis(Duration.fromInputUnsafe(options.quiet ?? DEFAULT_QUIET))
-  // The pace of this process's latest turn (the row's share and widening at that moment): what the provider's
-  // answers are read against.
-  let current = { intervalMs, share: 1 }
+/** What every statement of one limiter works on: its row, and its pace as configured. */
+interface Row {
+  readonly sql: SqlClient.SqlClient
+  readonly key: string
+  readonly rps: number
+  /** The configured spacing, with the in-process limiter's headroom (Resend counts arrivals, we space departures). */
+  readonly intervalMs: number
+  readonly quietMs: number
+}
 
-  const bounded = <A, E>(effect: Effect.Effect<A, E>) =>
-    effect.pipe(
-      Effect.timeout(STATEMENT_TIMEOUT),
-      // Nothing the caller can act on: a failure here only means "no confirmed turn yet, wait and ask again".
-      Effect.mapError((cause) => new Unreachable({ cause }))
-    )
+// Nothing the caller can act on: a failure here only means "no confirmed turn yet, wait and ask again".
+const bounded = <A, E>(effect: Effect.Effect<A, E>) =>
+  effect.pipe(
+    Effect.timeout(STATEMENT_TIMEOUT),
+    Effect.mapError((cause) => new Unreachable({ cause }))
+  )
 
-  // One statement: reserve the next departure and return how long to wait for it (the database's clock).
-  const reserve = bounded(
-    sql`INSERT INTO kaiwa_jobs.rate_limits AS r (key, next_at)
+/** One statement: reserve the next departure and return how long to wait for it (the database's clock). */
+const reserve = ({ intervalMs, key, sql }: Row) =>
+  bounded(SqlSchema.findOne({
+    Request: Schema.Void,
+    Result: Turn,
+    execute: () =>
+      sql`INSERT INTO kaiwa_jobs.rate_limits AS r (key, next_at)
         VALUES (${key}, clock_timestamp() + ${intervalMs} * interval '1 millisecond')
         ON CONFLICT (key) DO UPDATE
           SET next_at = greatest(r.next_at, r.paused_until, clock_timestamp()) + ${intervalMs} * r.widen / r.share * interval '1 millisecond'
@@ -193,51 +192,109 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
           (${intervalMs} * widen / share)::float8 AS interval_ms,
           (extract(epoch FROM next_at) * 1000 - ${intervalMs} * widen / share)::float8 AS slot_ms,
           (extract(epoch FROM (next_at - clock_timestamp())) * 1000 - ${intervalMs} * widen / share)::float8 AS wait_ms`
-      .pipe(Effect.flatMap(decodeTurn))
-  )
+  })(undefined))
 
-  // One statement shortly before the slot: the turn still holds (no pause since it was reserved), and the
-  // departure is fixed at the later of the slot and an interval (less LATE_TOLERANCE) after the last departure;
-  // `last_at` records it, and the caller sleeps the returned wait on its own timer, so no database round trip sits
-  // between the wake-up and the call. Reserved slots are evenly spaced, but a call that leaves late (a busy event
-  // loop, a descheduled process) would otherwise leave the next one less than an interval behind it: spacing from
-  // the real departures is what the in-process limiter does too.
-  const confirm = (turn: Turn) =>
-    bounded(
+/**
+ * One statement shortly before the slot: the turn still holds (no pause since it was reserved), and the
+ * departure is fixed at the later of the slot and an interval (less LATE_TOLERANCE) after the last departure;
+ * `last_at` records it, and the caller sleeps the returned wait on its own timer, so no database round trip sits
+ * between the wake-up and the call. Reserved slots are evenly spaced, but a call that leaves late (a busy event
+ * loop, a descheduled process) would otherwise leave the next one less than an interval behind it: spacing from
+ * the real departures is what the in-process limiter does too.
+ */
+const confirm = ({ intervalMs, key, quietMs, sql }: Row, turn: Turn) =>
+  bounded(SqlSchema.findOne({
+    Request: Turn,
+    Result: Confirmed,
+    execute: (turn) =>
       sql`WITH now AS (SELECT clock_timestamp() AS t)
-          UPDATE kaiwa_jobs.rate_limits AS r
-          SET last_at = CASE WHEN r.epoch::text = ${turn.epoch}
-            THEN greatest(to_timestamp(${turn.slot_ms} / 1000.0), r.last_at + ${intervalMs} * (r.widen / r.share - ${LATE_TOLERANCE}) * interval '1 millisecond', now.t)
-            ELSE r.last_at END,
-            widen = greatest(1, r.widen * ${RELAX}),
-            share = CASE WHEN r.share < 1 AND (r.foreign_at IS NULL OR r.foreign_at < now.t - ${quietMs} * interval '1 millisecond')
-              THEN least(1, r.share + ${PROBE_STEP}) ELSE r.share END
-          FROM now
-          WHERE r.key = ${key}
-          RETURNING r.epoch::text AS epoch, (extract(epoch FROM r.last_at) * 1000)::float8 AS departure_ms,
-            (extract(epoch FROM (r.last_at - now.t)) * 1000)::float8 AS wait_ms`
-        .pipe(Effect.flatMap(decodeConfirm))
-    )
+        UPDATE kaiwa_jobs.rate_limits AS r
+        SET last_at = CASE WHEN r.epoch::text = ${turn.epoch}
+          THEN greatest(to_timestamp(${turn.slot_ms} / 1000.0), r.last_at + ${intervalMs} * (r.widen / r.share - ${LATE_TOLERANCE}) * interval '1 millisecond', now.t)
+          ELSE r.last_at END,
+          widen = greatest(1, r.widen * ${RELAX}),
+          share = CASE WHEN r.share < 1 AND (r.foreign_at IS NULL OR r.foreign_at < now.t - ${quietMs} * interval '1 millisecond')
+            THEN least(1, r.share + ${PROBE_STEP}) ELSE r.share END
+        FROM now
+        WHERE r.key = ${key}
+        RETURNING r.epoch::text AS epoch, (extract(epoch FROM r.last_at) * 1000)::float8 AS departure_ms,
+          (extract(epoch FROM (r.last_at - now.t)) * 1000)::float8 AS wait_ms`
+  })(turn))
 
-  // Sent when a call leaves later than the departure `confirm` fixed (the process was busy when its timer fired),
-  // and not awaited: moves `last_at` to when the call really left. The lateness is measured on this process's
-  // monotonic clock and added to the fixed departure, so it does not matter when the statement itself runs. Its
-  // failure changes nothing but that margin, so it is ignored.
-  const departedLate = (departureMs: number, latenessMs: number) =>
-    bounded(sql`UPDATE kaiwa_jobs.rate_limits
-      SET last_at = greatest(last_at, to_timestamp(${departureMs + latenessMs} / 1000.0)) WHERE key = ${key}`)
-      .pipe(Effect.ignore)
+/**
+ * Sent when a call leaves later than the departure `confirm` fixed (the process was busy when its timer fired),
+ * and not awaited: moves `last_at` to when the call really left. The lateness is measured on this process's
+ * monotonic clock and added to the fixed departure, so it does not matter when the statement itself runs. Its
+ * failure changes nothing but that margin, so it is ignored.
+ */
+const departedLate = ({ key, sql }: Row, departureMs: number, latenessMs: number) =>
+  bounded(sql`UPDATE kaiwa_jobs.rate_limits
+    SET last_at = greatest(last_at, to_timestamp(${departureMs + latenessMs} / 1000.0)) WHERE key = ${key}`)
+    .pipe(Effect.ignore)
 
-  const attempt = Effect.gen(function*() {
+/** Holds every worker back for `duration`: moves the pause, restarts `next_at` after it, voids reserved turns. */
+const pauseFor = ({ key, sql }: Row, duration: Duration.Duration) => {
+  const ms = Duration.toMillis(duration)
+  return bounded(
+    sql`INSERT INTO kaiwa_jobs.rate_limits AS r (key, next_at, paused_until, epoch)
+        VALUES (${key}, clock_timestamp() + ${ms} * interval '1 millisecond',
+                clock_timestamp() + ${ms} * interval '1 millisecond', 1)
+        ON CONFLICT (key) DO UPDATE
+          SET paused_until = greatest(r.paused_until, clock_timestamp() + ${ms} * interval '1 millisecond'),
+              next_at = greatest(r.paused_until, clock_timestamp() + ${ms} * interval '1 millisecond'),
+              epoch = r.epoch + 1`
+  ).pipe(
+    // The pause protects the other workers; if it cannot be written, this worker still waits it out itself
+    // (the mailer's retry honours retry-after), so log and go on.
+    Effect.catch(() => Effect.logWarning("the shared rate limit could not record the provider's pause")),
+    Effect.asVoid
+  )
+}
+
+/** A rate-limit 429 our own pace explains: widen the shared spacing a little. */
+const widen = ({ key, sql }: Row) =>
+  bounded(
+    sql`UPDATE kaiwa_jobs.rate_limits SET widen = least(widen * ${RATE_WIDEN}, ${RATE_MAX_WIDEN}) WHERE key = ${key}`
+  ).pipe(Effect.ignore)
+
+/**
+ * Another sender took a place in the provider's window: cut the share (unless a worker already cut it below the
+ * share this process's turn was taken at: one collision, one cut, however many workers it refused).
+ */
+const yieldTo = ({ key, rps, sql }: Row, limit: number, turnShare: number) => {
+  const to = yieldedShare(turnShare, rps, limit)
+  return bounded(sql`UPDATE kaiwa_jobs.rate_limits
+    SET share = CASE WHEN share >= ${turnShare} THEN ${to} ELSE share END, foreign_at = clock_timestamp()
+    WHERE key = ${key}`).pipe(
+    Effect.tap(() => Effect.logInfo("another sender is using the provider's rate limit; the library yields").pipe(
+      Effect.annotateLogs({ share: to, rps })
+    )),
+    Effect.ignore
+  )
+}
+
+/** An accepted answer showed someone else in the window: no cut, but no growing back for a while either. */
+const seenOther = ({ key, sql }: Row) =>
+  bounded(sql`UPDATE kaiwa_jobs.rate_limits SET foreign_at = clock_timestamp() WHERE key = ${key}`).pipe(Effect.ignore)
+
+/** The pace of this process's latest turn (the row's share and widening then): what answers are read against. */
+interface Pace {
+  readonly intervalMs: number
+  readonly share: number
+}
+
+/**
+ * Takes a turn the database confirmed and sleeps until its departure; `onTurn` hears each reserved turn's pace.
+ * A pause written while waiting voids the turn, and a new one is taken (it lands after the pause).
+ */
+const takeTurn = (row: Row, onTurn: (pace: Pace) => void) =>
+  Effect.gen(function*() {
     while (true) {
-      const [turn] = yield* reserve
-      if (turn === undefined) return yield* new Unreachable({ cause: "no row returned" })
-      current = { intervalMs: turn.interval_ms, share: turn.share }
+      const turn = yield* reserve(row)
+      onTurn({ intervalMs: turn.interval_ms, share: turn.share })
       if (turn.wait_ms > CONFIRM_AHEAD_MS) yield* Effect.sleep(Duration.millis(turn.wait_ms - CONFIRM_AHEAD_MS))
       const sent = performance.now()
-      const [state] = yield* confirm(turn)
-      if (state === undefined) return yield* new Unreachable({ cause: "no row returned" })
-      // A pause written while we waited voids the turn: take a new one (it lands after the pause).
+      const state = yield* confirm(row, turn)
       if (state.epoch !== turn.epoch) continue
       // The database fixed the departure `wait_ms` after its reading of the clock, which happened somewhere between
       // sending the statement and receiving its answer. Counting the wait from the answer never leaves early;
@@ -246,70 +303,49 @@ export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions
       // one round trip too much.
       if (state.wait_ms > 0) yield* Effect.sleep(Duration.millis(state.wait_ms))
       const lateness = performance.now() - (sent + state.wait_ms)
-      if (lateness > 1) yield* Effect.forkDetach(departedLate(state.departure_ms, lateness))
+      if (lateness > 1) yield* Effect.forkDetach(departedLate(row, state.departure_ms, lateness))
       return
     }
   })
 
-  const take = attempt.pipe(
+/** What a provider's answer says about the shared pace (see the module comment: yield, widen, or pause). */
+const answer = (row: Row, pace: Pace, answer: ProviderAnswer): Effect.Effect<void> => {
+  const limit = Number(answer.headers?.["ratelimit-limit"])
+  if (answer.refused) {
+    return Number.isFinite(limit) && limit >= 1 && !ownPaceExplains429(pace.intervalMs, limit)
+      ? yieldTo(row, limit, pace.share)
+      : widen(row)
+  }
+  // A window used up by someone else as well: every worker waits for its reset (CONTRACT 8b).
+  const pause = pauseFromHeaders(answer.headers, pace.intervalMs)
+  return Effect.andThen(
+    othersInWindow(pace.intervalMs, answer.headers) ? Effect.forkDetach(seenOther(row)) : Effect.void,
+    pause === undefined ? Effect.void : pauseFor(row, pause)
+  )
+}
+
+/** A limiter over `sql` whose budget is shared by every process using the same key and database. */
+export const make = (sql: SqlClient.SqlClient, options: SharedRateLimiterOptions): RateLimiter => {
+  if (!(options.rps > 0)) throw new Error(`the Resend rate limit must be positive (got ${options.rps})`)
+  const row: Row = {
+    sql,
+    key: options.key ?? DEFAULT_KEY,
+    rps: options.rps,
+    intervalMs: (1000 / options.rps) * RATE_HEADROOM,
+    quietMs: Duration.toMillis(Duration.fromInputUnsafe(options.quiet ?? DEFAULT_QUIET))
+  }
+  let current: Pace = { intervalMs: row.intervalMs, share: 1 }
+  const take = takeTurn(row, (pace) => {
+    current = pace
+  }).pipe(
     Effect.tapError(() => Effect.logWarning("the shared rate limit cannot reach the database; waiting before sending")),
     Effect.retry(unreachableBackoff),
     Effect.orDie
   )
-
-  const pauseFor = (duration: Duration.Duration) => {
-    const ms = Duration.toMillis(duration)
-    return bounded(
-      sql`INSERT INTO kaiwa_jobs.rate_limits AS r (key, next_at, paused_until, epoch)
-          VALUES (${key}, clock_timestamp() + ${ms} * interval '1 millisecond',
-                  clock_timestamp() + ${ms} * interval '1 millisecond', 1)
-          ON CONFLICT (key) DO UPDATE
-            SET paused_until = greatest(r.paused_until, clock_timestamp() + ${ms} * interval '1 millisecond'),
-                next_at = greatest(r.paused_until, clock_timestamp() + ${ms} * interval '1 millisecond'),
-                epoch = r.epoch + 1`
-    ).pipe(
-      // The pause protects the other workers; if it cannot be written, this worker still waits it out itself
-      // (the mailer's retry honours retry-after), so log and go on.
-      Effect.catch(() => Effect.logWarning("the shared rate limit could not record the provider's pause")),
-      Effect.asVoid
-    )
+  return {
+    take,
+    pauseFor: (duration) => pauseFor(row, duration),
+    widen: widen(row),
+    answered: (providerAnswer) => answer(row, current, providerAnswer)
   }
-
-  const widen = bounded(
-    sql`UPDATE kaiwa_jobs.rate_limits SET widen = least(widen * ${RATE_WIDEN}, ${RATE_MAX_WIDEN}) WHERE key = ${key}`
-  ).pipe(Effect.ignore)
-
-  // Another sender took a place in the provider's window: cut the share (unless a worker already cut it below the
-  // share this process's turn was taken at: one collision, one cut, however many workers it refused).
-  const yieldTo = (limit: number, turnShare: number) => {
-    const to = yieldedShare(turnShare, options.rps, limit)
-    return bounded(sql`UPDATE kaiwa_jobs.rate_limits
-      SET share = CASE WHEN share >= ${turnShare} THEN ${to} ELSE share END, foreign_at = clock_timestamp()
-      WHERE key = ${key}`).pipe(
-      Effect.tap(() => Effect.logInfo("another sender is using the provider's rate limit; the library yields").pipe(
-        Effect.annotateLogs({ share: to, rps: options.rps })
-      )),
-      Effect.ignore
-    )
-  }
-
-  // An accepted answer showed someone else in the window: no cut, but no growing back for a while either.
-  const seenOther = bounded(sql`UPDATE kaiwa_jobs.rate_limits SET foreign_at = clock_timestamp() WHERE key = ${key}`)
-    .pipe(Effect.ignore)
-
-  const answered = (answer: ProviderAnswer): Effect.Effect<void> => {
-    const { intervalMs: pace, share } = current
-    const limit = Number(answer.headers?.["ratelimit-limit"])
-    if (answer.refused) {
-      return Number.isFinite(limit) && limit >= 1 && !ownPaceExplains429(pace, limit) ? yieldTo(limit, share) : widen
-    }
-    // A window used up by someone else as well: every worker waits for its reset (CONTRACT 8b).
-    const pause = pauseFromHeaders(answer.headers, pace)
-    return Effect.andThen(
-      othersInWindow(pace, answer.headers) ? Effect.forkDetach(seenOther) : Effect.void,
-      pause === undefined ? Effect.void : pauseFor(pause)
-    )
-  }
-
-  return { take, pauseFor, widen, answered }
 }

@@ -9,7 +9,7 @@
 import { Cause, Effect, Schema } from "effect"
 import { SqlClient, SqlSchema } from "effect/sql"
 import * as App from "../database/App.ts"
-import { load } from "../config/Config.ts"
+import { loadSettings as load } from "../jobs/index.ts"
 import { describeSqlCause } from "../database/Database.ts"
 import { pendingMigrations } from "../migrations/index.ts"
 

@@ -1,5 +1,5 @@
 /**
- * The operator's web console at `/console` (issue 21, CONTRACT 7), on the same server as the cron triggers:
+ * The operator's web console at `/console` (CONTRACT 7), on the same server as the cron triggers:
  * server-rendered HTML, no JavaScript, no front-end build. Pages:
  * - `/console`: every job with its schedule, its last runs (outcome and stats), OVERDUE, AT RISK with the 7-day
  *   delivery rates, who paused it, when and why, and its pause or resume button;
@@ -26,7 +26,8 @@ import { type RunRecord as RunRow, Runs } from "../ledger/Runs.ts"
 import { describeHealth } from "../delivery/DeliveryHealth.ts"
 import { escapeHtml as esc } from "../emails/html.ts"
 import type { ServerServices } from "../triggers/Http.ts"
-import { Jobs } from "../jobs/index.ts"
+import { Jobs, type Registry } from "../jobs/index.ts"
+import type * as Job from "../job/Job.ts"
 import { page, pageHeaders } from "./Pages.ts"
 import { type Pause, Pauses } from "../ledger/Pauses.ts"
 import { type JobStatus, jobStatuses } from "../operator/Status.ts"
@@ -57,13 +58,16 @@ const STYLE = `<style>body{max-width:62rem}nav{display:flex;flex-wrap:wrap;gap:.
 const time = (d: Date | string | null) =>
   d === null ? "never" : (typeof d === "string" ? d : d.toISOString()).replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, " UTC")
 
+/** An object or an array: what `Object.entries` lists. */
+const isObjectLike = (u: unknown): u is Readonly<Record<string, unknown>> => u !== null && typeof u === "object"
+
 /** `due 3 · sent 2 · skipped cap 1` from a run's stats (whatever the job's groups). */
 export const describeStats = (stats: unknown): string => {
-  if (stats === null || typeof stats !== "object") return "no stats"
-  return Object.entries(stats as Record<string, unknown>).flatMap(([k, v]) => {
+  if (!isObjectLike(stats)) return "no stats"
+  return Object.entries(stats).flatMap(([k, v]) => {
     if (typeof v === "number") return [`${k} ${v}`]
-    if (v !== null && typeof v === "object") {
-      const parts = Object.entries(v as Record<string, unknown>).map(([r, n]) => `${r} ${Array.isArray(n) ? n.length : String(n)}`)
+    if (isObjectLike(v)) {
+      const parts = Object.entries(v).map(([r, n]) => `${r} ${Array.isArray(n) ? n.length : String(n)}`)
       return parts.length === 0 ? [] : [`${k}: ${parts.join(", ")}`]
     }
     return []
@@ -187,205 +191,237 @@ const sampleHeaders = {
     "frame-ancestors 'none'; base-uri 'none'; sandbox"
 }
 
+// ---- the routes ----
+
+/** What every handler works with, read once when the server starts. */
+interface ConsoleApp {
+  readonly config: Settings
+  readonly jobs: Registry
+  readonly sql: SqlClient.SqlClient
+  readonly pauses: Pauses["Service"]
+  /** Runs an effect on the server's mode stack, with this server's registry. */
+  readonly provide: <A, E>(effect: Effect.Effect<A, E, ServerServices>) => Effect.Effect<A, E>
+  /** Cookies are Secure when APP_URL is https. */
+  readonly secure: boolean
+}
+
+type ServerResponse = HttpServerResponse.HttpServerResponse
+type ServerRequest = HttpServerRequest.HttpServerRequest
+
+/** A handler behind the CONSOLE_SECRET check; it may fail with anything (logged, answered 500). */
+type Handler = (app: ConsoleApp, secret: Redacted.Redacted<string>, request: ServerRequest, now: number) => Effect.Effect<ServerResponse, unknown>
+
+/** A page for a signed-in operator. */
+type PageHandler = (app: ConsoleApp, page: { readonly session: Auth.Session; readonly csrf: string; readonly request: ServerRequest; readonly now: number }) =>
+  Effect.Effect<ServerResponse, unknown>
+
+/** A state-changing form of a signed-in operator, its CSRF token checked. */
+type FormHandler = (app: ConsoleApp, session: Auth.Session, fields: URLSearchParams, now: number) => Effect.Effect<ServerResponse, unknown>
+
+const failedPage = () => plain("Something went wrong", "<p>Nothing was changed. The server log has the details.</p>", 500)
+const notFound = () => HttpServerResponse.text("Not Found", { status: 404, headers: { "cache-control": "no-store" } })
+const unknownJob = () => plain("Unknown job", "<p>Nothing was changed.</p>", 400)
+
+const paramsOf = (request: ServerRequest) => new URL(request.url, "http://localhost").searchParams
+
+const formBody = (request: ServerRequest) =>
+  request.text.pipe(
+    Effect.provideService(HttpIncomingMessage.MaxBodySize, MAX_FORM_BODY),
+    Effect.orElseSucceed(() => "")
+  )
+
+/** 404 while CONSOLE_SECRET is unset; otherwise the handler, with failures logged as one line and a 500 page. */
+const route = (app: ConsoleApp, handler: Handler) =>
+  Effect.gen(function*() {
+    if (Option.isNone(app.config.consoleSecret)) return notFound()
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const now = yield* Clock.currentTimeMillis
+    return yield* handler(app, app.config.consoleSecret.value, request, now)
+  }).pipe(Effect.catchCause((cause) =>
+    // An interruption (the client went away, the server is stopping) passes through.
+    Cause.hasInterruptsOnly(cause)
+      ? Effect.interrupt
+      : Effect.logError(`console: ${Cause.pretty(cause).split("\n")[0]}`).pipe(Effect.as(failedPage()))
+  ))
+
+/** A page for a signed-in operator; anyone else gets the 401 sign-in page and nothing more. */
+const signedIn = (app: ConsoleApp, handler: PageHandler) =>
+  route(app, (app, secret, request, now) => {
+    const session = Auth.verifySession(secret, request.cookies[Auth.COOKIE] ?? "", now)
+    if (session === undefined) return Effect.succeed(signInPage("You are not signed in, or your session has ended.", 401))
+    return handler(app, { session, csrf: Auth.csrfToken(secret, session), request, now })
+  })
+
+/** A state-changing form: signed in, and carrying the session's CSRF token (403 otherwise, nothing changed). */
+const form = (app: ConsoleApp, handler: FormHandler) =>
+  route(app, (app, secret, request, now) =>
+    Effect.gen(function*() {
+      const session = Auth.verifySession(secret, request.cookies[Auth.COOKIE] ?? "", now)
+      if (session === undefined) return signInPage("You are not signed in, or your session has ended. Nothing was changed.", 401)
+      const fields = new URLSearchParams(yield* formBody(request))
+      if (!Auth.csrfMatches(secret, session, fields.get("csrf") ?? "")) {
+        return plain("Not allowed", "<p>This form is missing its security token. Nothing was changed; reload the page and try again.</p>", 403)
+      }
+      return yield* handler(app, session, fields, now)
+    }))
+
+const back = (location: string, cookie?: string) =>
+  HttpServerResponse.empty({
+    status: 303,
+    headers: { ...pageHeaders, location, ...(cookie === undefined ? {} : { "set-cookie": cookie }) }
+  })
+
+const linkProblem = (claim: Auth.LinkProblem) =>
+  signInPage(claim === "expired" ? "This sign-in link has expired." : "This sign-in link is not valid.", 401)
+
+/**
+ * `GET /console/login?token=…`: the link only shows a button. Chat apps and mail scanners fetch links they see,
+ * and must not use up a one-time link; signing in is the button's POST.
+ */
+const loginPage: Handler = (_console, secret, request, now) =>
+  Effect.sync(() => {
+    const token = paramsOf(request).get("token") ?? ""
+    const claim = Auth.verifyLinkToken(secret, token, now)
+    if (typeof claim === "string") return linkProblem(claim)
+    return plain(
+      "Sign in to the console",
+      `<p>This link signs you in once, until ${esc(time(new Date(claim.expiresAt)))}; the session then lasts ` +
+        `${Auth.SESSION_HOURS} hours on this browser.</p><form method="post" action="${PATH}/login">` +
+        `${hidden("token", token)}<button type="submit">Sign in</button></form>`,
+      200
+    )
+  })
+
+/** `POST /console/login`: uses the link up (once across every server process) and sets the session cookie. */
+const login: Handler = (app, secret, request, now) =>
+  Effect.gen(function*() {
+    const claim = Auth.verifyLinkToken(secret, new URLSearchParams(yield* formBody(request)).get("token") ?? "", now)
+    if (typeof claim === "string") return linkProblem(claim)
+    // Recorded in the database, so a link signs in once across every server process.
+    const first = yield* useNonce(app.sql, claim.nonce, new Date(claim.expiresAt), new Date(now))
+    if (!first) return signInPage("This sign-in link was already used. Each link signs in once.", 401)
+    const { value } = Auth.makeSession(secret, { now, by: claim.by })
+    yield* Effect.logInfo(`console: signed in (link made by ${claim.by})`)
+    return back(PATH, Auth.sessionCookie(value, { secure: app.secure, maxAgeSeconds: Auth.SESSION_HOURS * 3600 }))
+  })
+
+const logout: FormHandler = (app) =>
+  Effect.succeed(back(`${PATH}/signed-out`, Auth.sessionCookie("", { secure: app.secure, maxAgeSeconds: 0 })))
+
+const signedOut: Handler = () => Effect.succeed(signInPage("You are signed out.", 200))
+
+/** `GET /console`: every job's card. */
+const jobsPage: PageHandler = (app, { csrf }) =>
+  Effect.gen(function*() {
+    const [statuses, runs, paused] = yield* app.provide(Effect.all([
+      jobStatuses,
+      Effect.flatMap(Runs, (r) => r.recent(RUNS_PER_JOB)),
+      app.pauses.all
+    ]))
+    return shell(
+      "Jobs",
+      `<h1>Jobs</h1>` + statuses.map((s) => jobCard(s, runs.filter((r) => r.job === s.job), paused.get(s.job), csrf)).join(""),
+      csrf
+    )
+  })
+
+const jobIn = (app: ConsoleApp, fields: URLSearchParams) => app.jobs.find((j) => j.name === fields.get("job"))
+
+const pause: FormHandler = (app, session, fields, now) =>
+  Effect.gen(function*() {
+    const job = jobIn(app, fields)
+    if (job === undefined) return unknownJob()
+    const reason = (fields.get("reason") ?? "").trim().slice(0, 200)
+    yield* app.pauses.pause({ job: job.name, by: `${session.by} (console)`, reason: reason === "" ? null : reason, now: new Date(now) })
+    yield* Effect.logInfo(`console: ${job.name} paused by ${session.by}`)
+    return back(`${PATH}#job-${job.name}`)
+  })
+
+const resume: FormHandler = (app, session, fields) =>
+  Effect.gen(function*() {
+    const job = jobIn(app, fields)
+    if (job === undefined) return unknownJob()
+    yield* app.pauses.resume(job.name)
+    yield* Effect.logInfo(`console: ${job.name} resumed by ${session.by}`)
+    return back(`${PATH}#job-${job.name}`)
+  })
+
+/** `GET /console/run?id=…&page=n`: a run and the ledger rows it planned, PAGE_SIZE a page. */
+const runView: PageHandler = (app, { csrf, request }) =>
+  Effect.gen(function*() {
+    const params = paramsOf(request)
+    const run = yield* app.provide(Effect.flatMap(Runs, (r) => r.byId(params.get("id") ?? "")))
+    if (run === undefined) return shell("No such run", `<h1>No such run</h1><p><a href="${PATH}">Back to the jobs</a></p>`, csrf, 404)
+    const pageNo = Math.max(1, Math.min(1_000_000, Number.parseInt(params.get("page") ?? "1", 10) || 1))
+    const page = { offset: (pageNo - 1) * PAGE_SIZE, limit: PAGE_SIZE }
+    const [rows, total] = yield* app.provide(Effect.flatMap(Ledger, (l) => l.touchedBy(run.id, page)))
+    return runPage(run, rows, total, pageNo, csrf)
+  })
+
+/** `GET /console/learner?q=…[&at=ISO]`: `kaiwa-jobs why` for a learner. */
+const learnerPage: PageHandler = (app, { csrf, now, request }) =>
+  Effect.gen(function*() {
+    const params = paramsOf(request)
+    const q = (params.get("q") ?? "").trim()
+    const atText = (params.get("at") ?? "").trim()
+    const head = `<h1>Learner lookup</h1><p>Why a learner got, or did not get, each job's email: the run's own rules.</p>${lookupForm(q, atText)}`
+    if (q === "") return shell("Learner lookup", head, csrf)
+    const at = atText === "" ? new Date(now) : parseAt(atText)
+    if (at === undefined) return shell("Learner lookup", `${head}<p class="off">“As of” must be an ISO instant such as 2026-03-10T09:00:00Z.</p>`, csrf, 400)
+    const answer = yield* app.provide(why(q, at)).pipe(
+      Effect.map(whyBody),
+      Effect.catchTag("UnknownLearner", () => Effect.succeed(`<p class="off">No learner has that id or address.</p>`))
+    )
+    return shell("Learner lookup", head + answer, csrf)
+  })
+
+const sampleList = (job: Job.Any, previews: ReadonlyArray<Job.Preview>) =>
+  `<section class="card"><h2>${esc(job.title)}</h2><ul class="plain">${previews.map((p) =>
+    `<li><a href="${PATH}/sample?job=${encodeURIComponent(job.name)}&amp;name=${encodeURIComponent(p.name)}">${esc(p.name)}</a>` +
+    `<br><span class="note">${esc(p.email.subject)}</span>` +
+    `<details><summary>Text part</summary><pre>${esc(p.email.text)}</pre></details></li>`
+  ).join("")}</ul></section>`
+
+/** `GET /console/samples`: every job's sample emails, as `preview` renders them. */
+const samplesPage: PageHandler = (app, { csrf }) =>
+  Effect.gen(function*() {
+    const sections = yield* Effect.forEach(app.jobs, (job) => Effect.map(job.preview(app.config), (previews) => sampleList(job, previews)))
+    return shell("Email samples", `<h1>Email samples</h1><p>Every variant of every job, rendered as <code>kaiwa-jobs preview</code> renders it.</p>${sections.join("")}`, csrf)
+  })
+
+/** `GET /console/sample?job=…&name=…`: one sample email's own HTML, under `sampleHeaders`. */
+const samplePage: PageHandler = (app, { csrf, request }) =>
+  Effect.gen(function*() {
+    const params = paramsOf(request)
+    const job = app.jobs.find((j) => j.name === params.get("job"))
+    const previews = job === undefined ? [] : yield* job.preview(app.config)
+    const found = previews.find((p) => p.name === params.get("name"))
+    if (found === undefined) return shell("No such sample", `<h1>No such sample</h1><p><a href="${PATH}/samples">All samples</a></p>`, csrf, 404)
+    return HttpServerResponse.text(found.email.html, { contentType: "text/html; charset=utf-8", headers: sampleHeaders })
+  })
+
 /** The console's routes, as their own router layer (Http.ts merges it into the app). */
 export const Routes = HttpRouter.use(Effect.fn(function*(router) {
   const services = yield* Effect.context<ServerServices>()
   const config: Settings = yield* JobsConfig
   const jobs = yield* Jobs
-  const sql = yield* SqlClient.SqlClient
-  const pauses = yield* Pauses
-  const provide = <A, E>(effect: Effect.Effect<A, E, ServerServices>) =>
-    effect.pipe(Effect.provideService(Jobs, jobs), Effect.provideContext(services))
-  const secure = config.appUrl.startsWith("https:")
-
-  const failed = () => plain("Something went wrong", "<p>Nothing was changed. The server log has the details.</p>", 500)
-  const notFound = () => HttpServerResponse.text("Not Found", { status: 404, headers: { "cache-control": "no-store" } })
-
-  type Handler = (
-    secret: Redacted.Redacted<string>,
-    request: HttpServerRequest.HttpServerRequest,
-    now: number
-  ) => Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>
-
-  /** 404 while CONSOLE_SECRET is unset; otherwise the handler, with failures logged as one line and a 500 page. */
-  const route = (handler: Handler) =>
-    Effect.gen(function*() {
-      if (Option.isNone(config.consoleSecret)) return notFound()
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const now = yield* Clock.currentTimeMillis
-      return yield* handler(config.consoleSecret.value, request, now)
-    }).pipe(Effect.catchCause((cause) =>
-      Cause.hasInterruptsOnly(cause)
-        ? Effect.failCause(cause as Cause.Cause<never>)
-        : Effect.logError(`console: ${Cause.pretty(cause).split("\n")[0]}`).pipe(Effect.as(failed()))
-    ))
-
-  /** A page for a signed-in operator; anyone else gets the 401 sign-in page and nothing more. */
-  const signedIn = (
-    handler: (session: Auth.Session, csrf: string, request: HttpServerRequest.HttpServerRequest, now: number) => Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>
-  ) =>
-    route((secret, request, now) => {
-      const session = Auth.verifySession(secret, request.cookies[Auth.COOKIE] ?? "", now)
-      if (session === undefined) return Effect.succeed(signInPage("You are not signed in, or your session has ended.", 401))
-      return handler(session, Auth.csrfToken(secret, session), request, now)
-    })
-
-  /** A state-changing form: signed in, and carrying the session's CSRF token (403 otherwise, nothing changed). */
-  const form = (handler: (session: Auth.Session, form: URLSearchParams, now: number) => Effect.Effect<HttpServerResponse.HttpServerResponse, unknown>) =>
-    route((secret, request, now) =>
-      Effect.gen(function*() {
-        const session = Auth.verifySession(secret, request.cookies[Auth.COOKIE] ?? "", now)
-        if (session === undefined) return signInPage("You are not signed in, or your session has ended. Nothing was changed.", 401)
-        const body = yield* request.text.pipe(
-          Effect.provideService(HttpIncomingMessage.MaxBodySize, MAX_FORM_BODY),
-          Effect.orElseSucceed(() => "")
-        )
-        const fields = new URLSearchParams(body)
-        if (!Auth.csrfMatches(secret, session, fields.get("csrf") ?? "")) {
-          return plain("Not allowed", "<p>This form is missing its security token. Nothing was changed; reload the page and try again.</p>", 403)
-        }
-        return yield* handler(session, fields, now)
-      })
-    )
-
-  const back = (location: string, cookie?: string) =>
-    HttpServerResponse.empty({
-      status: 303,
-      headers: { ...pageHeaders, location, ...(cookie === undefined ? {} : { "set-cookie": cookie }) }
-    })
-
-  const linkProblem = (claim: Auth.LinkProblem) =>
-    signInPage(claim === "expired" ? "This sign-in link has expired." : "This sign-in link is not valid.", 401)
-
-  // The link only shows a button: chat apps and mail scanners fetch links they see, and must not use up a
-  // one-time link. Signing in is the button's POST.
-  yield* router.add("GET", `${PATH}/login`, route((secret, request, now) =>
-    Effect.sync(() => {
-      const token = new URL(request.url, "http://localhost").searchParams.get("token") ?? ""
-      const claim = Auth.verifyLinkToken(secret, token, now)
-      if (typeof claim === "string") return linkProblem(claim)
-      return plain(
-        "Sign in to the console",
-        `<p>This link signs you in once, until ${esc(time(new Date(claim.expiresAt)))}; the session then lasts ` +
-          `${Auth.SESSION_HOURS} hours on this browser.</p><form method="post" action="${PATH}/login">` +
-          `${hidden("token", token)}<button type="submit">Sign in</button></form>`,
-        200
-      )
-    })
-  ))
-
-  yield* router.add("POST", `${PATH}/login`, route((secret, request, now) =>
-    Effect.gen(function*() {
-      const body = yield* request.text.pipe(
-        Effect.provideService(HttpIncomingMessage.MaxBodySize, MAX_FORM_BODY),
-        Effect.orElseSucceed(() => "")
-      )
-      const claim = Auth.verifyLinkToken(secret, new URLSearchParams(body).get("token") ?? "", now)
-      if (typeof claim === "string") return linkProblem(claim)
-      // Recorded in the database, so a link signs in once across every server process.
-      const first = yield* useNonce(sql, claim.nonce, new Date(claim.expiresAt), new Date(now))
-      if (!first) return signInPage("This sign-in link was already used. Each link signs in once.", 401)
-      const { value } = Auth.makeSession(secret, { now, by: claim.by })
-      yield* Effect.logInfo(`console: signed in (link made by ${claim.by})`)
-      return back(PATH, Auth.sessionCookie(value, { secure, maxAgeSeconds: Auth.SESSION_HOURS * 3600 }))
-    })
-  ))
-
-  yield* router.add("POST", `${PATH}/logout`, form(() =>
-    Effect.succeed(back(`${PATH}/signed-out`, Auth.sessionCookie("", { secure, maxAgeSeconds: 0 })))
-  ))
-
-  yield* router.add("GET", `${PATH}/signed-out`, route(() => Effect.succeed(signInPage("You are signed out.", 200))))
-
-  yield* router.add("GET", PATH, signedIn((_session, csrf) =>
-    Effect.gen(function*() {
-      const [statuses, runs, paused] = yield* provide(Effect.all([
-        jobStatuses,
-        Effect.flatMap(Runs, (r) => r.recent(RUNS_PER_JOB)),
-        pauses.all
-      ]))
-      return shell(
-        "Jobs",
-        `<h1>Jobs</h1>` + statuses.map((s) => jobCard(s, runs.filter((r) => r.job === s.job), paused.get(s.job), csrf)).join(""),
-        csrf
-      )
-    })
-  ))
-
-  const jobIn = (fields: URLSearchParams) => jobs.find((j) => j.name === fields.get("job"))
-  const unknownJob = () => plain("Unknown job", "<p>Nothing was changed.</p>", 400)
-
-  yield* router.add("POST", `${PATH}/pause`, form((session, fields, now) =>
-    Effect.gen(function*() {
-      const job = jobIn(fields)
-      if (job === undefined) return unknownJob()
-      const reason = (fields.get("reason") ?? "").trim().slice(0, 200)
-      yield* pauses.pause({ job: job.name, by: `${session.by} (console)`, reason: reason === "" ? null : reason, now: new Date(now) })
-      yield* Effect.logInfo(`console: ${job.name} paused by ${session.by}`)
-      return back(`${PATH}#job-${job.name}`)
-    })
-  ))
-
-  yield* router.add("POST", `${PATH}/resume`, form((session, fields) =>
-    Effect.gen(function*() {
-      const job = jobIn(fields)
-      if (job === undefined) return unknownJob()
-      yield* pauses.resume(job.name)
-      yield* Effect.logInfo(`console: ${job.name} resumed by ${session.by}`)
-      return back(`${PATH}#job-${job.name}`)
-    })
-  ))
-
-  yield* router.add("GET", `${PATH}/run`, signedIn((_session, csrf, request) =>
-    Effect.gen(function*() {
-      const params = new URL(request.url, "http://localhost").searchParams
-      const run = yield* provide(Effect.flatMap(Runs, (r) => r.byId(params.get("id") ?? "")))
-      if (run === undefined) return shell("No such run", `<h1>No such run</h1><p><a href="${PATH}">Back to the jobs</a></p>`, csrf, 404)
-      const pageNo = Math.max(1, Math.min(1_000_000, Number.parseInt(params.get("page") ?? "1", 10) || 1))
-      const [rows, total] = yield* provide(Effect.flatMap(Ledger, (l) => l.touchedBy(run.id, { offset: (pageNo - 1) * PAGE_SIZE, limit: PAGE_SIZE })))
-      return runPage(run, rows, total, pageNo, csrf)
-    })
-  ))
-
-  yield* router.add("GET", `${PATH}/learner`, signedIn((_session, csrf, request, now) =>
-    Effect.gen(function*() {
-      const params = new URL(request.url, "http://localhost").searchParams
-      const q = (params.get("q") ?? "").trim()
-      const atText = (params.get("at") ?? "").trim()
-      const head = `<h1>Learner lookup</h1><p>Why a learner got, or did not get, each job's email: the run's own rules.</p>${lookupForm(q, atText)}`
-      if (q === "") return shell("Learner lookup", head, csrf)
-      const at = atText === "" ? new Date(now) : parseAt(atText)
-      if (at === undefined) return shell("Learner lookup", `${head}<p class="off">“As of” must be an ISO instant such as 2026-03-10T09:00:00Z.</p>`, csrf, 400)
-      const answer = yield* provide(why(q, at)).pipe(
-        Effect.map(whyBody),
-        Effect.catchTag("UnknownLearner", () => Effect.succeed(`<p class="off">No learner has that id or address.</p>`))
-      )
-      return shell("Learner lookup", head + answer, csrf)
-    })
-  ))
-
-  yield* router.add("GET", `${PATH}/samples`, signedIn((_session, csrf) =>
-    Effect.gen(function*() {
-      const sections = yield* Effect.forEach(jobs, (job) =>
-        Effect.map(job.preview(config), (previews) =>
-          `<section class="card"><h2>${esc(job.title)}</h2><ul class="plain">${previews.map((p) =>
-            `<li><a href="${PATH}/sample?job=${encodeURIComponent(job.name)}&amp;name=${encodeURIComponent(p.name)}">${esc(p.name)}</a>` +
-            `<br><span class="note">${esc(p.email.subject)}</span>` +
-            `<details><summary>Text part</summary><pre>${esc(p.email.text)}</pre></details></li>`
-          ).join("")}</ul></section>`))
-      return shell("Email samples", `<h1>Email samples</h1><p>Every variant of every job, rendered as <code>kaiwa-jobs preview</code> renders it.</p>${sections.join("")}`, csrf)
-    })
-  ))
-
-  yield* router.add("GET", `${PATH}/sample`, signedIn((_session, csrf, request) =>
-    Effect.gen(function*() {
-      const params = new URL(request.url, "http://localhost").searchParams
-      const job = jobs.find((j) => j.name === params.get("job"))
-      const previews = job === undefined ? [] : yield* job.preview(config)
-      const found = previews.find((p) => p.name === params.get("name"))
-      if (found === undefined) return shell("No such sample", `<h1>No such sample</h1><p><a href="${PATH}/samples">All samples</a></p>`, csrf, 404)
-      return HttpServerResponse.text(found.email.html, { contentType: "text/html; charset=utf-8", headers: sampleHeaders })
-    })
-  ))
-
+  const app: ConsoleApp = {
+    config,
+    jobs,
+    sql: yield* SqlClient.SqlClient,
+    pauses: yield* Pauses,
+    provide: (effect) => effect.pipe(Effect.provideService(Jobs, jobs), Effect.provideContext(services)),
+    secure: config.appUrl.startsWith("https:")
+  }
+  yield* router.add("GET", `${PATH}/login`, route(app, loginPage))
+  yield* router.add("POST", `${PATH}/login`, route(app, login))
+  yield* router.add("POST", `${PATH}/logout`, form(app, logout))
+  yield* router.add("GET", `${PATH}/signed-out`, route(app, signedOut))
+  yield* router.add("GET", PATH, signedIn(app, jobsPage))
+  yield* router.add("POST", `${PATH}/pause`, form(app, pause))
+  yield* router.add("POST", `${PATH}/resume`, form(app, resume))
+  yield* router.add("GET", `${PATH}/run`, signedIn(app, runView))
+  yield* router.add("GET", `${PATH}/learner`, signedIn(app, learnerPage))
+  yield* router.add("GET", `${PATH}/samples`, signedIn(app, samplesPage))
+  yield* router.add("GET", `${PATH}/sample`, signedIn(app, samplePage))
 }))

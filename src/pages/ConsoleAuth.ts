@@ -1,5 +1,5 @@
 /**
- * Sign-in for the operator console (issue 21) without a password store. `kaiwa-jobs console-link` prints a
+ * Sign-in for the operator console without a password store. `kaiwa-jobs console-link` prints a
  * one-time URL `${APP_URL}/console/login?token=…`; the token is signed with a key derived from CONSOLE_SECRET and
  * carries its expiry, a random nonce and who made it (the operator's OS user and host). Using it records the
  * nonce (`useNonce`, the only code that names `kaiwa_jobs.console_nonces`), so a link signs in once, and sets a session cookie signed with
@@ -11,7 +11,7 @@
  * compared in constant time. Nothing here reads the clock: callers pass `now`, so tests drive time.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto"
-import { Effect, Redacted, Schema } from "effect"
+import { Effect, Option, Redacted, Schema } from "effect"
 import { type SqlClient, SqlSchema } from "effect/sql"
 
 /** How long a console session lasts. */
@@ -54,6 +54,10 @@ const open = (secret: Redacted.Redacted<string>, purpose: Purpose, token: string
   }
 }
 
+// What a signed payload must hold; anything else, however well signed, is refused.
+const decodeLinkPayload = Schema.decodeUnknownOption(Schema.Struct({ exp: Schema.Number, n: Schema.String, by: Schema.String }))
+const decodeSessionPayload = Schema.decodeUnknownOption(Schema.Struct({ sid: Schema.String, exp: Schema.Number, by: Schema.String }))
+
 /** What a sign-in link says. */
 export interface LinkClaim {
   readonly expiresAt: number
@@ -73,10 +77,10 @@ export type LinkProblem = "invalid" | "expired"
 
 /** Verifies a sign-in token's signature and expiry (the nonce's one use is the caller's to record). */
 export const verifyLinkToken = (secret: Redacted.Redacted<string>, token: string, now: number): LinkClaim | LinkProblem => {
-  const p = open(secret, "link", token) as { exp?: unknown; n?: unknown; by?: unknown } | undefined
-  if (p === undefined || typeof p.exp !== "number" || typeof p.n !== "string" || typeof p.by !== "string") return "invalid"
-  if (p.exp <= now) return "expired"
-  return { expiresAt: p.exp, nonce: p.n, by: p.by }
+  const p = decodeLinkPayload(open(secret, "link", token))
+  if (Option.isNone(p)) return "invalid"
+  if (p.value.exp <= now) return "expired"
+  return { expiresAt: p.value.exp, nonce: p.value.n, by: p.value.by }
 }
 
 /** A signed-in operator. */
@@ -94,9 +98,8 @@ export const makeSession = (secret: Redacted.Redacted<string>, options: { readon
 
 /** The session a cookie value holds, if it is genuine and not expired. */
 export const verifySession = (secret: Redacted.Redacted<string>, value: string, now: number): Session | undefined => {
-  const p = open(secret, "session", value) as { sid?: unknown; exp?: unknown; by?: unknown } | undefined
-  if (p === undefined || typeof p.sid !== "string" || typeof p.exp !== "number" || typeof p.by !== "string") return undefined
-  return p.exp > now ? { id: p.sid, expiresAt: p.exp, by: p.by } : undefined
+  const p = Option.getOrUndefined(decodeSessionPayload(open(secret, "session", value)))
+  return p !== undefined && p.exp > now ? { id: p.sid, expiresAt: p.exp, by: p.by } : undefined
 }
 
 /** The `Set-Cookie` header of a session (or, with `value` empty, of signing out). */

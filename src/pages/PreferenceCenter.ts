@@ -1,5 +1,5 @@
 /**
- * The learner's preference center (CONTRACT 7, issue 20): `/preferences?token=…`, linked from every email's
+ * The learner's preference center (CONTRACT 7): `/preferences?token=…`, linked from every email's
  * footer with a signed per-user token. It lists every list with its current state and lets the learner switch
  * each one, leave everything at once, and come back. It writes through `Preferences` (the app's `user_settings`
  * where the app has the list's column, else the library's suppressions) and never lifts a bounce or a
@@ -94,7 +94,7 @@ export const Routes = HttpRouter.use(Effect.fn(function*(router) {
   const guarded = (effect: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest.HttpServerRequest>) =>
     effect.pipe(Effect.catchCause((cause) =>
       Cause.hasInterruptsOnly(cause)
-        ? Effect.failCause(cause as Cause.Cause<never>)
+        ? Effect.interrupt
         : Effect.logError(`preference center: ${Cause.pretty(cause).split("\n")[0]}`).pipe(Effect.as(failed()))
     ))
 

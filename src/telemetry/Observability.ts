@@ -25,7 +25,7 @@ export interface OtlpOptions {
 
 /**
  * OTLP/JSON export of traces, metrics and logs to `baseUrl`, flushed when the layer is released. The exporters
- * and the HTTP client are imported when the layer is built (issue 13: without an endpoint they are never loaded).
+ * and the HTTP client are imported when the layer is built: without an endpoint they are never loaded.
  */
 export const layerOtlp = (options: OtlpOptions): Layer.Layer<never> =>
   Layer.unwrap(Effect.map(

@@ -41,26 +41,44 @@ const describe = (error: unknown): string => {
   return String(error).slice(0, 300)
 }
 
+/** Sends everything queued; true when PostHog accepted it. Never fails. */
+const deliver = (client: PostHog, timeout: Duration.Duration) =>
+  Effect.tryPromise({ try: () => client.flush(), catch: describe }).pipe(
+    Effect.timeoutOrElse({
+      duration: timeout,
+      orElse: () => Effect.fail(`PostHog did not answer within ${Duration.format(timeout)}`)
+    }),
+    Effect.as(true),
+    Effect.catch((reason) =>
+      Effect.logWarning(`could not deliver telemetry events to PostHog: ${reason}`).pipe(Effect.as(false))
+    )
+  )
+
+/**
+ * The release: waits for deliveries in flight, sends what is left and shuts the client down, all within
+ * `timeout`; after a failed delivery it skips shutdown, which would retry the same batch and report through
+ * console.error.
+ */
+const release = (client: PostHog, deliveries: FiberSet.FiberSet<void>, timeout: Duration.Duration) =>
+  Effect.gen(function*() {
+    yield* FiberSet.awaitEmpty(deliveries)
+    if (yield* deliver(client, timeout)) {
+      yield* Effect.tryPromise(() => client.shutdown(Duration.toMillis(timeout))).pipe(Effect.ignore)
+    }
+  }).pipe(
+    Effect.timeoutOption(timeout),
+    Effect.flatMap(Option.match({
+      onNone: () => Effect.logWarning(`PostHog did not finish within ${Duration.format(timeout)}; undelivered events are dropped`),
+      onSome: () => Effect.void
+    }))
+  )
+
 /** Builds the PostHog-backed Telemetry service; the client lives as long as the surrounding scope. */
 export const make = Effect.fnUntraced(function*(options: PostHogTelemetryOptions) {
   const timeout = Duration.fromInputUnsafe(options.timeout ?? DEFAULT_TIMEOUT)
   const distinctId = options.distinctId ?? DISTINCT_ID
   // Created before the client so that its finalizer (interrupting stragglers) runs after the client's release.
   const deliveries = yield* FiberSet.make<void>()
-
-  // Sends everything queued; true when PostHog accepted it. Never fails.
-  const deliver = (client: PostHog) =>
-    Effect.tryPromise({ try: () => client.flush(), catch: describe }).pipe(
-      Effect.timeoutOrElse({
-        duration: timeout,
-        orElse: () => Effect.fail(`PostHog did not answer within ${Duration.format(timeout)}`)
-      }),
-      Effect.as(true),
-      Effect.catch((reason) =>
-        Effect.logWarning(`could not deliver telemetry events to PostHog: ${reason}`).pipe(Effect.as(false))
-      )
-    )
-
   const client = yield* Effect.acquireRelease(
     Effect.sync(() =>
       new PostHog(Redacted.value(options.apiKey), {
@@ -72,20 +90,7 @@ export const make = Effect.fnUntraced(function*(options: PostHogTelemetryOptions
         disableGeoip: true
       })
     ),
-    (client) =>
-      Effect.gen(function*() {
-        yield* FiberSet.awaitEmpty(deliveries)
-        // After a failed delivery, skip shutdown: it would retry the same batch and report through console.error.
-        if (yield* deliver(client)) {
-          yield* Effect.tryPromise(() => client.shutdown(Duration.toMillis(timeout))).pipe(Effect.ignore)
-        }
-      }).pipe(
-        Effect.timeoutOption(timeout),
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.logWarning(`PostHog did not finish within ${Duration.format(timeout)}; undelivered events are dropped`),
-          onSome: () => Effect.void
-        }))
-      )
+    (client) => release(client, deliveries, timeout)
   )
 
   const capture = (name: string, properties: Readonly<Record<string, unknown>>) =>
@@ -94,7 +99,7 @@ export const make = Effect.fnUntraced(function*(options: PostHogTelemetryOptions
       try: () => client.capture({ distinctId, event: name, properties: { ...properties, $process_person_profile: false } }),
       catch: describe
     }).pipe(
-      Effect.andThen(FiberSet.run(deliveries, deliver(client))),
+      Effect.andThen(FiberSet.run(deliveries, deliver(client, timeout))),
       Effect.catch((reason) => Effect.logWarning(`could not queue telemetry event ${name} for PostHog: ${reason}`))
     )
 

@@ -12,8 +12,9 @@ import * as path from "node:path"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Clock, Config, Console, Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
-import { Argument, Command, Flag } from "effect/cli"
-import { InvalidConfig, isDatabaseUrl, JobsConfig, LiveJobs } from "../config/Config.ts"
+import { Argument, CliError, Command, Flag } from "effect/cli"
+import { InvalidConfig, isDatabaseUrl, JobSettings, JobsConfig, LiveJobs } from "../config/Config.ts"
+import { problemsOf } from "../config/Setting.ts"
 import { Database, DatabaseError, describeSqlCause, pgLayer } from "../database/Database.ts"
 import { leave } from "../mail/Unsubscribe.ts"
 import * as Doctor from "../operator/Doctor.ts"
@@ -24,6 +25,7 @@ import type { EmbeddedPostgresError } from "../local/EmbeddedPostgres.ts"
 import type { Mailer } from "../mail/Mailer.ts"
 import type { Telemetry } from "../telemetry/Telemetry.ts"
 import { describeFailure, runJob } from "../job/Job.ts"
+import type * as Job from "../job/Job.ts"
 import { findJob, Jobs } from "../jobs/index.ts"
 import * as Layers from "../job/Layers.ts"
 import * as Logging from "../telemetry/Logging.ts"
@@ -68,8 +70,9 @@ const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,
 export const parseIsoInstant = (s: string): Date | undefined => {
   const m = ISO_INSTANT.exec(s)
   if (m === null) return undefined
-  const [year, month, day, hour, minute, second = 0] = [m[1], m[2], m[3], m[4], m[5], m[6]].map((x) => Number(x ?? 0)) as [number, number, number, number, number, number]
-  const [offsetHours, offsetMinutes] = [Number(m[9] ?? 0), Number(m[10] ?? 0)]
+  const field = (i: number) => Number(m[i] ?? 0)
+  const [year, month, day, hour, minute, second] = [field(1), field(2), field(3), field(4), field(5), field(6)]
+  const [offsetHours, offsetMinutes] = [field(9), field(10)]
   const daysInMonth = [31, isLeap(year) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return undefined
   if (offsetHours > 23 || offsetMinutes > 59) return undefined
@@ -156,20 +159,25 @@ const list = Command.make("list", { json: jsonFlag }, ({ json }) =>
         : jobs.map((j) => `${j.name.padEnd(20)} ${j.schedule.padEnd(7)} ${j.title}: ${j.description}`).join("\n")
     ))).pipe(Command.withDescription("List the jobs"))
 
+/**
+ * What a command that runs `running` insists on live: what those jobs need (FOUNDER_NAME only for the founder
+ * sequence). Every job's own settings are checked with the shared ones by every command (`main`), so one message
+ * (exit 2) lists every problem before any database or mailer; the job's are read again just before it runs
+ * (`checkSettings`), from the command's own configuration.
+ */
+const forJobs = (running: ReadonlyArray<Job.Any>) => Effect.provideService(LiveJobs, running.map((j) => j.name))
+
 /** Runs one job in the mode the flags pick; fails with ExitWith when the run did not handle everyone. */
 export const runCommand = (name: string, options: { readonly dryRun: boolean; readonly local: boolean; readonly now: Option.Option<string> }) =>
   Effect.gen(function*() {
     const job = yield* findJobOrFail(name)
     const now = yield* parseNow(options.now)
     yield* checkNowAhead(now, options)
-    // The job's own settings, before any database or mailer: a bad one exits 2 naming the variable.
-    yield* job.checkSettings
     const stack = yield* stackFor({ dryRun: options.dryRun, local: options.local })
-    const report = yield* runJob(job, { dryRun: options.dryRun, trigger: "cli", asOf: now }).pipe(
+    const report = yield* Effect.andThen(job.checkSettings, runJob(job, { dryRun: options.dryRun, trigger: "cli", asOf: now })).pipe(
       Effect.provide(Layers.clockFor(now)),
       Effect.provide(stack),
-      // Live settings insist on what this one job needs (FOUNDER_NAME only for the founder sequence).
-      Effect.provideService(LiveJobs, [job.name])
+      forJobs([job])
     )
     if (report.exitCode !== 0) {
       return yield* new ExitWith({ code: report.exitCode, message: report.error ?? report.outcome })
@@ -479,15 +487,15 @@ const sendTest = Command.make(
     Effect.gen(function*() {
       const found = yield* findJobOrFail(job)
       const at = yield* parseNow(now)
-      yield* found.checkSettings
       const SendTest = yield* Effect.promise(() => import("../operator/SendTest.ts"))
       const stack = yield* stackFor({ dryRun: false, local })
       const sent = yield* Effect.gen(function*() {
+        yield* found.checkSettings
         const asOf = at ?? new Date(yield* Clock.currentTimeMillis)
         return yield* SendTest.sendTest({ job: found, to, as: Option.getOrUndefined(as), sample: Option.getOrUndefined(sample), asOf })
       }).pipe(
         Effect.provide(stack),
-        Effect.provideService(LiveJobs, [found.name]),
+        forJobs([found]),
         Effect.catchTag("SendTestError", (e) => Effect.fail(new UsageError({ message: e.message })))
       )
       yield* Console.log(
@@ -528,32 +536,35 @@ export const root = Command.make("kaiwa-jobs").pipe(
   Command.withSubcommands([...commands])
 )
 
-/** Maps any failure to an exit code, printing a one-line explanation without secrets. */
+/** The parse errors of effect/cli that are bad usage (exit 2); the parser has printed them already. */
+const USAGE_ERRORS: ReadonlySet<string> = new Set([
+  "MissingOption",
+  "MissingArgument",
+  "InvalidValue",
+  "UnrecognizedOption",
+  "DuplicateOption",
+  "UnknownSubcommand"
+])
+
+const configurationError = (message: string) => Console.error(`kaiwa-jobs: configuration error: ${message}`).pipe(Effect.as(2))
+
+/** Maps any failure to an exit code by its tag, printing a one-line explanation without secrets. */
 export const exitCodeFor = (cause: Cause.Cause<unknown>): Effect.Effect<number> => {
   const error = Cause.squash(cause)
-  const tag = (error as { _tag?: string })?._tag
-  switch (tag) {
-    case "ExitWith":
-      return Effect.succeed((error as ExitWith).code)
-    case "InvalidConfig":
-      return Console.error(`kaiwa-jobs: configuration error: ${(error as InvalidConfig).message}`).pipe(Effect.as(2))
-    case "ConfigError": {
-      const variable = /\["([A-Z0-9_]+)"\]/.exec(String((error as Error).message))?.[1] ?? "a variable"
-      return Console.error(`kaiwa-jobs: configuration error: ${variable} is missing or invalid`).pipe(Effect.as(2))
-    }
-    case "UsageError":
-      return Console.error(`kaiwa-jobs: ${(error as UsageError).message}`).pipe(Effect.as(2))
-    case "ShowHelp": {
-      const errors = (error as { errors?: ReadonlyArray<unknown> }).errors ?? []
-      return Effect.succeed(errors.length === 0 ? 0 : 2)
-    }
-    default:
-      if (typeof tag === "string" && /^(Missing|Invalid|Unrecognized|Duplicate|UnknownSubcommand)/.test(tag)) {
-        return Effect.succeed(2)
-      }
-      return Console.error(`kaiwa-jobs: ${describeFailure(cause)}`).pipe(Effect.as(1))
+  if (error instanceof ExitWith) return Effect.succeed(error.code)
+  if (error instanceof InvalidConfig) return configurationError(error.message)
+  // A setting read straight through effect Config: the variables come from the error's structure.
+  if (error instanceof Config.ConfigError) return configurationError(problemsOf(error).map((p) => `${p.variable} ${p.problem}`).join("; "))
+  if (error instanceof UsageError) return Console.error(`kaiwa-jobs: ${error.message}`).pipe(Effect.as(2))
+  if (CliError.isCliError(error)) {
+    if (error._tag === "ShowHelp") return Effect.succeed(error.errors.length === 0 ? 0 : 2)
+    if (USAGE_ERRORS.has(error._tag)) return Effect.succeed(2)
   }
+  return Console.error(`kaiwa-jobs: ${describeFailure(cause)}`).pipe(Effect.as(1))
 }
+
+const withJobSettings = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Jobs, (jobs) => Effect.provideService(self, JobSettings, jobs.map((j) => j.settings)))
 
 /** Runs the CLI on `argv` (without node and script) to an exit code. */
 export const main = <Name extends string, Input, E, R>(
@@ -562,6 +573,8 @@ export const main = <Name extends string, Input, E, R>(
 ): Effect.Effect<number> =>
   Command.runWith(root, { version: "0.1.0" })(argv).pipe(
     Effect.as(0),
+    // Every job's own settings are part of the configuration every command checks (all machines share it).
+    withJobSettings,
     // Every failure becomes an exit code here; only interruption (a signal) passes through, as a cause.
     Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.interrupt : exitCodeFor(cause)),
     Effect.provide(Layer.mergeAll(NodeServices.layer, Logging.layer))

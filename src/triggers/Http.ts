@@ -56,7 +56,7 @@ import {
   HttpServerResponse,
   UrlParams
 } from "effect/http"
-import { InvalidConfig, JobsConfig } from "../config/Config.ts"
+import { InvalidConfig, JobsConfig, type Settings } from "../config/Config.ts"
 import { DatabaseError } from "../database/Database.ts"
 import { escapeHtml } from "../emails/index.ts"
 import { describeFailure, type JobServices, type RunReport, runJob } from "../job/Job.ts"
@@ -143,16 +143,19 @@ const tokenOf = (request: HttpServerRequest.HttpServerRequest) =>
     return new URLSearchParams(body).get("token") ?? ""
   })
 
+// A Map, not an object literal: `?dryRun=toString` must not find Object.prototype's.
+const DRY_RUN_VALUES: ReadonlyMap<string, boolean> = new Map([["1", true], ["true", true], ["0", false], ["false", false]])
+
 /** How `?dryRun=` reads; `undefined` for anything that is not a clear yes or no. */
 const parseDryRun = (params: URLSearchParams): boolean | undefined => {
   for (const key of params.keys()) if (key !== "dryRun") return undefined
   const values = params.getAll("dryRun")
   if (values.length === 0) return false
   if (values.length > 1) return undefined
-  return ({ "1": true, "true": true, "0": false, "false": false } as Record<string, boolean>)[values[0]!]
+  return DRY_RUN_VALUES.get(values[0]!)
 }
 
-/** The longest /health's summary may be; requests within it share one (issue 19). */
+/** The longest /health's summary may be; requests within it share one. */
 export const HEALTH_MAX_AGE = Duration.seconds(5)
 
 /** A summary not computed within this answers 503, as an unreachable database does. */
@@ -201,8 +204,7 @@ const guarded = <E, R>(
 ) =>
   effect.pipe(
     Effect.catchCause((cause) => {
-      // Interrupt-only, so it carries no error of type E.
-      if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+      if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
       const message = describeFailure(cause)
       return Effect.logError(`request failed: ${message}`).pipe(Effect.as(fallback(message)))
     })
@@ -211,153 +213,162 @@ const guarded = <E, R>(
 /** What the server needs: a mode stack's services and the learners' preferences. */
 export type ServerServices = JobServices | Preferences | Suppressions
 
+/** What every route works with, read once when the server starts. */
+interface Server {
+  readonly config: Settings
+  readonly jobs: Registry
+  /** Runs an effect on the server's mode stack, with this server's registry. */
+  readonly provide: <A, E>(effect: Effect.Effect<A, E, ServerServices>) => Effect.Effect<A, E>
+}
+
+/**
+ * One summary for every /health request of HEALTH_MAX_AGE: concurrent requests share the computation in
+ * flight, later ones the finished summary, so a flood costs the database one query set per HEALTH_MAX_AGE
+ * instead of one per request (docs/decisions.md, "Mail and pages"). A run this server started refreshes it when it
+ * ends (the second effect); runs elsewhere (the cron machines) show within HEALTH_MAX_AGE.
+ */
+const makeHealthSummary = (server: Server) =>
+  server.provide(jobStatuses).pipe(
+    Effect.timeoutOrElse({
+      duration: HEALTH_TIMEOUT,
+      orElse: () => Effect.fail(new DatabaseError({ message: "the health summary timed out" }))
+    }),
+    Effect.timed,
+    Effect.map(([took, statuses]) => ({ took, summary: healthBody(statuses) })),
+    // A summary is as old as its first query: it is kept for what is left of HEALTH_MAX_AGE once it is done.
+    // A failure is kept a second, so a database that is down is not asked again by every request.
+    Effect.cachedInvalidateWithTTL((exit) =>
+      Exit.isSuccess(exit) ? Duration.subtract(HEALTH_MAX_AGE, exit.value.took) : HEALTH_FAILURE_TTL
+    )
+  )
+
+/**
+ * Starts a run unless the job is running already (none then); the lock is released when the run's fiber ends,
+ * however. Runs are forked in the server's scope rather than in the request: they outlive a client that hangs
+ * up, and end with the server.
+ */
+const makeStarter = (server: Server, serverScope: Scope.Scope, refreshHealth: Effect.Effect<void>) => {
+  const running = new Set<string>()
+  return (job: Job.Any, dryRun: boolean) =>
+    Effect.uninterruptible(Effect.suspend(() => {
+      if (running.has(job.name)) return Effect.succeed(Option.none<Fiber.Fiber<RunReport>>())
+      running.add(job.name)
+      return runJob(job, { dryRun, trigger: "http" }).pipe(
+        // Innermost wins: a dry run prints its emails instead of handing them to the server's mailer.
+        dryRun ? Effect.provide(Mailer.layerConsole) : (run) => run,
+        server.provide,
+        Effect.forkIn(serverScope),
+        Effect.tap((fiber) =>
+          Effect.sync(() =>
+            fiber.addObserver(() => {
+              running.delete(job.name)
+              Effect.runSync(refreshHealth)
+            })
+          )
+        ),
+        Effect.map(Option.some)
+      )
+    }))
+}
+
+type Starter = ReturnType<typeof makeStarter>
+
+/** `GET`/`POST /api/cron/<job>`: the checks of the module comment, in that order, then the run's report. */
+const cron = (server: Server, start: Starter, job: Job.Any) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const secret = server.config.cronSecret
+    if (Option.isNone(secret) || Redacted.value(secret.value).length < MIN_CRON_SECRET_LENGTH) {
+      return json({
+        error: `cron endpoint disabled: CRON_SECRET is not set or shorter than ${MIN_CRON_SECRET_LENGTH} characters`
+      }, 503)
+    }
+    if (!bearerMatches(request.headers["authorization"], secret.value)) {
+      return json({ error: "unauthorized: send Authorization: Bearer <CRON_SECRET>" }, 401, {
+        "www-authenticate": "Bearer"
+      })
+    }
+    const dryRun = parseDryRun(searchParams(request))
+    if (dryRun === undefined) {
+      return json({ error: "the only query parameter is dryRun, and it takes 1, true, 0 or false" }, 400)
+    }
+    const started = yield* start(job, dryRun)
+    if (Option.isNone(started)) return json({ error: `${job.name} is already running` }, 409)
+    const report = yield* Fiber.join(started.value)
+    return json(reportBody(report), report.outcome === "succeeded" ? 200 : 500)
+  })
+
+/** `GET /health[?strict=1]`: the shared summary; 503 when the database cannot be read (or, strict, when unhealthy). */
+const health = (summary: Effect.Effect<{ readonly summary: ReturnType<typeof healthBody> }, DatabaseError>) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const { summary: body } = yield* summary
+    // ?strict=1: 503 when any job is overdue or at risk, for monitors that read only the status code.
+    const strict = ["1", "true"].includes(searchParams(request).get("strict") ?? "")
+    return json(body, strict && !body.healthy ? 503 : 200)
+  }).pipe(
+    Effect.catchTag("DatabaseError", () => Effect.succeed(json({ ok: false, error: "the database is unreachable" }, 503)))
+  )
+
+const unsubscribeFailed = () =>
+  page("Something went wrong", "<h1>Something went wrong</h1><p>Please try the link again in a few minutes.</p>", 500)
+
+/** `GET /unsubscribe?token=…`: a confirmation form, nothing recorded. */
+const unsubscribePage = (server: Server) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const token = searchParams(request).get("token") ?? ""
+    // Verifying is pure: the GET records nothing, it only refuses to offer a form that would fail.
+    const claim = verifyToken(server.config.unsubscribeSecret, token)
+    if (Option.isNone(claim)) return invalidLinkPage()
+    return page(
+      "Unsubscribe",
+      `<h1>Unsubscribe?</h1><p>You will no longer get ${escapeHtml(listDescription(server.jobs, claim.value.list))}.</p>` +
+        // No action: the form posts to this very URL, token included, so the page never echoes the token.
+        `<form method="post">` +
+        `<input type="hidden" name="List-Unsubscribe" value="One-Click">` +
+        `<button type="submit" style="font-size:1rem;padding:.6rem 1.2rem">Unsubscribe</button></form>`
+    )
+  })
+
+/** `POST /unsubscribe` (RFC 8058 one-click, or the confirmation form): records the suppression. */
+const unsubscribe = (server: Server) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const token = yield* tokenOf(request)
+    return yield* confirm(token).pipe(
+      server.provide,
+      Effect.map((claim) =>
+        page(
+          "Unsubscribed",
+          `<h1>You're unsubscribed</h1><p>You will get no more ${escapeHtml(listDescription(server.jobs, claim.list))}.</p>`
+        )
+      ),
+      Effect.catchTag("InvalidUnsubscribeToken", () => Effect.succeed(invalidLinkPage()))
+    )
+  })
+
 /** The routes of CONTRACT section 7. They need the services of a mode stack, read once when the server starts. */
 export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerServices> = HttpRouter.use(
   Effect.fn(function*(router) {
     const services = yield* Effect.context<ServerServices>()
-    const config = yield* JobsConfig
     const jobs = yield* Jobs
-    // Runs are forked here rather than in the request: they outlive a client that hangs up, and end with the server.
-    const serverScope: Scope.Scope = yield* Effect.scope
-    const running = new Set<string>()
-
-    // One summary for every /health request of HEALTH_MAX_AGE: concurrent requests share the computation in
-    // flight, later ones the finished summary, so a flood costs the database one query set per 5 s (issue 19:
-    // 2,000 concurrent requests, each its own 7-day scan of 200,000 rows, took 65 s and starved a webhook). A run
-    // this server started refreshes it when it ends; runs elsewhere (the cron machines) show within 5 s.
-    const [healthSummary, refreshHealth] = yield* jobStatuses.pipe(
-      Effect.provideContext(services),
-      Effect.provideService(Jobs, jobs),
-      Effect.timeoutOrElse({
-        duration: HEALTH_TIMEOUT,
-        orElse: () => Effect.fail(new DatabaseError({ message: "the health summary timed out" }))
-      }),
-      Effect.timed,
-      Effect.map(([took, statuses]) => ({ took, summary: healthBody(statuses) })),
-      // A summary is as old as its first query: it is kept for what is left of HEALTH_MAX_AGE once it is done.
-      // A failure is kept a second, so a database that is down is not asked again by every request.
-      Effect.cachedInvalidateWithTTL((exit) =>
-        Exit.isSuccess(exit) ? Duration.subtract(HEALTH_MAX_AGE, exit.value.took) : HEALTH_FAILURE_TTL
-      )
-    )
-
-    /** Starts a run unless the job is running already; the lock is released when the run's fiber ends, however. */
-    const start = (job: Job.Any, dryRun: boolean) =>
-      Effect.uninterruptible(Effect.suspend(() => {
-        if (running.has(job.name)) return Effect.succeed(Option.none<Fiber.Fiber<RunReport>>())
-        running.add(job.name)
-        return runJob(job, { dryRun, trigger: "http" }).pipe(
-          // Innermost wins: a dry run prints its emails instead of handing them to the server's mailer.
-          dryRun ? Effect.provide(Mailer.layerConsole) : (run) => run,
-          Effect.provideContext(services),
-          Effect.provideService(Jobs, jobs),
-          Effect.forkIn(serverScope),
-          Effect.tap((fiber) =>
-            Effect.sync(() =>
-              fiber.addObserver(() => {
-                running.delete(job.name)
-                Effect.runSync(refreshHealth)
-              })
-            )
-          ),
-          Effect.map(Option.some)
-        )
-      }))
-
-    const cron = (job: Job.Any) =>
-      Effect.gen(function*() {
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const secret = config.cronSecret
-        if (Option.isNone(secret) || Redacted.value(secret.value).length < MIN_CRON_SECRET_LENGTH) {
-          return json({
-            error: `cron endpoint disabled: CRON_SECRET is not set or shorter than ${MIN_CRON_SECRET_LENGTH} characters`
-          }, 503)
-        }
-        if (!bearerMatches(request.headers["authorization"], secret.value)) {
-          return json({ error: "unauthorized: send Authorization: Bearer <CRON_SECRET>" }, 401, {
-            "www-authenticate": "Bearer"
-          })
-        }
-        const dryRun = parseDryRun(searchParams(request))
-        if (dryRun === undefined) {
-          return json({ error: "the only query parameter is dryRun, and it takes 1, true, 0 or false" }, 400)
-        }
-        const started = yield* start(job, dryRun)
-        if (Option.isNone(started)) return json({ error: `${job.name} is already running` }, 409)
-        const report = yield* Fiber.join(started.value)
-        return json(reportBody(report), report.outcome === "succeeded" ? 200 : 500)
-      })
+    const server: Server = {
+      config: yield* JobsConfig,
+      jobs,
+      provide: (effect) => effect.pipe(Effect.provideContext(services), Effect.provideService(Jobs, jobs))
+    }
+    const [healthSummary, refreshHealth] = yield* makeHealthSummary(server)
+    const start = makeStarter(server, yield* Effect.scope, refreshHealth)
 
     for (const { job, path } of cronRoutes(jobs)) {
-      const handler = guarded(cron(job), (error) => json({ error }, 500))
+      const handler = guarded(cron(server, start, job), (error) => json({ error }, 500))
       yield* router.add("GET", path, handler)
       yield* router.add("POST", path, handler)
     }
-
-    yield* router.add(
-      "GET",
-      "/health",
-      guarded(
-        Effect.gen(function*() {
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const { summary } = yield* healthSummary
-          // ?strict=1: 503 when any job is overdue or at risk, for monitors that read only the status code.
-          const strict = ["1", "true"].includes(searchParams(request).get("strict") ?? "")
-          return json(summary, strict && !summary.healthy ? 503 : 200)
-        }).pipe(
-          Effect.catchTag("DatabaseError", () => Effect.succeed(json({ ok: false, error: "the database is unreachable" }, 503)))
-        ),
-        (error) => json({ ok: false, error }, 500)
-      )
-    )
-
-    const unsubscribeFailed = () =>
-      page("Something went wrong", "<h1>Something went wrong</h1><p>Please try the link again in a few minutes.</p>", 500)
-
-    yield* router.add(
-      "GET",
-      "/unsubscribe",
-      guarded(
-        Effect.gen(function*() {
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const token = searchParams(request).get("token") ?? ""
-          // Verifying is pure: the GET records nothing, it only refuses to offer a form that would fail.
-          const claim = verifyToken(config.unsubscribeSecret, token)
-          if (Option.isNone(claim)) return invalidLinkPage()
-          return page(
-            "Unsubscribe",
-            `<h1>Unsubscribe?</h1><p>You will no longer get ${escapeHtml(listDescription(jobs, claim.value.list))}.</p>` +
-              // No action: the form posts to this very URL, token included, so the page never echoes the token.
-              `<form method="post">` +
-              `<input type="hidden" name="List-Unsubscribe" value="One-Click">` +
-              `<button type="submit" style="font-size:1rem;padding:.6rem 1.2rem">Unsubscribe</button></form>`
-          )
-        }),
-        unsubscribeFailed
-      )
-    )
-
-    yield* router.add(
-      "POST",
-      "/unsubscribe",
-      guarded(
-        Effect.gen(function*() {
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const token = yield* tokenOf(request)
-          return yield* confirm(token).pipe(
-            Effect.provideContext(services),
-            Effect.map((claim) =>
-              page(
-                "Unsubscribed",
-                `<h1>You're unsubscribed</h1><p>You will get no more ${escapeHtml(listDescription(jobs, claim.list))}.</p>`
-              )
-            ),
-            Effect.catchTag("InvalidUnsubscribeToken", () => Effect.succeed(invalidLinkPage()))
-          )
-        }),
-        unsubscribeFailed
-      )
-    )
+    yield* router.add("GET", "/health", guarded(health(healthSummary), (error) => json({ ok: false, error }, 500)))
+    yield* router.add("GET", "/unsubscribe", guarded(unsubscribePage(server), unsubscribeFailed))
+    yield* router.add("POST", "/unsubscribe", guarded(unsubscribe(server), unsubscribeFailed))
   })
 )
 
@@ -377,13 +388,13 @@ export const layerApp: Layer.Layer<never, never, HttpServer.HttpServer | ServerS
 /**
  * How long requests in flight may take to finish once a signal stops the server; then they are interrupted (a
  * cron run forked by one is recorded as interrupted, and its ledger rows are resumed by the next run, exactly
- * once). `serve` exits within 5 s of a signal whatever state its database is in (issue 19): this window, then
+ * once). `serve` exits within 5 s of a signal whatever state its database is in: this window, then
  * the stack's finalizers (the pool, an embedded server's stop, at most EmbeddedPostgres.STOP_TIMEOUT_MS), with
  * `kaiwa-jobs serve`'s deadline (src/triggers/Cli.ts) behind them for a finalizer stuck on a database that does not answer.
  */
 export const GRACEFUL_SHUTDOWN = Duration.millis(2_500)
 
-/** At most this many connections are served at once; later ones wait their turn, unread (issue 19). */
+/** At most this many connections are served at once; later ones wait their turn, unread. */
 export const MAX_OPEN_CONNECTIONS = 128
 
 /** Connections waiting for a turn beyond this many are closed at once. */
@@ -391,9 +402,8 @@ export const MAX_WAITING_CONNECTIONS = 8192
 
 /**
  * Node's HTTP server with a bound on the connections it reads at once. Node reads up to 64 KiB from every
- * connection as soon as it is accepted, body included, before any handler can look at the request: 2,000
- * connections posting large bodies at once cost ~130 MB of buffers even when every request is refused on its
- * headers. A connection beyond MAX_OPEN_CONNECTIONS is paused before its first read (its bytes wait in the
+ * connection as soon as it is accepted, body included, before any handler can look at the request, so a flood of
+ * connections posting large bodies costs buffers in proportion even when every request is refused on its headers. A connection beyond MAX_OPEN_CONNECTIONS is paused before its first read (its bytes wait in the
  * kernel, not in this process) and resumed, in arrival order, when an open one closes. Fly's proxy already caps
  * the requests it sends (fly.toml `hard_limit`, below this); this holds for a client that reaches the port.
  */

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Duration } from "effect"
-import { pauseFromHeaders, RATE_HEADROOM } from "../../src/mail/ResendMailer.ts"
+import { pauseFromHeaders, RATE_HEADROOM } from "../../src/mail/RateLimiter.ts"
 
 const spacing = (rps: number) => (1000 / rps) * RATE_HEADROOM
 const full = { "ratelimit-limit": "2", "ratelimit-remaining": "0", "ratelimit-reset": "1" }

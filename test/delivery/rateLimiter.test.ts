@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
-import { makeRateLimiter, RATE_HEADROOM, RATE_MAX_WIDEN, RATE_WIDEN } from "../../src/mail/ResendMailer.ts"
+import { makeRateLimiter, RATE_HEADROOM, RATE_MAX_WIDEN, RATE_WIDEN } from "../../src/mail/RateLimiter.ts"
 
 const SPACING = 500 * RATE_HEADROOM
 

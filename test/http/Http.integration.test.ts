@@ -287,7 +287,7 @@ describe("cron endpoints: runs", () => {
     it.effect("an unknown query parameter or dryRun value: 400 and nothing runs (a typo never sends for real)", () =>
       Effect.gen(function*() {
         const before = yield* snapshotLibraryTables
-        for (const query of ["dryrun=1", "dry-run=1", "dryRun=yes", "dryRun=", "dryRun", "dryRun=1&dryRun=0", "dryRun=1&x=2"]) {
+        for (const query of ["dryrun=1", "dry-run=1", "dryRun=yes", "dryRun=", "dryRun", "dryRun=1&dryRun=0", "dryRun=1&x=2", "dryRun=toString", "dryRun=__proto__"]) {
           const r = yield* call(`/api/cron/send-reminders?${query}`, authorized())
           assert.strictEqual(r.status, 400, query)
         }

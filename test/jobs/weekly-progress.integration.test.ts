@@ -13,6 +13,7 @@ import { Effect, Option } from "effect"
 import { SqlClient } from "effect/sql"
 import { TestClock } from "effect/testing"
 import { JobsConfig } from "../../src/config/Config.ts"
+import * as Setting from "../../src/config/Setting.ts"
 import type { Candidate } from "../../src/database/Database.ts"
 import { Suppressions } from "../../src/ledger/Suppressions.ts"
 import { findProblems } from "../../src/emails/templates.ts"
@@ -148,7 +149,7 @@ describe("weekly progress selection against the oracle", () => {
     it.effect("a tick with no window open anywhere reads no table, and the oracle agrees that nobody is due", () =>
       Effect.gen(function*() {
         // The users the first test of this layer inserted.
-        const config = yield* JobsConfig
+        const config = yield* Setting.read(WeeklyProgress.settings)
         let closed = 0
         for (let at = Date.parse("2026-03-09T00:00:00Z"); at < Date.parse("2026-03-16T00:00:00Z"); at += 30 * MINUTE) {
           if (WeeklyProgress.openReportDays(new Date(at), config).length > 0) continue

@@ -6,11 +6,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit } from "effect"
 import { load } from "../../src/config/Config.ts"
+import * as Setting from "../../src/config/Setting.ts"
 import { findProblems } from "../../src/emails/templates.ts"
-import { isoWeek, openReportDays, weekKey, weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
+import { isoWeek, openReportDays, settings as progressSettings, weekKey, weeklyProgress } from "../../src/jobs/WeeklyProgress.ts"
 
 const loadWith = (env: Record<string, string>) =>
-  load("lenient").pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env })), Effect.exit)
+  Setting.read(progressSettings).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env })), Effect.exit)
 
 describe("PROGRESS_DAY and PROGRESS_LOCAL_TIME", () => {
   it.effect("default to sunday and 08:00; a day name is read case-insensitively", () =>

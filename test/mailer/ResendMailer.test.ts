@@ -3,12 +3,13 @@
  * these tests run on the live clock (`it.live`); only the rate limiter's spacing is checked under TestClock.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Redacted } from "effect"
+import { Clock, ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Logger, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 import { Resend } from "resend"
 import { afterEach, vi } from "vitest"
 import { type Batch, type DeliveryResult, Mailer, MailerError, type OutgoingEmail } from "../../src/mail/Mailer.ts"
-import { deliveryResults, isAboutRecipient, layer, make, makeRateLimiter, RATE_HEADROOM, type ResendMailerOptions } from "../../src/mail/ResendMailer.ts"
+import { config, deliveryResults, isAboutRecipient, layer, make, type ResendMailerOptions } from "../../src/mail/ResendMailer.ts"
+import { makeRateLimiter, RATE_HEADROOM } from "../../src/mail/RateLimiter.ts"
 import { type FakeResend, type FakeResendOptions, startFakeResend } from "../support/FakeResend.ts"
 
 const fakeResend = (options?: FakeResendOptions) =>
@@ -288,6 +289,35 @@ describe("ResendMailer", () => {
       assert.include(String(zeroRps), "RESEND_RPS")
       assert.notInclude(String(zeroRps), fake.apiKey)
     }).pipe(Effect.provide(captureLogs().layer)))
+
+  it.effect("config reads the settings as the live configuration checks them, naming a bad variable and never the key", () =>
+    Effect.gen(function*() {
+      const read = (env: Record<string, string>) =>
+        Effect.exit(config.parse(ConfigProvider.fromEnv({ env: { RESEND_API_KEY: "re_SECRET_key", ...env } })))
+      const defaults = yield* read({})
+      assert.isTrue(Exit.isSuccess(defaults))
+      if (Exit.isSuccess(defaults)) {
+        assert.strictEqual(defaults.value.rps, 2)
+        assert.strictEqual(defaults.value.rpsScope, "shared")
+        assert.strictEqual(Duration.toMillis(defaults.value.timeout), 30_000)
+        assert.strictEqual(defaults.value.baseUrl, "https://api.resend.com")
+      }
+      const given = yield* read({ RESEND_RPS: " 1.5 ", RESEND_RPS_SCOPE: "process", RESEND_TIMEOUT: "5s", RESEND_BASE_URL: "http://127.0.0.1:9/api/" })
+      assert.isTrue(Exit.isSuccess(given))
+      if (Exit.isSuccess(given)) {
+        assert.strictEqual(given.value.rps, 1.5)
+        assert.strictEqual(given.value.rpsScope, "process")
+        assert.strictEqual(Duration.toMillis(given.value.timeout), 5_000)
+        assert.strictEqual(given.value.baseUrl, "http://127.0.0.1:9/api")
+      }
+      for (const [variable, value] of [["RESEND_RPS", "0"], ["RESEND_RPS_SCOPE", "everyone"], ["RESEND_TIMEOUT", "soon"], ["RESEND_BASE_URL", "https://api.resend.com/?x=1"], ["RESEND_API_KEY", "re_SECRET_key\n"]] as const) {
+        const bad = yield* read({ [variable]: value })
+        assert.isTrue(Exit.isFailure(bad), variable)
+        assert.include(String(bad), `["${variable}"]`)
+        assert.notInclude(String(bad), "re_SECRET_key")
+      }
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(config.parse(ConfigProvider.fromEnv({ env: {} })))))
+    }))
 
   it.live("an empty or over-long idempotency key is refused as invalid without a call", () =>
     Effect.gen(function*() {
