@@ -103,8 +103,8 @@ const candidatesOf = (sql: SqlClient.SqlClient, candidates: Statement.Fragment |
  * less than MIN_HOURS_BETWEEN_EMAILS before `asOf`, and not after it. A row dated in the future (a run with a
  * mistaken `--now`) never blocks anyone; `status` names such rows.
  *
- * The statement is handed to the runner, which executes it (and decodes its rows as `Candidate`); its type
- * parameter says what those rows are.
+ * The statement is composed here and executed elsewhere (the planning's CREATE TABLE AS, the dry run's cursor):
+ * its type parameter says what its rows are, and `Candidate` is the schema to decode them with.
  */
 export const selectionOf = (sql: SqlClient.SqlClient) => (args: SelectionArgs): Statement.Statement<Candidate> => {
   const { selection } = args
