@@ -225,7 +225,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
     sessions: from.sessions,
     optIn: (list) => OPT_IN_COLUMNS[list] === undefined ? sql`true` : sql`u.${sql(optInName(list))}`,
     at: { created: instant(shape.createdAt), start: instant(shape.startTime) },
-    rawStart: (expr) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr,
+    rawStart: from.rawStart,
     setSubscribed: write.setSubscribed,
     subscriptionsOf: write.subscriptionsOf,
     probeWriteBack: write.probeWriteBack,
@@ -240,7 +240,7 @@ const optInName = (list: string) => `opt_in_${list.replace(/[^a-z0-9]+/gi, "_")}
 const idParamFor = (sql: SqlClient.SqlClient, shape: AppShape) => (userId: string) =>
   shape.idType === "uuid" ? sql`${userId}::uuid` : sql`${userId}`
 
-/** The users and sessions as FROM items, in the shape the module comment describes. */
+/** The users and sessions as FROM items, in the shape the module comment describes, and `rawStart`. */
 const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: ReadonlyArray<string>) => {
   const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr
 
@@ -273,7 +273,8 @@ const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: Readon
     SELECT a.*, CASE WHEN a.timezone = ANY(${knownZones}::text[]) THEN a.timezone ELSE ${defaultTimezone} END AS tz,
       (a.timezone IS NOT NULL AND NOT a.timezone = ANY(${knownZones}::text[])) AS unknown_timezone
     FROM ${usersWith("lookup")} a)`
-  return { users, sessions, usersIn }
+  const rawStart = (expr: Statement.Fragment) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr
+  return { users, sessions, usersIn, rawStart }
 }
 
 // The zones PostgreSQL knows, read once when the adapter is built: a job over few users (the founder sequence)
