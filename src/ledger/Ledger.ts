@@ -123,19 +123,11 @@ export interface ClaimedBatch {
   readonly deliveries: ReadonlyArray<ClaimedDelivery>
 }
 
-/** The provider's verdict on one delivery. */
-export interface DeliveryOutcome {
-  readonly id: string
-  readonly status: "sent" | "failed"
-  readonly providerId: string | null
-  /** For people: why it failed (shown by the timeline, the console and `status`). */
-  readonly reason: string | null
-  /**
-   * What kind of failure it is; only `rejected` (the provider refused this recipient) suppresses the address.
-   * When a failed outcome leaves it out, the kind is read from the reason's prefix (`REJECTED_PREFIX`, ...).
-   */
-  readonly failure?: FailureKind | undefined
-}
+/** The provider's verdict on one delivery: sent, or failed with its kind (only `rejected`, the provider refusing
+ * this recipient, suppresses the address). `reason` is for people (the timeline, the console, `status`). */
+export type DeliveryOutcome =
+  | { readonly id: string; readonly status: "sent"; readonly providerId: string | null; readonly reason: null }
+  | { readonly id: string; readonly status: "failed"; readonly providerId: null; readonly reason: string; readonly failure: FailureKind }
 
 /** What recording a batch changed: only rows still pending are written, so a batch completed twice (a worker
  * whose lease ran out finishing after the one that took over) counts its emails once. */

@@ -176,19 +176,19 @@ describe("suppression follows the provider's verdict only", () => {
 // either way: the unique constraint holds).
 describe("a failed row's kind, not its reason's text, decides suppression", () => {
   layer(testLayer, { excludeTestServices: true })((it) => {
-    it.effect("rejected rows suppress their address (kind given, or read from a reason written the old way); a render error never does", () =>
+    it.effect("rejected rows suppress their address whatever their reason's text; a render error never does, even one that reads like a rejection", () =>
       Effect.gen(function*() {
         yield* resetLedger
         yield* ledgerRows("row", 3)
         const batch = (yield* claim(AT))!
-        const [given, legacy, render] = batch.deliveries
+        const [given, plain, render] = batch.deliveries
         const ledger = yield* Ledger
         const done = yield* ledger.completeBatch({
           batchId: batch.id,
           now: AT,
           outcomes: [
             { id: given!.id, status: "failed", providerId: null, reason: "the provider refused the recipient", failure: "rejected" },
-            { id: legacy!.id, status: "failed", providerId: null, reason: "rejected: invalid `to` field" },
+            { id: plain!.id, status: "failed", providerId: null, reason: "invalid `to` field", failure: "rejected" },
             { id: render!.id, status: "failed", providerId: null, reason: "rejected: a template error that reads like one", failure: "render_error" }
           ]
         })

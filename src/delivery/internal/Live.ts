@@ -187,13 +187,14 @@ const verdicts = (
     id: recipient.id,
     status: "failed",
     providerId: null,
-    reason: `render_error: ${error.message}`
+    reason: `render_error: ${error.message}`,
+    failure: "render_error"
   })),
   ...results.flatMap((r, i): Array<DeliveryOutcome> => {
     const id = rendered.ready[i]!.recipient.id
     if (r._tag === "Accepted") return [{ id, status: "sent", providerId: r.providerId, reason: null }]
     if (r._tag === "Rejected" && !anyRefused) {
-      return [{ id, status: "failed", providerId: null, reason: `${REJECTED_PREFIX}${r.reason}`.slice(0, 300) }]
+      return [{ id, status: "failed", providerId: null, reason: `${REJECTED_PREFIX}${r.reason}`.slice(0, 300), failure: "rejected" }]
     }
     return []
   })

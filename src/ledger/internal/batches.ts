@@ -17,7 +17,7 @@ import type {
   SweepResult
 } from "../Ledger.ts"
 import { suppressedFor, type Suppressions } from "../Suppressions.ts"
-import { CONFLICT_REASON, failureOfReason, KEY_EXPIRED_REASON, KEY_MAX_AGE_HOURS } from "./reasons.ts"
+import { CONFLICT_REASON, KEY_EXPIRED_REASON, KEY_MAX_AGE_HOURS } from "./reasons.ts"
 import {
   ClaimedDelivery,
   decodeRows,
@@ -181,7 +181,7 @@ export const parkConflict = (sql: SqlClient.SqlClient) => (batchId: string, erro
 
 /** A failed outcome's kind: the one its caller gave, else read from its reason (callers that predate the kind). */
 const failureOf = (o: DeliveryOutcome): FailureKind | null =>
-  o.status === "failed" ? o.failure ?? failureOfReason(o.reason) : null
+  o.status === "failed" ? o.failure : null
 
 /**
  * Writes a batch's verdicts. Only rows still pending are written and returned: if another worker already recorded

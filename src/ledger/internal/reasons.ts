@@ -2,8 +2,6 @@
  * The ledger's reasons: the texts a person reads in `reason` (timeline, console, `status`), and the typed
  * `failure` kind the code matches on (decision "Ledger: a failed row's kind is a column", docs/decisions.md).
  */
-import type { FailureKind } from "./rows.ts"
-
 /**
  * A batch first sent longer ago than this is not resent: Resend keeps idempotency keys for 24 h, and a resend
  * after that could deliver twice. Its rows are marked failed with `KEY_EXPIRED_REASON` for the operator.
@@ -25,17 +23,4 @@ export const BAD_ROW_REASONS: ReadonlySet<string> = new Set(["invalid_email"])
 /** Bad data that does not stop a user being served (reported by id all the same). */
 export const BAD_ROW_NOTES: ReadonlyArray<"unknown_timezone"> = ["unknown_timezone"]
 
-// How the reasons written before `failure` existed begin, and the kind each means; migration 0012 classified the
-// rows already on the ledger with the same prefixes.
-const LEGACY_PREFIXES: ReadonlyArray<readonly [string, FailureKind]> = [
-  [REJECTED_PREFIX, "rejected"],
-  ["render_error: ", "render_error"],
-  ["outcome_unknown: ", "outcome_unknown"]
-]
-
-/**
- * The kind of a failed outcome whose caller did not say it: read from its reason's prefix, as callers written
- * before the column put it there. Null for a reason none of them begins.
- */
-export const failureOfReason = (reason: string | null): FailureKind | null =>
-  reason === null ? null : LEGACY_PREFIXES.find(([prefix]) => reason.startsWith(prefix))?.[1] ?? null
+// Rows failed before `failure` existed were classified by migration 0012 from their reason's prefix.
