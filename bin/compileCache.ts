@@ -1,7 +1,7 @@
 /**
  * Turns on Node's module compile cache (`module.enableCompileCache`, Node >= 22.1) for the built entry points,
  * before the bundle itself is loaded: V8's compiled code for dist/chunks/*.js is kept on disk and reused by the
- * next start of the same build, which skips most of the parse and compile work (issue 13).
+ * next start of the same build, which skips most of the parse and compile work.
  *
  * Where, in order:
  * 1. `NODE_COMPILE_CACHE` when set: Node itself turned the cache on there before this code ran (this call only

@@ -87,7 +87,7 @@ const utcWall = (d: Date | null) => d === null ? null : d.toISOString().replace(
  * Seeds the demo learners once (a second run keeps them, and the ledger), as the web app would write them on the
  * database's shape: on Kaiwa's (the local database's), uuid ids, UTC wall-clock timestamps, settings rows only
  * for learners who changed a preference, and time zones through `kaiwa_jobs.set_user_timezone` (the learner with
- * a zone PostgreSQL does not know has none there, so DEFAULT_TIMEZONE serves them); on CONTRACT 3's simple shape
+ * a zone PostgreSQL does not know has none there, so DEFAULT_TIMEZONE serves them); on the simple shape
  * (a local folder from an earlier release), its own columns.
  */
 export const seed = Effect.gen(function*() {

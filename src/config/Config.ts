@@ -33,13 +33,13 @@ export interface Settings {
   readonly resendApiKey: Option.Option<Redacted.Redacted<string>>
   readonly mailFrom: string
   readonly founderFrom: string
-  /** FOUNDER_NAME, who signs the founder emails; never derived from a From display name (issue 20). */
+  /** FOUNDER_NAME, who signs the founder emails; never derived from a From display name. */
   readonly founderName: string
   readonly founderCallUrl: string
   readonly appUrl: string
   readonly unsubscribeSecret: Redacted.Redacted<string>
   readonly cronSecret: Option.Option<Redacted.Redacted<string>>
-  /** The operator console's secret (CONTRACT 7); unset, `/console` is disabled. At least 32 characters. */
+  /** The operator console's secret; unset, `/console` is disabled. At least 32 characters. */
   readonly consoleSecret: Option.Option<Redacted.Redacted<string>>
   /** Resend's webhook signing secret (`whsec_...`); unset, `POST /webhooks/resend` answers 503. */
   readonly resendWebhookSecret: Option.Option<Redacted.Redacted<string>>
@@ -47,8 +47,8 @@ export interface Settings {
   readonly minHoursBetweenEmails: number
   readonly resendRps: number
   /**
-   * Whether RESEND_RPS is one budget for every process sharing DATABASE_URL (`shared`, the default: CONTRACT 8b)
-   * or a budget per process (`process`, the behaviour before issue 13, kept so bench/ratelimit.ts can compare).
+   * Whether RESEND_RPS is one budget for every process sharing DATABASE_URL (`shared`, the default)
+   * or a budget per process (`process`, the first release's behaviour, kept so bench/ratelimit.ts can compare).
    */
   readonly resendRpsScope: "shared" | "process"
   readonly resendBaseUrl: string
@@ -129,7 +129,7 @@ const emails = ({ check, required, secret, text }: Checks, founderLive: boolean)
   const unsubscribeSecret = required("UNSUBSCRIBE_SECRET", secret("UNSUBSCRIBE_SECRET", { operatorChosen: true, minLength: 16 }), DEV_UNSUBSCRIBE_SECRET)
   const founderFrom = check("FOUNDER_FROM", text("FOUNDER_FROM"), isMailbox, MAILBOX) ?? mailFrom
   const founderNameGiven = text("FOUNDER_NAME")
-  // CONTRACT 5.2 and 7a: a founder email is signed by a person, so a process that can send one live insists on
+  // A founder email is signed by a person, so a process that can send one live insists on
   // the name (the sender's display name is never a stand-in for it).
   const founderName = founderLive ? required("FOUNDER_NAME", founderNameGiven, "") : founderNameGiven ?? DEV_FOUNDER_NAME
   const founderCallUrl = check("FOUNDER_CALL_URL", text("FOUNDER_CALL_URL"), isHttpUrl, HTTP_URL) ?? `${appUrl}/call`

@@ -1,6 +1,6 @@
 /**
  * How a setting is read and how a bad one is reported. Every reader collects its problems instead of stopping at
- * the first, so an operator learns everything that is wrong in one message (CONTRACT 7a): the shared settings
+ * the first, so an operator learns everything that is wrong in one message (docs/configuration.md): the shared settings
  * through `Checks` (Config.ts), a job's own settings through effect `Config` readers (`localTime`, `weekday`,
  * `every`) that a job puts in its `Definition.settings`. A problem names the variable and never repeats its value.
  */

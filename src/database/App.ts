@@ -16,7 +16,7 @@
  * - `at.created(d)` / `at.start(d)`: an instant typed like the app's column, and `rawStart(expr)` to compare a
  *   timestamptz expression with `start_raw`, so the app's indexes stay usable on both shapes.
  *
- * It also owns the write-back of preferences (CONTRACT 3): where the app has a list's opt-in column, an
+ * It also owns the write-back of preferences (docs/app-database.md): where the app has a list's opt-in column, an
  * unsubscribe is an upsert of that column in `user_settings`; otherwise the caller records a suppression.
  */
 import { Context, Effect, Layer, Option, Schema } from "effect"
@@ -43,7 +43,7 @@ export type TimestampKind = "timestamptz" | "timestamp"
 
 /** What the catalog said about the app's tables. */
 export interface AppShape {
-  /** Kaiwa's production shape (uuid ids, `timestamp` columns) or CONTRACT 3's (text ids, `timestamptz`). */
+  /** Kaiwa's production shape (uuid ids, `timestamp` columns) or the simple shape's (text ids, `timestamptz`). */
   readonly name: "kaiwa" | "simple" | "mixed"
   readonly idType: "text" | "uuid"
   readonly createdAt: TimestampKind

@@ -134,7 +134,7 @@ const owners = () =>
 /**
  * A pooled client; connection failures surface within seconds instead of hanging a run. The driver
  * (`@effect/sql-pg`) is imported when the layer is built, not when this module is: commands that never
- * touch the database (`list`, `--help`, `preview`) do not pay for loading it (issue 13).
+ * touch the database (`list`, `--help`, `preview`) do not pay for loading it.
  */
 export const pgLayer = (url: Redacted.Redacted<string>) =>
   Layer.unwrap(Effect.map(Effect.promise(() => import("@effect/sql-pg/PgClient")), (PgClient) =>

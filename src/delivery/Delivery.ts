@@ -98,7 +98,7 @@ export const deliver = Effect.fn("Delivery.deliver")(function*(ctx: RunContext, 
   return reportOf(yield* Ref.get(stats), pending)
 })
 
-// A progress line every 5 s while the run sends (CONTRACT 7).
+// A progress line every 5 s while the run sends (docs/runbook.md).
 const reportingProgress = (ctx: RunContext, stats: Ref.Ref<Tally>) => <A, E, R>(sending: Effect.Effect<A, E, R>) =>
   Effect.scoped(Effect.andThen(
     Effect.forkScoped(

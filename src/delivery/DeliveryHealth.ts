@@ -1,5 +1,5 @@
 /**
- * Each job's delivery health over the last 7 days (CONTRACT 8a), from what Resend's webhooks wrote on the ledger
+ * Each job's delivery health over the last 7 days (docs/http.md), from what Resend's webhooks wrote on the ledger
  * (src/feedback/Webhooks.ts): how many of the emails a job sent were delivered, bounced or complained about, and whether
  * the job is AT RISK, that is past the levels at which providers suspend a sender.
  *

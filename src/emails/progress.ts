@@ -1,5 +1,5 @@
 /**
- * The weekly progress report (CONTRACT 5.4): the learner's past week at a glance (minutes of conversation,
+ * The weekly progress report: the learner's past week at a glance (minutes of conversation,
  * sessions and active days as large figures, the change against the week before, minutes per day as a small
  * chart), then the language practised most. The copy changes with the trend (up, down, the same, new after a
  * week without practice) and reads correctly in the singular (one minute, one conversation, one active day),

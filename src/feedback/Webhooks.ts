@@ -1,5 +1,5 @@
 /**
- * What the provider tells afterwards (CONTRACT 8a): `POST /webhooks/resend` receives Resend's events, checks
+ * What the provider tells afterwards (docs/http.md): `POST /webhooks/resend` receives Resend's events, checks
  * their signature, and applies each one exactly once.
  *
  * The request, checked in this order; nothing is written unless every check passes:

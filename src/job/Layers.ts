@@ -1,5 +1,5 @@
 /**
- * The four mode stacks of CONTRACT section 6, in one place. Each provides Database, Mailer, Telemetry and
+ * The four mode stacks of docs/architecture.md, in one place. Each provides Database, Mailer, Telemetry and
  * JobsConfig; Clock is Effect's own (TestClock in tests, a shifted clock for `--now`).
  *
  * | mode     | database                    | mailer    | writes       |
@@ -30,7 +30,7 @@ export const resendFromConfig = Layer.unwrap(
 
 /**
  * Product events to PostHog when POSTHOG_API_KEY is set, otherwise as log lines. `posthog-node` is imported only
- * when the key is set (issue 13: a process without it never loads the SDK).
+ * when the key is set (a process without it never loads the SDK).
  */
 export const telemetry: Layer.Layer<Telemetry, InvalidConfig, JobsConfig> = Layer.unwrap(
   Effect.flatMap(JobsConfig, (config) =>

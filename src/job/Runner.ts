@@ -1,7 +1,7 @@
 /**
  * The runner (`runJob`), the only way a trigger (Fly main, CLI, HTTP) runs a job: it records the run, times it,
- * logs the seed's completion lines, emits `cron_job_completed`, and maps the outcome to an exit code (CONTRACT
- * section 7). A run is a pipeline of named steps: start, the pause check, the job's program, then one report
+ * logs the seed's completion lines, emits `cron_job_completed`, and maps the outcome to an exit code
+ * (docs/runbook.md). A run is a pipeline of named steps: start, the pause check, the job's program, then one report
  * for each way it can end (paused, failed, completed).
  */
 import { randomUUID } from "node:crypto"
@@ -17,7 +17,7 @@ import type { CommonStats, Job, JobResult, Stats } from "./Job.ts"
 /** How a run ended. */
 export type Outcome = "succeeded" | "incomplete" | "failed" | "interrupted" | "paused"
 
-/** CONTRACT 7: 0 when every due recipient was handled; 1 on a fatal error or recipients left unsent. */
+/** Exit codes (docs/runbook.md): 0 when every due recipient was handled; 1 on a fatal error or recipients left unsent. */
 export const exitCodeOf = (outcome: Outcome): 0 | 1 | 130 =>
   outcome === "succeeded" || outcome === "paused" ? 0 : outcome === "interrupted" ? 130 : 1
 

@@ -1,5 +1,5 @@
 /**
- * founder-emails, "Founder email sequence" (CONTRACT 5.2). Step k (1, 2, 3) is due for a user at instant t when
+ * founder-emails, "Founder email sequence". Step k (1, 2, 3) is due for a user at instant t when
  * they are reachable, have never practised, signed up between k and k+1 days before t, it is between
  * FOUNDER_LOCAL_TIME and 4 hours later in their time zone, step k was never sent to them, and the cross-job
  * cap allows it. Sent from FOUNDER_FROM with Reply-To the same address.

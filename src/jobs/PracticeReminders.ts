@@ -1,5 +1,5 @@
 /**
- * practice-reminders, "Daily practice reminders" (CONTRACT 5.1). A reminder is due for a user at instant t when
+ * practice-reminders, "Daily practice reminders". A reminder is due for a user at instant t when
  * they are reachable, it is between REMINDER_LOCAL_TIME and 12 hours later in their time zone, they have not
  * practised in the last 24 hours, they signed up at least 24 hours ago and are not in the founder sequence, they
  * got no reminder for this local date, and the cross-job cap allows it. One SQL statement decides it for everyone.

@@ -1,5 +1,5 @@
 /**
- * weekly-progress, "Weekly progress report" (CONTRACT 5.4). A report is due for a user at instant t when they are
+ * weekly-progress, "Weekly progress report". A report is due for a user at instant t when they are
  * reachable, it is PROGRESS_DAY in their time zone and between PROGRESS_LOCAL_TIME and 10 hours later, they had
  * at least one conversation in the report's week (the 7 local days ending at the start of that local day), they
  * got no report for that week, and the cross-job cap allows it; a report the cap blocks is skipped for the week.
@@ -314,7 +314,7 @@ export const weeklyProgress = Job.make({
   settings,
   data: WeeklyProgressData,
   selection,
-  // CONTRACT 5.4: a report the cross-job cap blocks is skipped for that week, not sent on a later tick.
+  // A report the cross-job cap blocks is skipped for that week, not sent on a later tick.
   finalSkips: ["cap"],
   groups: ["sent"],
   group: () => "sent",

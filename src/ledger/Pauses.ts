@@ -1,5 +1,5 @@
 /**
- * Pausing a job (issue 21): the owner of `kaiwa_jobs.pauses`. A pause is stored in the database, so every
+ * Pausing a job: the owner of `kaiwa_jobs.pauses`. A pause is stored in the database, so every
  * trigger (a Fly machine, the CLI, the HTTP server) sees it: a run checks it when it starts and before each
  * batch it claims; a paused run records itself as `paused`, sends nothing more, exits 0, and leaves its pending
  * rows for the first run after `resume`. Who paused what, when and why is shown by `status`, `/health` and the

@@ -1,5 +1,5 @@
 /**
- * A learner's email preferences, with one home (CONTRACT 3): where the app has a list's opt-in column, the app's
+ * A learner's email preferences, with one home (docs/app-database.md): where the app has a list's opt-in column, the app's
  * own `user_settings` (so its profile page shows the change and a change made there takes effect); otherwise, or
  * when the app's row cannot be written (a permission, a not-null column without a default), the library's own
  * suppression. Bounces, complaints and invalid addresses are the provider's word and are never lifted here.

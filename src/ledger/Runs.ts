@@ -135,7 +135,7 @@ const lastRuns = (sql: SqlClient.SqlClient) =>
     FROM kaiwa_jobs.runs r
     ORDER BY r.job, r.started_at DESC`.pipe(decodeRows(LastRun))
 
-// Issue 19: a run made with a `--now` in the future would count as the latest success until that date, and hide
+// A run made with a `--now` in the future would count as the latest success until that date, and hide
 // an overdue job. The same statement as `lastRuns`, with every run dated after `now` left out.
 const lastRunsBefore = (sql: SqlClient.SqlClient, now: Date) =>
   sql`

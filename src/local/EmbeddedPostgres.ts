@@ -4,7 +4,7 @@
  * directory (or a folder the caller names, for the demo), and is stopped by the scope that started it, so
  * Ctrl-C and SIGTERM (which interrupt the main fiber) stop it too.
  *
- * Other users of the machine get nothing from it (issue 19): it listens on 127.0.0.1 only (and its pg_hba, from
+ * Other users of the machine get nothing from it: it listens on 127.0.0.1 only (and its pg_hba, from
  * initdb, names loopback addresses only), its superuser password is random per data folder (scram-sha-256),
  * generated when the cluster is created and kept in `<folder>/password` (mode 0600) for a persistent folder's
  * next start, and the folder (data, socket, password) is mode 0700, owned by whoever runs the server: this
@@ -34,7 +34,7 @@ export interface EmbeddedServer {
 }
 
 const USER = "postgres"
-/** The fixed password of folders initialised before issue 19; such a folder gets a random one when it starts. */
+/** The fixed password of folders initialised by earlier releases; such a folder gets a random one when it starts. */
 export const LEGACY_PASSWORD = "kaiwa-embedded"
 /** The file, in the server's folder, that keeps its password between starts (mode 0600). */
 export const PASSWORD_FILE = "password"
@@ -135,7 +135,7 @@ const makeBinariesReachable = async () => {
   }
 }
 
-/** How long a fast shutdown (SIGINT) may take before the server is killed: part of `serve`'s 5 s (issue 19). */
+/** How long a fast shutdown (SIGINT) may take before the server is killed: part of `serve`'s 5 s. */
 export const STOP_TIMEOUT_MS = 2_000
 
 /**

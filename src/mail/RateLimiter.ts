@@ -1,5 +1,5 @@
 /**
- * The client-side rate limit of provider calls (CONTRACT 8): what every limiter offers (`RateLimiter`), the
+ * The client-side rate limit of provider calls: what every limiter offers (`RateLimiter`), the
  * in-process one (`makeRateLimiter`), and how a provider's answer reads as far as the pace is concerned
  * (`pauseFromHeaders`, `retryAfterOf`). The limit shared by every process through PostgreSQL is
  * src/mail/SharedRateLimiter.ts; the Resend mailer (src/mail/ResendMailer.ts) takes either.

@@ -33,7 +33,7 @@ export interface ResendMailerOptions {
   /**
    * The limiter every call waits on. Default: one for this process only (`makeRateLimiter(rps)`), right when one
    * process sends; live runs pass the one shared through PostgreSQL (src/mail/SharedRateLimiter.ts), so that any
-   * number of workers together stay under `rps` (CONTRACT 8b).
+   * number of workers together stay under `rps` (docs/decisions.md, Mail and pages).
    */
   readonly limiter?: RateLimiter | undefined
   /** Longest wait for one SDK call before it counts as a network failure and is retried. */
@@ -62,7 +62,7 @@ export const retryBackoff = Schedule.min([Schedule.exponential("250 millis"), Sc
 export interface ResendMailerConfig {
   readonly apiKey: Redacted.Redacted<string>
   readonly rps: number
-  /** `shared`: one budget for every process on the database (CONTRACT 8b); `process`: this process's own. */
+  /** `shared`: one budget for every process on the database (docs/decisions.md, Mail and pages); `process`: this process's own. */
   readonly rpsScope: "shared" | "process"
   readonly timeout: Duration.Duration
   readonly baseUrl: string
@@ -378,7 +378,7 @@ export const make = Effect.fnUntraced(function*(options: ResendMailerOptions) {
 
 /**
  * The live Mailer on `config` (usually `ResendMailer.config`): with `rpsScope` `shared` its rate limit is the one
- * every process shares through the database (`SqlClient`, CONTRACT 8b), with `process` this process's own.
+ * every process shares through the database (`SqlClient`), with `process` this process's own.
  */
 export const layerConfig = (
   settings: Config.Wrap<ResendMailerConfig>

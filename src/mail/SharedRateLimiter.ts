@@ -1,5 +1,5 @@
 /**
- * The provider's rate limit shared by every process of the library, kept in PostgreSQL (CONTRACT 8b). Resend's
+ * The provider's rate limit shared by every process of the library, kept in PostgreSQL (docs/decisions.md, Mail and pages). Resend's
  * limit holds for the whole account, so N workers each pacing themselves to `RESEND_RPS` would send N times too
  * fast; here they all draw departures from one row of `kaiwa_jobs.rate_limits`.
  *
@@ -316,7 +316,7 @@ const answer = (row: Row, pace: Pace, answer: ProviderAnswer): Effect.Effect<voi
       ? yieldTo(row, limit, pace.share)
       : widen(row)
   }
-  // A window used up by someone else as well: every worker waits for its reset (CONTRACT 8b).
+  // A window used up by someone else as well: every worker waits for its reset (docs/decisions.md, Mail and pages).
   const pause = pauseFromHeaders(answer.headers, pace.intervalMs)
   return Effect.andThen(
     othersInWindow(pace.intervalMs, answer.headers) ? Effect.forkDetach(seenOther(row)) : Effect.void,

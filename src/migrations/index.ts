@@ -1,7 +1,7 @@
 /**
  * Versioned SQL. `kaiwaJobs` owns the `kaiwa_jobs` schema (run history, the delivery ledger, batches and
  * suppressions, time zones) and runs everywhere, including production through Fly's `release_command`. The app
- * fixtures create the Kaiwa web app's tables (CONTRACT section 3, in either supported shape) and run only on
+ * fixtures create the Kaiwa web app's tables (either supported shape, docs/app-database.md) and run only on
  * embedded databases: in production the web app owns those tables and this library never migrates them.
  */
 import { Effect } from "effect"
@@ -118,7 +118,7 @@ export const kaiwaJobs = Migrator.fromRecord({
     `CREATE INDEX deliveries_cap_idx ON kaiwa_jobs.deliveries (user_id, (coalesce(sent_at, planned_at)))
       WHERE status IN ('pending', 'sent')`
   ),
-  // What the provider tells afterwards (CONTRACT 8a, src/feedback/Webhooks.ts):
+  // What the provider tells afterwards (src/feedback/Webhooks.ts):
   // - webhook_events: one row per Resend event, keyed by its svix-id and written in the same transaction as the
   //   event's effect, so a replay or a provider retry finds its id and changes nothing. Events for emails this
   //   library did not send (the web app shares the account) are kept too (matched = false). provider_id is
@@ -178,7 +178,7 @@ export const kaiwaJobs = Migrator.fromRecord({
       FOR EACH ROW WHEN (NEW.provider_id IS NOT NULL AND NEW.provider_id IS DISTINCT FROM OLD.provider_id)
       EXECUTE FUNCTION kaiwa_jobs.deliveries_take_events()`
   ),
-  // One provider rate limit shared by every process (CONTRACT 8b, src/mail/SharedRateLimiter.ts): one row per limit.
+  // One provider rate limit shared by every process (src/mail/SharedRateLimiter.ts): one row per limit.
   // `next_at` is the earliest departure nobody has reserved yet, `paused_until` a pause the provider asked for
   // (429, or a window used up by another sender), `epoch` is bumped by each pause so that departures reserved
   // before it are void, `last_at` is the last departure a worker confirmed, and `widen` stretches the spacing
@@ -193,7 +193,7 @@ export const kaiwaJobs = Migrator.fromRecord({
       widen double precision NOT NULL DEFAULT 1
     )`
   ),
-  // Yielding to another sender on the same provider account (issue 13, src/mail/SharedRateLimiter.ts): `share` is the
+  // Yielding to another sender on the same provider account (src/mail/SharedRateLimiter.ts): `share` is the
   // part of RESEND_RPS the library uses now (1 = all of it; cut when a 429 shows another sender in the window,
   // raised back a little per departure once `foreign_at`, the last sight of another sender, is a while ago).
   "0006_rate_limit_share": statements(
@@ -202,7 +202,7 @@ export const kaiwaJobs = Migrator.fromRecord({
       ADD COLUMN foreign_at timestamptz NULL`
   ),
   // The same row for a sender outside the library (the web app), so that it takes turns instead of colliding
-  // (issue 13; README "Shared rate limit"): `take_rate_limit_turn(key, rps, margin_ms)` reserves the next departure
+  // (README "Shared rate limit"): `take_rate_limit_turn(key, rps, margin_ms)` reserves the next departure
   // as the library does (spaced by `1000 / rps` ms with the library's 3% headroom, its widening and its share),
   // `margin_ms` (default 100) later than the library would, and returns how many milliseconds to wait before sending.
   // The margin stands in for the library's second step: a worker confirms its departure shortly before its slot,
@@ -231,7 +231,7 @@ export const kaiwaJobs = Migrator.fromRecord({
             epoch = r.epoch + 1
     $$`
   ),
-  // Where local time comes from when the app has no time-zone column (CONTRACT 3; src/database/App.ts reads it): the web
+  // Where local time comes from when the app has no time-zone column (src/database/App.ts reads it): the web
   // app calls `SELECT kaiwa_jobs.set_user_timezone($1, $2)` with the browser's Intl zone, say at sign-in. An unknown
   // zone raises SQLSTATE 22023 (invalid_parameter_value) and stores nothing, so a typo never reaches a schedule.
   // Ids are text, as in the ledger; the uuid overload spares a Kaiwa caller the cast.
@@ -259,7 +259,7 @@ export const kaiwaJobs = Migrator.fromRecord({
     `CREATE FUNCTION kaiwa_jobs.set_user_timezone(user_id uuid, timezone text) RETURNS void
       LANGUAGE sql VOLATILE AS $$ SELECT kaiwa_jobs.set_user_timezone($1::text, $2) $$`
   ),
-  // What an operator steers (issue 21, src/ledger/Pauses.ts): a paused job's runs record themselves as `paused` and send
+  // What an operator steers (src/ledger/Pauses.ts): a paused job's runs record themselves as `paused` and send
   // nothing; who paused it, when and why are shown by status, /health and the console. And the learner's own
   // preference changes made through the library (links, the preference center; src/mail/Unsubscribe.ts), for the
   // learner's timeline in `kaiwa-jobs why`: the app's user_settings keeps only the current state.
@@ -286,7 +286,7 @@ export const kaiwaJobs = Migrator.fromRecord({
   ),
   // The learner's zone joined by the app's own uuid (Kaiwa's users.id): every full-population tick joins all
   // users with this table, and a 16-byte uuid key (no cast per user) keeps that hash about a third smaller than
-  // the text key (bench/README.md, "Where Kaiwa's shape loses time"). Null for ids that are not uuids (CONTRACT 3's
+  // the text key (bench/README.md, "Where Kaiwa's shape loses time"). Null for ids that are not uuids (the simple shape's
   // text ids, which join on user_id as before).
   "0010_user_timezones_uuid": statements(
     `ALTER TABLE kaiwa_jobs.user_timezones ADD COLUMN app_uuid uuid GENERATED ALWAYS AS (
@@ -296,7 +296,7 @@ export const kaiwaJobs = Migrator.fromRecord({
     // alone, without a read of the table per learner.
     `CREATE UNIQUE INDEX user_timezones_app_uuid_idx ON kaiwa_jobs.user_timezones (app_uuid) INCLUDE (timezone)`
   ),
-  // The operator console's sign-in links (issue 21, src/pages/Console.ts): each link's nonce is recorded when it is
+  // The operator console's sign-in links (src/pages/Console.ts): each link's nonce is recorded when it is
   // used, so a link signs in once; rows are pruned once the link has expired.
   "0011_console_sessions": statements(
     `CREATE TABLE kaiwa_jobs.console_nonces (
@@ -334,7 +334,7 @@ export const recommendedAppIndexes: ReadonlyArray<string> = [
 ]
 
 /**
- * CONTRACT 3's simple shape (the first release's fixture): text ids, timestamptz, a `users.timezone` column. Kept as
+ * the simple shape (the first release's fixture): text ids, timestamptz, a `users.timezone` column. Kept as
  * the second supported shape; tests run the rule set on it too.
  */
 export const simpleAppFixture = Migrator.fromRecord({
@@ -361,7 +361,7 @@ export const simpleAppFixture = Migrator.fromRecord({
     )`,
     ...recommendedAppIndexes
   ),
-  // CONTRACT 3's opt-in for the weekly progress report (CONTRACT 5.4).
+  // the simple shape's opt-in for the weekly progress report.
   "0002_progress_reports": statements(
     `ALTER TABLE user_settings ADD COLUMN IF NOT EXISTS receive_progress_reports boolean NOT NULL DEFAULT true`
   )
@@ -425,7 +425,7 @@ export const kaiwaAppFixture = Migrator.fromRecord({
   )
 })
 
-/** Which app fixture an embedded database gets: Kaiwa's real shape (the default) or CONTRACT 3's simple one. */
+/** Which app fixture an embedded database gets: Kaiwa's real shape (the default) or the simple shape's simple one. */
 export type AppFixture = "kaiwa" | "simple"
 
 /** The library's migrations a database lacks (for `doctor`), or that the schema was never migrated. */

@@ -90,7 +90,7 @@ const appChecks = (sql: SqlClient.SqlClient, adapter: App.AppTables["Service"]) 
     const { problems, shape } = adapter
     const checks: Array<Check> = [
       problems.length === 0
-        ? ok("app shape", `${shape.name === "kaiwa" ? "Kaiwa's production shape" : shape.name === "simple" ? "CONTRACT 3's simple shape" : "a mix of both shapes"}: users.id ${shape.idType}, users.created_at ${shape.createdAt}, conversation_sessions.start_time ${shape.startTime} (timestamp columns are read as UTC)`)
+        ? ok("app shape", `${shape.name === "kaiwa" ? "Kaiwa's production shape" : shape.name === "simple" ? "the simple shape" : "a mix of both shapes"}: users.id ${shape.idType}, users.created_at ${shape.createdAt}, conversation_sessions.start_time ${shape.startTime} (timestamp columns are read as UTC)`)
         : fail("app shape", "the jobs cannot read the app's tables; see below"),
       ...problems.map((p) => fail(p.column === null ? p.table : `${p.table}.${p.column}`, `${p.message}. Fix the app's schema or point DATABASE_URL at the app's database.`))
     ]

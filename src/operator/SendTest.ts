@@ -1,5 +1,5 @@
 /**
- * `kaiwa-jobs send-test <job> --to ADDR [--as <learner>] [--sample NAME]` (issue 21): one copy of a job's email,
+ * `kaiwa-jobs send-test <job> --to ADDR [--as <learner>] [--sample NAME]`: one copy of a job's email,
  * sent through the stack's mailer (Resend in live mode) to the given address only, so an operator can see what a
  * learner would get. It renders through the job's real render path:
  * - `--as`: the learner's own data at the instant, from the job's selection statement filtered to that learner

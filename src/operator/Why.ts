@@ -1,5 +1,5 @@
 /**
- * `kaiwa-jobs why <email-or-user-id>` (issue 21): the answer to "why didn't I get my reminder?". For each job, due
+ * `kaiwa-jobs why <email-or-user-id>`: the answer to "why didn't I get my reminder?". For each job, due
  * or not at an instant and the rule that decided, computed by the run's own SQL (`Job.decide`); then the
  * learner's timeline: every email the library planned, sent, skipped or failed, the provider's later events,
  * suppressions and preference changes, newest first.

@@ -1,5 +1,5 @@
 /**
- * The operator's web console at `/console` (CONTRACT 7), on the same server as the cron triggers:
+ * The operator's web console at `/console`, on the same server as the cron triggers:
  * server-rendered HTML, no JavaScript, no front-end build. Pages:
  * - `/console`: every job with its schedule, its last runs (outcome and stats), OVERDUE, AT RISK with the 7-day
  *   delivery rates, who paused it, when and why, and its pause or resume button;

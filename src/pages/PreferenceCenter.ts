@@ -1,5 +1,5 @@
 /**
- * The learner's preference center (CONTRACT 7): `/preferences?token=…`, linked from every email's
+ * The learner's preference center: `/preferences?token=…`, linked from every email's
  * footer with a signed per-user token. It lists every list with its current state and lets the learner switch
  * each one, leave everything at once, and come back. It writes through `Preferences` (the app's `user_settings`
  * where the app has the list's column, else the library's suppressions) and never lifts a bounce or a

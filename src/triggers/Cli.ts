@@ -1,6 +1,6 @@
 /**
  * The `kaiwa-jobs` command line: list, run, status, migrate, preview and serve. Like the HTTP server, it only
- * ever calls the runner. Exit codes follow CONTRACT 7: 0 every due recipient handled; 1 a fatal error or
+ * ever calls the runner. Exit codes follow Exit codes (docs/runbook.md): 0 every due recipient handled; 1 a fatal error or
  * recipients left unsent; 2 bad configuration or usage, with a message naming the variable or flag (never its
  * value). The Fly mains in scripts/ are this CLI's `run` with the job fixed.
  */
@@ -8,7 +8,7 @@ import { constants as fsConstants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-// Deep imports (issue 13): the package root also loads the Redis client, `ws` and undici.
+// Deep imports: the package root also loads the Redis client, `ws` and undici.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Clock, Config, Console, Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
@@ -129,7 +129,7 @@ type ModeServices = Database | AppTables | Pauses | Preferences | Mailer | JobsC
 type ModeError = DatabaseError | InvalidConfig | EmbeddedPostgresError | Config.ConfigError
 
 /**
- * The mode stacks the commands run in (CONTRACT 6). Production uses `Layers`; a test provides its own (the
+ * The mode stacks the commands run in (docs/architecture.md). Production uses `Layers`; a test provides its own (the
  * in-memory mailer on its test database) to run the real commands in process.
  */
 export const Stacks = Context.Reference<{
@@ -357,7 +357,7 @@ const unsubscribe = Command.make(
     }).pipe(Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly))
 ).pipe(Command.withDescription("Record an unsubscribe by hand (a request that arrived by email, say)"))
 
-/** `serve` exits this long after SIGINT or SIGTERM at the latest, whatever state its database is in (issue 19). */
+/** `serve` exits this long after SIGINT or SIGTERM at the latest, whatever state its database is in. */
 export const SERVE_EXIT_DEADLINE_MS = 4_500
 
 /**
@@ -382,7 +382,7 @@ const exitDeadline = Effect.acquireRelease(
     })
 )
 
-// The HTTP server and its routes are imported only by `serve` (issue 13). `--local` binds loopback unless HOST
+// The HTTP server and its routes are imported only by `serve`. `--local` binds loopback unless HOST
 // says otherwise: the demo's server is for the person at the laptop.
 const serve = Command.make("serve", { local: localFlag }, ({ local }) =>
   Effect.flatMap(Effect.all([Stacks, Effect.promise(() => import("./Http.ts"))]), ([stacks, Http]) =>

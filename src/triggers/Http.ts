@@ -1,5 +1,5 @@
 /**
- * The HTTP side of kaiwa-jobs (`kaiwa-jobs serve`, CONTRACT section 7): cron triggers that call the runner (never
+ * The HTTP side of kaiwa-jobs (`kaiwa-jobs serve`, docs/http.md): cron triggers that call the runner (never
  * a job body), `GET /health`, and the unsubscribe page with its RFC 8058 one-click POST.
  *
  * Cron triggers (`GET` or `POST /api/cron/<job>` for every registered job, and `/api/cron/<alias>` for its
@@ -348,7 +348,7 @@ const unsubscribe = (server: Server) =>
     )
   })
 
-/** The routes of CONTRACT section 7. They need the services of a mode stack, read once when the server starts. */
+/** The routes (docs/http.md). They need the services of a mode stack, read once when the server starts. */
 export const Routes: Layer.Layer<never, never, HttpRouter.HttpRouter | ServerServices> = HttpRouter.use(
   Effect.fn(function*(router) {
     const services = yield* Effect.context<ServerServices>()

@@ -5,7 +5,7 @@
 import { MailerError } from "../../mail/Mailer.ts"
 
 /**
- * The circuit breaker (issue 19): a batch in which more than `BREAKER_RATE` of the recipients, and at least
+ * The circuit breaker: a batch in which more than `BREAKER_RATE` of the recipients, and at least
  * `BREAKER_MIN` of them, are rejected as invalid is not a few bad addresses (the selection already leaves out
  * what cannot be an address) but a problem with the sender, the content or the provider that its messages did not
  * name. That batch is recorded (at most one batch's worth of addresses suppressed) and the run stops (exit 1),

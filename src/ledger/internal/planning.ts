@@ -93,7 +93,7 @@ const candidatesOf = (sql: SqlClient.SqlClient, candidates: Statement.Fragment |
     : candidates
 
 /**
- * A job's rule composed with what the library applies to every job (CONTRACT 5): the candidates that already
+ * A job's rule composed with what the library applies to every job: the candidates that already
  * have a ledger row for their key are left out before the job computes their rows (so no job repeats that
  * check, and the ledger's once-per-key constraint catches a bug in this composition loudly); then each row gets
  * the first reason it is not due, in the order a person would check them: unverified, opted out, an unusable
