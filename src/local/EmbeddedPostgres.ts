@@ -154,6 +154,60 @@ const stopServer = async (pg: { stop: () => Promise<void> }) => {
 }
 
 /**
+ * The server's folder: a fresh temporary one, or `dataDir`; its owner only (the server's user, as root), since it
+ * holds the socket, the data and the password. A folder initialised by an earlier release has no password file
+ * (`legacy`): it gets a new password once the server is up.
+ */
+const prepareFolder = async (given: string | undefined) => {
+  const temporary = given === undefined
+  const base = temporary ? await fs.mkdtemp(path.join(os.tmpdir(), "kaiwa-pg-")) : path.resolve(given)
+  // Parents with the usual mode (the server's user, as root, must reach the folder), the folder private.
+  await fs.mkdir(base, { recursive: true })
+  const owner = await serverOwner()
+  if (owner !== undefined) await fs.chown(base, owner.uid, owner.gid)
+  await fs.chmod(base, 0o700)
+  const dataDir = path.join(base, "data")
+  const initialised = await fs.stat(path.join(dataDir, "PG_VERSION")).then(() => true, () => false)
+  const passwordFile = path.join(base, PASSWORD_FILE)
+  const stored = await fs.readFile(passwordFile, "utf8").then((s) => s.trim(), () => undefined)
+  const legacy = initialised && stored === undefined
+  const password = stored ?? newPassword()
+  // Written before initdb, so a cluster never exists without its password on disk (a failed initdb leaves
+  // only the file, and the next start initialises with it).
+  if (!legacy && stored === undefined) await fs.writeFile(passwordFile, password, { mode: 0o600, flag: "wx" })
+  return { temporary, base, dataDir, initialised, legacy, password, passwordFile }
+}
+
+/** Replaces a legacy folder's fixed password with the new one, then records it (the server is stopped on failure). */
+const adoptLegacyFolder = async (
+  pg: { stop: () => Promise<void> },
+  port: number,
+  folder: { readonly password: string; readonly passwordFile: string }
+) => {
+  await rotateLegacyPassword(port, folder.password).catch(async (cause) => {
+    await stopServer(pg)
+    throw cause
+  })
+  await fs.writeFile(folder.passwordFile, folder.password, { mode: 0o600, flag: "wx" })
+}
+
+/**
+ * Last resort for a process that exits without closing the scope: ask the server for a fast shutdown (SIGINT to
+ * the postmaster), synchronously, as 'exit' listeners must be.
+ */
+const lastResortFor = (pg: object) => {
+  const pid = (pg as unknown as { process?: { pid?: number } }).process?.pid
+  return () => {
+    if (pid === undefined) return
+    try {
+      process.kill(pid, "SIGINT")
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
  * Starts a server; the scope stops it. With `dataDir` the cluster persists there between runs (initialised on
  * first use); without it a fresh temporary directory is used and removed afterwards. `settings` are extra
  * server parameters (`-c name=value`), for the benchmarks that size the server like a production one.
@@ -168,25 +222,8 @@ export const start = (options: {
       try: async () => {
         const EmbeddedPostgres = await importWithoutSignalHooks()
         await makeBinariesReachable()
-        const temporary = options.dataDir === undefined
-        const base = temporary
-          ? await fs.mkdtemp(path.join(os.tmpdir(), "kaiwa-pg-"))
-          : path.resolve(options.dataDir!)
-        // Parents with the usual mode (the server's user, as root, must reach the folder), the folder private.
-        await fs.mkdir(base, { recursive: true })
-        // The folder holds the socket, the data and the password: its owner only (the server's user, as root).
-        const owner = await serverOwner()
-        if (owner !== undefined) await fs.chown(base, owner.uid, owner.gid)
-        await fs.chmod(base, 0o700)
-        const dataDir = path.join(base, "data")
-        const initialised = await fs.stat(path.join(dataDir, "PG_VERSION")).then(() => true, () => false)
-        const passwordFile = path.join(base, PASSWORD_FILE)
-        const stored = await fs.readFile(passwordFile, "utf8").then((s) => s.trim(), () => undefined)
-        const legacy = initialised && stored === undefined
-        const password = stored ?? newPassword()
-        // Written before initdb, so a cluster never exists without its password on disk (a failed initdb leaves
-        // only the file, and the next start initialises with it).
-        if (!legacy && stored === undefined) await fs.writeFile(passwordFile, password, { mode: 0o600, flag: "wx" })
+        const folder = await prepareFolder(options.dataDir)
+        const { base, dataDir, password } = folder
         const port = await freePort()
         const log = options.log ?? (() => {})
         const pg = new EmbeddedPostgres({
@@ -205,29 +242,12 @@ export const start = (options: {
           onLog: log,
           onError: (e) => log(String(e))
         })
-        if (!initialised) await withTmpdir(base, () => pg.initialise())
+        if (!folder.initialised) await withTmpdir(base, () => pg.initialise())
         await pg.start()
-        if (legacy) {
-          await rotateLegacyPassword(port, password).catch(async (cause) => {
-            await stopServer(pg)
-            throw cause
-          })
-          await fs.writeFile(passwordFile, password, { mode: 0o600, flag: "wx" })
-        }
-        // Last resort for a process that exits without closing the scope: ask the server for a fast shutdown
-        // (SIGINT to the postmaster), synchronously, as 'exit' listeners must be.
-        const pid = (pg as unknown as { process?: { pid?: number } }).process?.pid
-        const lastResort = () => {
-          if (pid !== undefined) {
-            try {
-              process.kill(pid, "SIGINT")
-            } catch {
-              // already gone
-            }
-          }
-        }
+        if (folder.legacy) await adoptLegacyFolder(pg, port, folder)
+        const lastResort = lastResortFor(pg)
         process.once("exit", lastResort)
-        return { pg, port, base, dataDir, temporary, lastResort, password }
+        return { pg, port, base, dataDir, temporary: folder.temporary, lastResort, password }
       },
       catch: (cause) =>
         new EmbeddedPostgresError({ message: `could not start the embedded PostgreSQL: ${describe(cause)}` })
