@@ -32,13 +32,25 @@ export type {
 export { BAD_ROW_NOTES, BAD_ROW_REASONS, CONFLICT_REASON, KEY_EXPIRED_REASON, KEY_MAX_AGE_HOURS, REJECTED_PREFIX } from "../ledger/Ledger.ts"
 
 /** The database could not be reached or refused a statement the runner cannot do without. */
+/**
+ * Why the database failed us, for code to match on (`message` is for people): it could not be reached (refused,
+ * reset, shutting down), a statement failed (a constraint, a permission, bad data), it did not answer in time, or
+ * there is no database to reach (DATABASE_URL unset).
+ */
+export const DatabaseFailure = Schema.Literals(["unreachable", "statement", "timeout", "not_configured"])
+export type DatabaseFailure = typeof DatabaseFailure.Type
+
 export class DatabaseError extends Schema.TaggedError<DatabaseError>()("DatabaseError", {
+  reason: DatabaseFailure,
   message: Schema.String
 }) {}
 
 /** Wraps a failed statement as a `DatabaseError` saying what was being done. */
 export const toDatabaseError = (what: string) => (cause: unknown) =>
-  new DatabaseError({ message: `${what}: ${describeSqlCause(cause)}` })
+  new DatabaseError({ reason: failureOf(cause), message: `${what}: ${describeSqlCause(cause)}` })
+
+/** Whether a driver or SqlError failure means the database could not be reached, or a statement failed. */
+export const failureOf = (cause: unknown): "unreachable" | "statement" => isUnreachable(cause) ? "unreachable" : "statement"
 
 /**
  * A short, secret-free description of why a statement failed. An SqlError's own message is the driver's
@@ -46,20 +58,26 @@ export const toDatabaseError = (what: string) => (cause: unknown) =>
  * UniqueViolation, ...) and in the driver's error under it, so those are what is read here.
  */
 export const describeSqlCause = (cause: unknown): string => {
-  const reason = propertyOf(cause, "reason")
-  const underlying = propertyOf(reason, "cause") ?? propertyOf(cause, "cause")
-  const message = (e: unknown) => String(propertyOf(e, "message") ?? e ?? "")
-  const detail = underlying === undefined ? message(cause) : message(underlying)
-  // SQLSTATE class 57P: the server is shutting down, crashed or not accepting connections yet (a restart in
-  // progress): for the operator that is the database being unreachable, like a refused connection a moment later.
-  const code = String(propertyOf(underlying, "code") ?? "")
-  if (propertyOf(reason, "_tag") === "ConnectionError" || code.startsWith("57P") || UNREACHABLE.test(detail)) {
-    return "the database is unreachable"
-  }
-  const first = detail.split("\n")[0] || message(cause).split("\n")[0] || "unknown error"
+  if (isUnreachable(cause)) return "the database is unreachable"
+  const first = detailOf(cause).split("\n")[0] || messageOf(cause).split("\n")[0] || "unknown error"
   // Connection strings can carry a password; never let one through.
   return first.replace(/postgres(ql)?:\/\/[^\s]+/gi, "<database-url>").slice(0, 300)
 }
+
+const messageOf = (e: unknown) => String(propertyOf(e, "message") ?? e ?? "")
+const underlyingOf = (cause: unknown) => propertyOf(propertyOf(cause, "reason"), "cause") ?? propertyOf(cause, "cause")
+const detailOf = (cause: unknown) => {
+  const underlying = underlyingOf(cause)
+  return underlying === undefined ? messageOf(cause) : messageOf(underlying)
+}
+
+/**
+ * SQLSTATE class 57P: the server is shutting down, crashed or not accepting connections yet (a restart in
+ * progress): for the operator that is the database being unreachable, like a refused connection a moment later.
+ */
+const isUnreachable = (cause: unknown): boolean =>
+  propertyOf(propertyOf(cause, "reason"), "_tag") === "ConnectionError" ||
+  String(propertyOf(underlyingOf(cause), "code") ?? "").startsWith("57P") || UNREACHABLE.test(detailOf(cause))
 
 const UNREACHABLE =
   /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|terminating connection|connection (?:refused|reset|closed|ended|terminated)|socket|closed/i
@@ -81,7 +99,7 @@ export class Database extends Context.Service<Database, {
     Effect.gen(function*() {
       const config = yield* JobsConfig
       const url = config.databaseUrl
-      if (url._tag === "None") return yield* new DatabaseError({ message: "DATABASE_URL is not set" })
+      if (url._tag === "None") return yield* new DatabaseError({ reason: "not_configured", message: "DATABASE_URL is not set" })
       return Database.layerFromSql(labelOf(url.value)).pipe(Layer.provideMerge(pgLayer(url.value)))
     })
   )

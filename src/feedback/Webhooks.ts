@@ -50,7 +50,7 @@ import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse 
 import { SqlClient, SqlSchema } from "effect/sql"
 import { Webhook } from "standardwebhooks"
 import { JobsConfig } from "../config/Config.ts"
-import { DatabaseError, describeSqlCause } from "../database/Database.ts"
+import { DatabaseError, describeSqlCause, failureOf } from "../database/Database.ts"
 import { type DeliveryState, Ledger } from "../ledger/Ledger.ts"
 import { Suppressions } from "../ledger/Suppressions.ts"
 
@@ -268,7 +268,7 @@ export const applyEvent = Effect.fn("Webhooks.applyEvent")(
       return { duplicate: false, matched, state, suppressed: addresses } satisfies Applied
     }))
   },
-  Effect.mapError((cause) => new DatabaseError({ message: `recording a webhook event failed: ${describeSqlCause(cause)}` }))
+  Effect.mapError((cause) => new DatabaseError({ reason: failureOf(cause), message: `recording a webhook event failed: ${describeSqlCause(cause)}` }))
 )
 
 /** The signature headers, under Svix's names (what Resend sends) or the Standard Webhooks names. */

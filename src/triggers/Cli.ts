@@ -15,7 +15,7 @@ import { Cause, Clock, Config, Console, Context, Effect, Exit, Layer, Option, Re
 import { Argument, CliError, Command, Flag } from "effect/cli"
 import { InvalidConfig, isDatabaseUrl, JobSettings, JobsConfig, LiveJobs } from "../config/Config.ts"
 import { problemsOf } from "../config/Setting.ts"
-import { Database, DatabaseError, describeSqlCause, pgLayer } from "../database/Database.ts"
+import { Database, DatabaseError, describeSqlCause, failureOf, pgLayer } from "../database/Database.ts"
 import { leave } from "../mail/Unsubscribe.ts"
 import * as Doctor from "../operator/Doctor.ts"
 import { Pauses } from "../ledger/Pauses.ts"
@@ -256,7 +256,7 @@ const migrate = Command.make("migrate", { local: localFlag }, ({ local }) =>
   Effect.gen(function*() {
     const ran = yield* migrateLibrary.pipe(
       Effect.provide(local ? Layers.local(LOCAL_DIR) : databaseOnly),
-      Effect.mapError((e) => e._tag === "SqlError" || e._tag === "MigrationError" ? new DatabaseError({ message: `migrations failed: ${describeSqlCause(e)}` }) : e)
+      Effect.mapError((e) => e._tag === "SqlError" || e._tag === "MigrationError" ? new DatabaseError({ reason: failureOf(e), message: `migrations failed: ${describeSqlCause(e)}` }) : e)
     )
     yield* Console.log(ran.length === 0 ? "kaiwa_jobs schema is up to date" : `applied: ${ran.map(([id, n]) => `${id}_${n}`).join(", ")}`)
   })).pipe(Command.withDescription("Apply the kaiwa_jobs migrations (Fly's release_command)"))

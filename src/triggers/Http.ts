@@ -231,7 +231,7 @@ const makeHealthSummary = (server: Server) =>
   server.provide(jobStatuses).pipe(
     Effect.timeoutOrElse({
       duration: HEALTH_TIMEOUT,
-      orElse: () => Effect.fail(new DatabaseError({ message: "the health summary timed out" }))
+      orElse: () => Effect.fail(new DatabaseError({ reason: "timeout", message: "the health summary timed out" }))
     }),
     Effect.timed,
     Effect.map(([took, statuses]) => ({ took, summary: healthBody(statuses) })),

@@ -101,7 +101,7 @@ describe("claims and leases", () => {
           ...db,
           renewLease: (batchId, owner, seconds) =>
             Effect.flatMap(Ref.getAndUpdate(renewals, (n) => n + 1), (n) =>
-              n === 0 ? Effect.fail(new DatabaseError({ message: "renewing a lease failed: the database is unreachable" })) : db.renewLease(batchId, owner, seconds))
+              n === 0 ? Effect.fail(new DatabaseError({ reason: "unreachable", message: "renewing a lease failed: the database is unreachable" })) : db.renewLease(batchId, owner, seconds))
         })
         // A provider that takes 2.5 s, with a 1 s lease: only renewals keep the batch.
         const slowMailer = Mailer.of({

@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import { describeSqlCause, pgLayer } from "../../src/database/Database.ts"
+import { describeSqlCause, pgLayer, toDatabaseError } from "../../src/database/Database.ts"
 import { start } from "../../src/local/EmbeddedPostgres.ts"
 import { startFakeResend } from "../support/FakeResend.ts"
 import {
@@ -136,6 +136,14 @@ describe("a server on its way down", () => {
       assert.isDefined(refused, "the server kept accepting connections after SIGTERM")
       assert.match(String((refused as { cause?: unknown }).cause ?? "") + JSON.stringify(refused) + String(refused), /shutting down|57P03/)
       assert.strictEqual(describeSqlCause(refused), "the database is unreachable")
+      // The tagged error carries it as a reason code matches on, not only as text.
+      const error = toDatabaseError("a statement")(refused)
+      assert.deepStrictEqual([error._tag, error.reason], ["DatabaseError", "unreachable"])
+      // A statement the server ran and refused is a failed statement, not an unreachable database.
+      const refusedStatement = await Effect.runPromise(
+        Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1/0`).pipe(Effect.provide(context), Effect.flip)
+      )
+      assert.strictEqual(toDatabaseError("dividing")(refusedStatement).reason, "statement")
     } finally {
       await Effect.runPromise(Scope.close(held, Exit.void))
       await stop()
