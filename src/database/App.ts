@@ -211,7 +211,11 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
   const rows = yield* readCatalog(sql)
   const { shape, problems } = shapeOf(rows)
   const optInName = (list: string) => `opt_in_${list.replace(/[^a-z0-9]+/gi, "_")}`
-  const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr
+  // A `timestamp` column holding UTC, read as an instant (and back, `rawStart`): at the fixed offset 0, the same values
+  // as AT TIME ZONE 'UTC' without parsing the zone's name for each row (~5x cheaper per conversion, which the weekly
+  // report makes about 30 times per session of the fortnight; bench/selection.ts).
+  const UTC = sql.literal("INTERVAL '+00:00'")
+  const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE ${UTC})` : expr
   const instant = (kind: TimestampKind) => (d: Date) =>
     kind === "timestamp" ? sql`${utcWall(d)}::timestamp` : sql`${d}::timestamptz`
   const col = (table: string, column: string) => shape.columns[`${table}.${column}`] !== undefined
@@ -331,7 +335,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
     sessions,
     optIn: (list) => OPT_IN_COLUMNS[list] === undefined ? sql`true` : sql`u.${sql(optInName(list))}`,
     at: { created: instant(shape.createdAt), start: instant(shape.startTime) },
-    rawStart: (expr) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE 'UTC')` : expr,
+    rawStart: (expr) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE ${UTC})` : expr,
     setSubscribed,
     subscriptionsOf,
     probeWriteBack,
