@@ -213,7 +213,7 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
   const optInName = (list: string) => `opt_in_${list.replace(/[^a-z0-9]+/gi, "_")}`
   // A `timestamp` column holding UTC, read as an instant (and back, `rawStart`): at the fixed offset 0, the same values
   // as AT TIME ZONE 'UTC' without parsing the zone's name for each row (~5x cheaper per conversion, which the weekly
-  // report makes about 30 times per session of the fortnight; bench/selection.ts).
+  // report makes about 20 times per session of the fortnight; docs/decisions-selection.md).
   const UTC = sql.literal("INTERVAL '+00:00'")
   const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE ${UTC})` : expr
   const instant = (kind: TimestampKind) => (d: Date) =>
@@ -229,11 +229,9 @@ export const make = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
   // The library's time zones, joined for every user (one hash join: a tick over everyone) or looked up per user
   // (an index lookup each: a job whose own rules leave few users, the founder sequence).
   const zoneKey = shape.idType === "uuid" ? sql`ut.app_uuid = u.id` : sql`ut.user_id = u.id::text`
-  // Looked up per user, a zone the library's table alone holds (Kaiwa's shape) gives the user's app id too (the same
-  // value: coalesce covers a user with no zone), so every rule on the app's id (the founder sequence's "never
-  // practised") comes after the zone, and the window filter leaves a sixth of the sign-ups to look up in the
-  // sessions; a free join order put the sessions first (bench/selection.ts, founder-emails on Kaiwa's shape: 13,947
-  // buffers to 10,744).
+  // Looked up per user from the library's table alone (Kaiwa's shape), the zone's row also gives the app id (the same
+  // value), so rules on the app's id (the founder's "never practised") follow the window filter: 400 sessions lookups
+  // instead of 2,400 (docs/decisions-selection.md).
   const appId = (zones: "join" | "lookup") =>
     zones === "lookup" && !shape.timezoneColumn && shape.idType === "uuid" ? sql`coalesce(ut.app_uuid, u.id)` : sql`u.id`
   const usersWith = (zones: "join" | "lookup") => sql`(
