@@ -1,6 +1,6 @@
 /**
- * Selection at scale (issue 18): planning each job's tick over the same 1,000,000 users on Kaiwa's production
- * shape (uuid ids, `timestamp` columns holding UTC, zones in `kaiwa_jobs.user_timezones`) against CONTRACT 3's
+ * Selection at scale: planning each job's tick over the same 1,000,000 users on Kaiwa's production
+ * shape (uuid ids, `timestamp` columns holding UTC, zones in `kaiwa_jobs.user_timezones`) against the
  * simple shape (text ids, `timestamptz`, `users.timezone`), side by side in one run: two databases on one
  * embedded server, loaded with the same population (bench/selection-load.ts). Target: on Kaiwa's shape each job
  * plans in at most 1.25x the time it takes on the simple shape.
@@ -66,7 +66,7 @@ const WEEKLY_PREVIOUS_TICK = new Date("2026-03-22T06:30:00Z")
 // 08:30 UTC: Europe/London opened since the last tick (about 16,700 due); the five zones opened before are planned.
 const WEEKLY_ONE_ZONE_AT = new Date("2026-03-22T08:30:00Z")
 const WEEKLY_CLOSED_AT = new Date("2026-03-18T12:00:00Z")
-// What weeklyProgress declares as `finalSkips` (CONTRACT 5.4: a report the cap blocks is settled for the week);
+// What weeklyProgress declares as `finalSkips` (a report the cap blocks is settled for the week);
 // a Job does not expose it, and Ledger.enqueue needs it.
 const WEEKLY_FINAL_SKIPS = ["cap"]
 
@@ -276,10 +276,9 @@ const writeReadmeTable = async (r: {
   const table = [
     start,
     `Run of ${r.startedAt.slice(0, 16).replace("T", " ")} UTC, ${r.users.toLocaleString("en-US")} users, median of ${r.runsPerShape} ` +
-    `planning runs per shape, shapes alternating; load average (1, 5, 15 min) ${r.loadAverage.before.join(", ")} before, ` +
-    `${r.loadAverage.after.join(", ")} after (2 cores, shared):`,
+    `planning runs per shape, shapes alternating, on 2 cores (the machine's load is in bench/results/selection.json):`,
     "",
-    "| job (tick) | due | CONTRACT 3's shape | Kaiwa's shape | ratio kaiwa / simple (medians) | median of paired ratios | target <= 1.25 |",
+    "| job (tick) | due | simple shape | Kaiwa's shape | ratio kaiwa / simple (medians) | median of paired ratios | target <= 1.25 |",
     "| --- | --- | --- | --- | --- | --- | --- |",
     ...r.shapes.map((s) =>
       `| ${s.job} (${s.at.slice(0, 16).replace("T", " ")} UTC) | ${s.simple.enqueued.toLocaleString("en-US")}` +
