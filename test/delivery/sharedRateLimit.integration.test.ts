@@ -16,6 +16,7 @@ import { start as startPostgres } from "../../src/local/EmbeddedPostgres.ts"
 import { dueLearners, liveEnv, query, seed, startMain, verifyExactlyOnce } from "../faults/harness.ts"
 import { compiledMain } from "../faults/hooks.ts"
 import { type FakeResend, startFakeResend } from "../support/FakeResend.ts"
+import { departuresOf, logDepartures } from "../support/departures.ts"
 import { startLimiterWorker } from "../support/limiterWorkerProcess.ts"
 import { freshDatabaseUrl } from "../support/TestDb.ts"
 
@@ -129,32 +130,6 @@ const waitUntil = async (what: string, condition: () => boolean, timeoutMs = 30_
   }
 }
 
-/**
- * The rule judged on the database's own clock (issue 19): a trigger on the shared row logs each departure a
- * worker's confirmation fixed (`last_at`, the instant the database allows the call to leave), with the worker's
- * `application_name`. Arrival stamps at the fake measure when processes happened to run: on a busy machine a
- * worker or the fake can be descheduled for a moment, and two calls look closer together than they were allowed
- * to leave ("busiest second 11" on a first `npm test` under load). The departures are what the limiter decides.
- * The trigger fires on statements that set `widen`: the confirmation does, a late-departure note does not.
- */
-const logDepartures = (url: Redacted.Redacted<string>) =>
-  query(url, (sql) =>
-    Effect.gen(function*() {
-      yield* sql`CREATE TABLE public.limiter_departures (n bigserial PRIMARY KEY, worker text NOT NULL, at timestamptz NOT NULL)`
-      yield* sql.unsafe(`CREATE FUNCTION public.log_limiter_departure() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          INSERT INTO public.limiter_departures (worker, at) VALUES (current_setting('application_name'), NEW.last_at);
-          RETURN NEW;
-        END $$`)
-      yield* sql.unsafe(`CREATE TRIGGER log_limiter_departure AFTER UPDATE OF widen ON kaiwa_jobs.rate_limits
-        FOR EACH ROW WHEN (NEW.last_at IS DISTINCT FROM OLD.last_at) EXECUTE FUNCTION public.log_limiter_departure()`)
-    }))
-
-/** The departures the database fixed, in order (epoch ms on the database's clock). */
-const departuresOf = (url: Redacted.Redacted<string>) =>
-  query(url, (sql) =>
-    sql<{ worker: string; at: number }>`SELECT worker, (extract(epoch FROM at) * 1000)::float8 AS at
-      FROM public.limiter_departures ORDER BY at`)
 
 describe("one rate limit for every process", () => {
   it("two compiled mains on one tick with RESEND_RPS=10 never send more than 10 calls in any 1 s window", async () => {

@@ -13,6 +13,7 @@ import { RATE_HEADROOM, RATE_WIDEN } from "../../src/mail/RateLimiter.ts"
 import * as SharedRateLimiter from "../../src/mail/SharedRateLimiter.ts"
 import { query, seed } from "../faults/harness.ts"
 import { type FakeResend, startFakeResend } from "../support/FakeResend.ts"
+import { departuresOf, logDepartures } from "../support/departures.ts"
 import { startLimiterWorker } from "../support/limiterWorkerProcess.ts"
 import { freshDatabaseUrl, testLayer } from "../support/TestDb.ts"
 
@@ -217,9 +218,10 @@ const startWorker = (url: Redacted.Redacted<string>, fake: FakeResend, name: str
 }
 
 describe("the shared rate limit against another sender (processes)", () => {
-  it("two workers at RESEND_RPS=1.5 beside a sender at 0.5/s: after the first collision, no 429 for either", async () => {
+  it("two workers at RESEND_RPS=1.5 beside a sender at 0.5/s: after the first collision, the library leaves the other sender its place", async () => {
     const url = await Effect.runPromise(freshDatabaseUrl)
     await seed(url, [])
+    await logDepartures(url)
     const fake = await startFakeResend({ faults: { latencyMs: 20, rateLimitPerSecond: 2 } })
     cleanups.push(() => fake.close())
     const seconds = 20
@@ -253,16 +255,19 @@ describe("the shared rate limit against another sender (processes)", () => {
     console.log(`library ${library.filter((r) => r.status === 429).length}/${library.length} 429, ` +
       `other sender ${web.filter((r) => r.status === 429).length}/${web.length} 429\n library ${line(library)}\n other ${line(web)}`)
     // The library learns of the other sender from a collision of its own (the other sender's 429s are invisible
-    // to it); from then on (plus the pause and one turn), the two share the window without a single 429.
+    // to it); from then on (plus the pause and one turn), it takes at most one of the window's two places, a whole
+    // window apart, leaving the other to the other sender. Judged on the departures the database fixed: the fake
+    // runs in this process, and on a loaded machine an arrival stamped late makes the next one look early (CI saw
+    // two library calls 989 ms apart at the fake, and one 429, with departures over 1,000 ms apart).
     assert.isDefined(firstRefusal, "the library never collided with the other sender")
     const settled = firstRefusal!.at + 2500
-    const after = [...library, ...web].filter((r) => r.at > settled)
     assert.isAtLeast(web.filter((r) => r.at > settled).length, 3, "too little of the run after the adaptation")
-    assert.deepStrictEqual(after.filter((r) => r.status === 429).map((r) => `${r.path} +${r.at - settled} ms`), [])
-    // The library's own calls after the adaptation are a whole window apart (1 call/s, one place left free).
-    const ownAfter = library.filter((r) => r.at > settled).map((r) => r.at)
-    const gaps = ownAfter.slice(1).map((t, i) => t - ownAfter[i]!)
-    assert.isAtLeast(Math.min(...gaps), 1000 - 30, `gaps: ${gaps.join(" ")}`)
+    const departures = (await departuresOf(url)).map((d) => d.at).filter((t) => t > settled)
+    assert.isAtLeast(departures.length, 5, "too few library departures after the adaptation")
+    const gaps = departures.slice(1).map((t, i) => t - departures[i]!)
+    assert.isAtLeast(Math.min(...gaps), 1000, `departure gaps: ${gaps.map((g) => g.toFixed(0)).join(" ")}`)
+    // Every call the library made after the adaptation had a departure the database fixed.
+    assert.isAtMost(library.filter((r) => r.at > settled + 1000).length, departures.length)
     const [row] = await query(url, (sql) =>
       sql<{ share: number }>`SELECT share::float8 AS share FROM kaiwa_jobs.rate_limits WHERE key = 'resend'`)
     assert.closeTo(row!.share, 2 / 3, 1e-9)
@@ -270,9 +275,10 @@ describe("the shared rate limit against another sender (processes)", () => {
 })
 
 describe("another sender taking its turns from the same row (kaiwa_jobs.take_rate_limit_turn)", () => {
-  it("a worker at the whole limit and a second sender using the SQL function: no 429 for either", async () => {
+  it("a worker at the whole limit and a second sender using the SQL function: together never over the limit", async () => {
     const url = await Effect.runPromise(freshDatabaseUrl)
     await seed(url, [])
+    await logDepartures(url)
     const rps = 10
     const fake = await startFakeResend({ faults: { latencyMs: 20, rateLimitPerSecond: rps } })
     cleanups.push(() => fake.close())
@@ -282,7 +288,9 @@ describe("another sender taking its turns from the same row (kaiwa_jobs.take_rat
     const turn = () =>
       runtime.runPromise(Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        return yield* sql<{ wait_ms: number }>`SELECT kaiwa_jobs.take_rate_limit_turn('resend', ${rps}) AS wait_ms`
+        // The departure the row gave this turn, on the database's clock: now plus the wait it answered.
+        return yield* sql<{ wait_ms: number; now_ms: number }>`SELECT kaiwa_jobs.take_rate_limit_turn('resend', ${rps}) AS wait_ms,
+          (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now_ms`
       }))
     await turn() // the connection is open before the first timed turn
     const worker = startWorker(url, fake, "a", rps, 6)
@@ -293,9 +301,11 @@ describe("another sender taking its turns from the same row (kaiwa_jobs.take_rat
     })
     while (!done && !fake.log.some((r) => r.path === "/emails/batch")) await new Promise((r) => setTimeout(r, 10))
     let sent = 0
+    const webDepartures: Array<number> = []
     while (!done) {
       const [row] = await turn()
       const wait_ms = row!.wait_ms
+      webDepartures.push(row!.now_ms + Math.max(0, wait_ms))
       if (wait_ms > 0) await new Promise((r) => setTimeout(r, wait_ms))
       const response = await fetch(`${fake.url}/emails`, {
         method: "POST",
@@ -318,6 +328,17 @@ describe("another sender taking its turns from the same row (kaiwa_jobs.take_rat
     console.log(`row shared with a second sender: library ${library.length} calls, web app ${web.length}, 429s ${fake.total429}`)
     assert.isAtLeast(web.length, 10)
     assert.isAtLeast(library.length, 20)
-    assert.strictEqual(fake.total429, 0, [...library, ...web].sort((a, b) => a.at - b.at).map((r) => `${r.path}:${r.status}`).join(" "))
+    // Judged on the departures the database fixed (the worker's confirmations, the web app's turns), not on the
+    // fake's arrival stamps, which a loaded machine skews (see logDepartures): never more than `rps` in a second.
+    const library429 = library.filter((r) => r.status === 429).length
+    const departures = [...(await departuresOf(url)).map((d) => d.at), ...webDepartures].sort((a, b) => a - b)
+    assert.isAtLeast(departures.length, library.length - library429 + web.length, "every call had a departure the database fixed")
+    let busiest = 0
+    for (let i = 0, j = 0; i < departures.length; i++) {
+      while (departures[j]! <= departures[i]! - 1000 + 2) j++ // 2 ms: the web turn's instant is read a moment after it is taken
+      busiest = Math.max(busiest, i - j + 1)
+    }
+    console.log(`  busiest second on the database's clock: ${busiest} departures (limit ${rps})`)
+    assert.isAtMost(busiest, rps)
   }, 60_000)
 })
