@@ -244,7 +244,7 @@ const idParamFor = (sql: SqlClient.SqlClient, shape: AppShape) => (userId: strin
 const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: ReadonlyArray<string>) => {
   // A `timestamp` column holding UTC, read as an instant (and back, `rawStart`): at the fixed offset 0, the same values
   // as AT TIME ZONE 'UTC' without parsing the zone's name for each row (~5x cheaper per conversion, which the weekly
-  // report makes about 20 times per session of the fortnight; docs/decisions-selection.md).
+  // report makes about 20 times per session of the fortnight; docs/decisions.md, Selection on Kaiwa's shape).
   const UTC = sql.literal("INTERVAL '+00:00'")
   const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE ${UTC})` : expr
 
@@ -259,7 +259,7 @@ const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: Readon
   const zoneKey = shape.idType === "uuid" ? sql`ut.app_uuid = u.id` : sql`ut.user_id = u.id::text`
   // Looked up per user from the library's table alone (Kaiwa's shape), the zone's row also gives the app id (the same
   // value), so rules on the app's id (the founder's "never practised") follow the window filter: 400 sessions lookups
-  // instead of 2,400 (docs/decisions-selection.md).
+  // instead of 2,400 (docs/decisions.md, Selection on Kaiwa's shape).
   const appId = (zones: "join" | "lookup") =>
     zones === "lookup" && !shape.timezoneColumn && shape.idType === "uuid" ? sql`coalesce(ut.app_uuid, u.id)` : sql`u.id`
   const usersWith = (zones: "join" | "lookup") => sql`(
