@@ -43,7 +43,7 @@ export type TimestampKind = "timestamptz" | "timestamp"
 
 /** What the catalog said about the app's tables. */
 export interface AppShape {
-  /** Kaiwa's production shape (uuid ids, `timestamp` columns) or the simple shape's (text ids, `timestamptz`). */
+  /** Kaiwa's production shape (uuid ids, `timestamp` columns) or the simple shape (text ids, `timestamptz`). */
   readonly name: "kaiwa" | "simple" | "mixed"
   readonly idType: "text" | "uuid"
   readonly createdAt: TimestampKind

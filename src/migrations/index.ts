@@ -4,8 +4,9 @@
  * fixtures create the Kaiwa web app's tables (either supported shape, docs/app-database.md) and run only on
  * embedded databases: in production the web app owns those tables and this library never migrates them.
  */
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql"
+import type { SqlError } from "effect/sql/SqlError"
 import * as Migrator from "effect/sql/Migrator"
 
 const statements = (...parts: ReadonlyArray<string>) =>
@@ -425,16 +426,23 @@ export const kaiwaAppFixture = Migrator.fromRecord({
   )
 })
 
-/** Which app fixture an embedded database gets: Kaiwa's real shape (the default) or the simple shape's simple one. */
+/** Which app fixture an embedded database gets: Kaiwa's real shape (the default) or the simple one. */
 export type AppFixture = "kaiwa" | "simple"
+
+const MigrationsTable = Schema.Struct({ exists: Schema.Boolean })
+const AppliedMigration = Schema.Struct({ id: Schema.Int })
+
+/** Rows decoded as they enter; a row of another shape than these two statements produce is a defect. */
+const decodeRows = <S extends Schema.Constraint>(schema: S, rows: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
+  Effect.flatMap(rows, (r) => Schema.decodeUnknownEffect(Schema.Array(schema))(r).pipe(Effect.orDie))
 
 /** The library's migrations a database lacks (for `doctor`), or that the schema was never migrated. */
 export const pendingMigrations = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const shipped = yield* kaiwaJobs
-  const table = yield* sql<{ exists: boolean }>`SELECT to_regclass('kaiwa_jobs.migrations') IS NOT NULL AS exists`
-  if (!table[0]?.exists) return "none applied" as const
-  const applied = new Set((yield* sql<{ id: number }>`SELECT migration_id AS id FROM kaiwa_jobs.migrations`).map((r) => Number(r.id)))
+  const [table] = yield* decodeRows(MigrationsTable, sql`SELECT to_regclass('kaiwa_jobs.migrations') IS NOT NULL AS exists`)
+  if (!table?.exists) return "none applied" as const
+  const applied = new Set((yield* decodeRows(AppliedMigration, sql`SELECT migration_id::int AS id FROM kaiwa_jobs.migrations`)).map((r) => r.id))
   const pending = shipped.filter(([id]) => !applied.has(id)).map(([id, name]) => `${String(id).padStart(4, "0")}_${name}`)
   return { shipped: shipped.length, pending }
 })
