@@ -20,7 +20,7 @@ import * as Batches from "./internal/batches.ts"
 import * as Explain from "./internal/explain.ts"
 import * as Planning from "./internal/planning.ts"
 import * as Reports from "./internal/reports.ts"
-import type { Candidate, ClaimedDelivery, DeliveryCounts, DeliveryState, FailureKind, FutureDeliveries, TimelineEntry, TouchedRow } from "./internal/rows.ts"
+import type { Candidate, ClaimedDelivery, DeliveryCounts, DeliveryState, FailureKind, FutureRows, TimelineEntry, TouchedRow } from "./internal/rows.ts"
 import { Suppressions } from "./Suppressions.ts"
 
 export { localTimeIn } from "./internal/explain.ts"
@@ -39,7 +39,7 @@ export {
   DeliveryCounts,
   DeliveryState,
   FailureKind,
-  FutureDeliveries,
+  FutureRows,
   SkipReason,
   TimelineEntry,
   TimelineKind,
@@ -219,7 +219,7 @@ export class Ledger extends Context.Service<Ledger, {
   /** The learner's emails: planned, sent, skipped, failed, and what the provider said of them, newest first. */
   readonly timelineOf: (userId: string) => Effect.Effect<ReadonlyArray<TimelineEntry>, DatabaseError>
   /** Ledger rows dated after `now`, per job, for an operator to clean up (scans the ledger: `status` only). */
-  readonly future: (now: Date) => Effect.Effect<ReadonlyArray<FutureDeliveries>, DatabaseError>
+  readonly future: (now: Date) => Effect.Effect<ReadonlyArray<FutureRows>, DatabaseError>
   /** The ledger rows a run planned (`run_id`), a page at a time, and how many there are in all (the console). */
   readonly touchedBy: (runId: string, page: { readonly offset: number; readonly limit: number }) => Effect.Effect<readonly [ReadonlyArray<TouchedRow>, number], DatabaseError>
   /** Whether an email with this provider id is on the ledger. */

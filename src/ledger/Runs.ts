@@ -5,7 +5,7 @@
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import { SqlClient, SqlSchema } from "effect/sql"
 import { type DatabaseError, toDatabaseError } from "../database/Database.ts"
-import { decodeRows } from "./internal/rows.ts"
+import { decodeRows, FutureRows } from "./internal/rows.ts"
 
 /** A run-history row as a run starts. */
 export interface RunStart {
@@ -48,17 +48,6 @@ export type RunRow = typeof RunRow.Type
 export const LastRun = Schema.Struct({ ...RunRow.fields, last_success_at: Schema.NullOr(Schema.Date) })
 export type LastRun = typeof LastRun.Type
 
-/** Runs dated after an instant (a `--now` in the future), per job, for an operator to clean up. */
-export const FutureRuns = Schema.Struct({
-  job: Schema.String,
-  rows: Schema.Number,
-  /** The latest instant among them. */
-  latest: Schema.Date,
-  /** Up to 20 of their ids. */
-  ids: Schema.Array(Schema.String)
-})
-export type FutureRuns = typeof FutureRuns.Type
-
 /** One run, as the console lists it. */
 export const RunRecord = Schema.Struct({ ...RunRow.fields, host: Schema.NullOr(Schema.String) })
 export type RunRecord = typeof RunRecord.Type
@@ -100,7 +89,7 @@ export class Runs extends Context.Service<Runs, {
   /** One run by id; undefined when there is none (or the id is not a uuid). */
   readonly byId: (id: string) => Effect.Effect<RunRecord | undefined, DatabaseError>
   /** Runs dated after `now`, per job. */
-  readonly future: (now: Date) => Effect.Effect<ReadonlyArray<FutureRuns>, DatabaseError>
+  readonly future: (now: Date) => Effect.Effect<ReadonlyArray<FutureRows>, DatabaseError>
 }>()("kaiwa-jobs/Runs") {
   /** Over the SqlClient provided. */
   static readonly layer = Layer.effect(Runs, Effect.map(SqlClient.SqlClient, (sql) => make(sql)))
@@ -152,4 +141,4 @@ const futureRuns = (sql: SqlClient.SqlClient, now: Date) =>
   sql`
     SELECT job, count(*)::int AS rows, max(greatest(as_of, started_at)) AS latest,
       (array_agg(id::text ORDER BY started_at DESC))[1:20] AS ids
-    FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job ORDER BY job`.pipe(decodeRows(FutureRuns))
+    FROM kaiwa_jobs.runs WHERE as_of > ${now} OR started_at > ${now} GROUP BY job ORDER BY job`.pipe(decodeRows(FutureRows))

@@ -6,7 +6,7 @@
 import { Effect, Schema } from "effect"
 import { type SqlClient, SqlSchema } from "effect/sql"
 import { toDatabaseError } from "../../database/Database.ts"
-import { CountRow, decodeRows, DELIVERY_STATES, DeliveryCounts, type DeliveryState, FutureDeliveries, TouchedRow } from "./rows.ts"
+import { CountRow, decodeRows, DELIVERY_STATES, DeliveryCounts, type DeliveryState, FutureRows, TouchedRow } from "./rows.ts"
 
 /** For `status` only (it scans the ledger): rows a future `--now` left behind. */
 export const future = (sql: SqlClient.SqlClient) => (now: Date) =>
@@ -14,7 +14,7 @@ export const future = (sql: SqlClient.SqlClient) => (now: Date) =>
     SELECT job, count(*)::int AS rows, max(greatest(planned_at, sent_at)) AS latest,
       (array_agg(id::text ORDER BY id DESC))[1:20] AS ids
     FROM kaiwa_jobs.deliveries WHERE planned_at > ${now} OR sent_at > ${now} GROUP BY job ORDER BY job`.pipe(
-    decodeRows(FutureDeliveries),
+    decodeRows(FutureRows),
     Effect.mapError(toDatabaseError("reading ledger rows dated in the future failed"))
   )
 

@@ -105,8 +105,8 @@ export const OutstandingRow = Schema.Struct({ pending: Schema.Number, next_lease
 /** A count. */
 export const CountRow = Schema.Struct({ n: Schema.Number })
 
-/** Ledger rows dated after an instant, per job. */
-export const FutureDeliveries = Schema.Struct({
+/** Rows of one of the ledger's tables (runs, deliveries) dated after an instant, per job. */
+export const FutureRows = Schema.Struct({
   job: Schema.String,
   rows: Schema.Number,
   /** The latest instant among them. */
@@ -114,7 +114,7 @@ export const FutureDeliveries = Schema.Struct({
   /** Up to 20 of their ids. */
   ids: Schema.Array(Schema.String)
 })
-export type FutureDeliveries = typeof FutureDeliveries.Type
+export type FutureRows = typeof FutureRows.Type
 
 /** One job's sent emails since an instant, by what became of them. */
 export const DeliveryCounts = Schema.Struct({
