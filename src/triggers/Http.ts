@@ -58,6 +58,7 @@ import {
 } from "effect/http"
 import { InvalidConfig, JobsConfig, type Settings } from "../config/Config.ts"
 import { DatabaseError } from "../database/Database.ts"
+import { makeReclaimer, type Reclaimer } from "./Reclaim.ts"
 import { escapeHtml } from "../emails/index.ts"
 import { describeFailure, type JobServices, type RunReport, runJob } from "../job/Job.ts"
 import type { Preferences } from "../ledger/Preferences.ts"
@@ -403,11 +404,13 @@ export const MAX_WAITING_CONNECTIONS = 8192
 /**
  * Node's HTTP server with a bound on the connections it reads at once. Node reads up to 64 KiB from every
  * connection as soon as it is accepted, body included, before any handler can look at the request, so a flood of
- * connections posting large bodies costs buffers in proportion even when every request is refused on its headers. A connection beyond MAX_OPEN_CONNECTIONS is paused before its first read (its bytes wait in the
- * kernel, not in this process) and resumed, in arrival order, when an open one closes. Fly's proxy already caps
- * the requests it sends (fly.toml `hard_limit`, below this); this holds for a client that reaches the port.
+ * connections posting large bodies costs buffers in proportion even when every request is refused on its
+ * headers. A connection beyond MAX_OPEN_CONNECTIONS is paused before its first read (its bytes wait in the
+ * kernel, not in this process) and resumed, in arrival order, when an open one closes; what a closed connection
+ * read is reported to `reclaimer`, which collects the garbage it left (Reclaim.ts). Fly's proxy already caps the
+ * requests it sends (fly.toml `hard_limit`, below this); this holds for a client that reaches the port.
  */
-export const makeNodeServer = () => {
+export const makeNodeServer = (reclaimer: Reclaimer = makeReclaimer()) => {
   const server = createServer()
   let open = 0
   const waiting = new Set<Socket>()
@@ -415,6 +418,7 @@ export const makeNodeServer = () => {
     open++
     socket.once("close", () => {
       open--
+      reclaimer.closed(socket.bytesRead)
       for (const next of waiting) {
         if (open >= MAX_OPEN_CONNECTIONS) break
         waiting.delete(next)
