@@ -401,17 +401,30 @@ export const MAX_OPEN_CONNECTIONS = 128
 /** Connections waiting for a turn beyond this many are closed at once. */
 export const MAX_WAITING_CONNECTIONS = 8192
 
+/** What `makeNodeServer` can be given; the defaults are production's (tests pass smaller bounds). */
+export interface NodeServerOptions {
+  readonly maxOpen?: number
+  readonly maxWaiting?: number
+  readonly reclaimer?: Reclaimer
+}
+
 /**
  * Node's HTTP server with a bound on the connections it reads at once. Node reads up to 64 KiB from every
- * connection as soon as it is accepted, body included, before any handler can look at the request, so a flood of
- * connections posting large bodies costs buffers in proportion even when every request is refused on its
- * headers. A connection beyond MAX_OPEN_CONNECTIONS is paused before its first read (its bytes wait in the
- * kernel, not in this process) and resumed, in arrival order, when an open one closes; what a closed connection
- * read is reported to `reclaimer`, which collects the garbage it left (Reclaim.ts). Fly's proxy already caps the
- * requests it sends (fly.toml `hard_limit`, below this); this holds for a client that reaches the port.
+ * connection as soon as it reads it at all, body included, before any handler can look at the request, so a flood
+ * of connections posting large bodies costs buffers in proportion even when every request is refused on its
+ * headers. Every connection is accepted without reading (`pauseOnConnect`); up to MAX_OPEN_CONNECTIONS are
+ * resumed at once, the others wait unread (their bytes stay in the kernel, not in this process) and are resumed in
+ * arrival order as open ones close. What a closed connection read is reported to the reclaimer, which collects the
+ * garbage it left (Reclaim.ts). Fly's proxy already caps the requests it sends (fly.toml `hard_limit`, below
+ * this); this holds for a client that reaches the port.
  */
-export const makeNodeServer = (reclaimer: Reclaimer = makeReclaimer()) => {
+export const makeNodeServer = (options: NodeServerOptions = {}) => {
+  const { maxOpen = MAX_OPEN_CONNECTIONS, maxWaiting = MAX_WAITING_CONNECTIONS, reclaimer = makeReclaimer() } = options
   const server = createServer()
+  // net.Server reads this at every connection it accepts: the socket starts paused, its handle not reading.
+  // (It is net.createServer's `pauseOnConnect` option, which http.createServer does not pass on.) Pausing a
+  // socket in a 'connection' listener instead does not stop the HTTP parser, which reads the handle directly.
+  Object.assign(server, { pauseOnConnect: true })
   let open = 0
   const waiting = new Set<Socket>()
   const admit = (socket: Socket) => {
@@ -420,19 +433,17 @@ export const makeNodeServer = (reclaimer: Reclaimer = makeReclaimer()) => {
       open--
       reclaimer.closed(socket.bytesRead)
       for (const next of waiting) {
-        if (open >= MAX_OPEN_CONNECTIONS) break
+        if (open >= maxOpen) break
         waiting.delete(next)
         admit(next)
-        next.resume()
       }
     })
+    // Node's own listener, which runs before this one, has attached the HTTP parser; resuming starts its reading.
+    socket.resume()
   }
-  // Runs after Node's own listener, which has attached the HTTP parser; pausing here stops the reading that the
-  // socket's creation scheduled, before any byte is read.
   server.on("connection", (socket: Socket) => {
-    if (open < MAX_OPEN_CONNECTIONS) return admit(socket)
-    if (waiting.size >= MAX_WAITING_CONNECTIONS) return void socket.destroy()
-    socket.pause()
+    if (open < maxOpen) return admit(socket)
+    if (waiting.size >= maxWaiting) return void socket.destroy()
     waiting.add(socket)
     socket.once("close", () => waiting.delete(socket))
   })
@@ -466,7 +477,7 @@ export const layerServerOn = (
     Layer.provide(Layer.unwrap(Effect.map(
       Effect.zip(JobsConfig, hostSetting(defaultHost)),
       ([config, host]) =>
-        NodeHttpServer.layer(makeNodeServer, { port: config.port, host, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
+        NodeHttpServer.layer(() => makeNodeServer(), { port: config.port, host, gracefulShutdownTimeout: GRACEFUL_SHUTDOWN })
     )))
   )
 

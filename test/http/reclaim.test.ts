@@ -1,12 +1,84 @@
 /**
- * What closed connections read is collected as it goes (src/triggers/Reclaim.ts): the threshold, the server's
- * wiring (every closed connection reports what it read), and that the collection frees a refused body's copy.
+ * The server's bound on the connections it reads at once (makeNodeServer in src/triggers/Http.ts), and what closed
+ * connections read collected as it goes (src/triggers/Reclaim.ts): the threshold, the server's wiring (every
+ * closed connection reports what it read), and that the collection frees a refused body's copy.
  */
 import type { AddressInfo } from "node:net"
 import * as net from "node:net"
+import type { IncomingMessage, Server, ServerResponse } from "node:http"
 import { describe, expect, it } from "vitest"
 import { makeNodeServer } from "../../src/triggers/Http.ts"
 import { makeReclaimer } from "../../src/triggers/Reclaim.ts"
+
+const listen = async (server: Server) => {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return (server.address() as AddressInfo).port
+}
+
+/** A promise and its resolve function. */
+const deferred = () => {
+  let resolve = () => {}
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+/**
+ * Posts a 30 KB body on a raw connection (small enough for the kernel's buffers to take whole while the server
+ * reads nothing) and resolves with the status line of the answer; `accepted` once the kernel has it all.
+ */
+const post = (port: number, accepted: () => void) =>
+  new Promise<string>((resolve) => {
+    const socket = net.connect(port, "127.0.0.1")
+    let answer = ""
+    socket.on("data", (d) => (answer += d.toString("latin1")))
+    socket.on("error", () => {})
+    socket.on("close", () => resolve(answer.slice(0, 12)))
+    socket.write(`POST /webhooks/resend HTTP/1.1\r\nhost: x\r\ncontent-length: 30000\r\n\r\n`)
+    socket.write(Buffer.alloc(29_999, "x"), accepted)
+  })
+
+describe("makeNodeServer: connections beyond the bound wait unread", () => {
+  it("2 open at once: the other 8 connections read nothing until an open one closes, then all are answered", async () => {
+    const server = makeNodeServer({ maxOpen: 2 })
+    const held: Array<{ req: IncomingMessage; res: ServerResponse }> = []
+    const seen = deferred()
+    let released = false
+    server.on("request", (req, res) => {
+      // Once the held two are released, every later request is answered at once.
+      if (released) return answer(req, res)
+      held.push({ req, res })
+      if (held.length === 2) seen.resolve()
+    })
+    const answer = (req: IncomingMessage, res: ServerResponse) => {
+      const socket = req.socket
+      res.writeHead(401, { connection: "close" }).end()
+      res.once("finish", () => socket.destroy())
+    }
+    const accepted: Array<Promise<void>> = []
+    const sockets: Array<net.Socket> = []
+    server.on("connection", (socket: net.Socket) => sockets.push(socket))
+    const port = await listen(server)
+    const answers = Array.from({ length: 10 }, () => {
+      const written = deferred()
+      accepted.push(written.promise)
+      return post(port, written.resolve)
+    })
+    // Every client has handed its whole body to the kernel, and the server has accepted all ten connections.
+    await Promise.all(accepted)
+    while (sockets.length < 10) await new Promise((r) => setTimeout(r, 10))
+    await seen.promise
+    // Time for a server that reads every connection to have read them (a bound that holds passes at any speed).
+    await new Promise((r) => setTimeout(r, 300))
+    expect(held).toHaveLength(2)
+    const unread = sockets.filter((s) => !held.some((h) => h.req.socket === s))
+    expect(unread).toHaveLength(8)
+    expect(unread.map((s) => s.bytesRead)).toEqual(Array(8).fill(0))
+    released = true
+    for (const h of held) answer(h.req, h.res)
+    expect(new Set(await Promise.all(answers))).toEqual(new Set(["HTTP/1.1 401"]))
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+})
 
 describe("Reclaim", () => {
   it("collects once per `after` bytes read by closed connections, and starts counting again", () => {
@@ -40,14 +112,14 @@ describe("Reclaim", () => {
     let collections = 0
     // A threshold of one byte: every closed connection that read anything collects once.
     const reclaimer = makeReclaimer(() => collections++, 1)
-    const server = makeNodeServer({ closed: (bytes) => (reported.push(bytes), reclaimer.closed(bytes)) })
+    const server = makeNodeServer({ reclaimer: { closed: (bytes: number) => (reported.push(bytes), reclaimer.closed(bytes)) } })
     // Refused on the headers and dropped, as the webhook route refuses an unsigned body.
-    server.on("request", (_req, res) => {
+    server.on("request", (req, res) => {
+      const socket = req.socket
       res.writeHead(401, { connection: "close" }).end()
-      res.once("finish", () => res.socket?.destroy())
+      res.once("finish", () => socket.destroy())
     })
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-    const port = (server.address() as AddressInfo).port
+    const port = await listen(server)
     const body = Buffer.alloc(255 * 1024 - 1, "x")
     const head = `POST /webhooks/resend HTTP/1.1\r\nhost: x\r\ncontent-length: ${255 * 1024}\r\n\r\n`
     const one = () =>
