@@ -401,11 +401,21 @@ export const MAX_OPEN_CONNECTIONS = 128
 /** Connections waiting for a turn beyond this many are closed at once. */
 export const MAX_WAITING_CONNECTIONS = 8192
 
+/**
+ * An open connection must have sent its request's headers this long after it was accepted, or Node answers 408
+ * and closes it, freeing its turn: a client holding connections open without finishing a request (or the
+ * connections waiting behind them) cannot keep the server's turns for longer. Node's default is 60 s.
+ */
+export const HEADERS_TIMEOUT = Duration.seconds(20)
+
 /** What `makeNodeServer` can be given; the defaults are production's (tests pass smaller bounds). */
 export interface NodeServerOptions {
   readonly maxOpen?: number
   readonly maxWaiting?: number
   readonly reclaimer?: Reclaimer
+  readonly headersTimeout?: Duration.Duration
+  /** How often Node looks for connections past their headers timeout (its default is every 30 s). */
+  readonly checkEvery?: Duration.Duration
 }
 
 /**
@@ -420,7 +430,14 @@ export interface NodeServerOptions {
  */
 export const makeNodeServer = (options: NodeServerOptions = {}) => {
   const { maxOpen = MAX_OPEN_CONNECTIONS, maxWaiting = MAX_WAITING_CONNECTIONS, reclaimer = makeReclaimer() } = options
-  const server = createServer()
+  const headersTimeout = Duration.toMillis(options.headersTimeout ?? HEADERS_TIMEOUT)
+  const server = createServer({
+    headersTimeout,
+    // Node requires the whole request's timeout to be at least the headers'; bodies here are small (a webhook
+    // event has its own read timeout, Webhooks.ts BODY_READ_TIMEOUT).
+    requestTimeout: Math.max(headersTimeout, 60_000),
+    connectionsCheckingInterval: Duration.toMillis(options.checkEvery ?? Duration.seconds(5))
+  })
   // net.Server reads this at every connection it accepts: the socket starts paused, its handle not reading.
   // (It is net.createServer's `pauseOnConnect` option, which http.createServer does not pass on.) Pausing a
   // socket in a 'connection' listener instead does not stop the HTTP parser, which reads the handle directly.

@@ -6,9 +6,13 @@
 import type { AddressInfo } from "node:net"
 import * as net from "node:net"
 import type { IncomingMessage, Server, ServerResponse } from "node:http"
+import { Duration } from "effect"
 import { describe, expect, it } from "vitest"
 import { makeNodeServer } from "../../src/triggers/Http.ts"
 import { makeReclaimer } from "../../src/triggers/Reclaim.ts"
+
+const connections = (server: Server) =>
+  new Promise<number>((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n))))
 
 const listen = async (server: Server) => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
@@ -76,6 +80,30 @@ describe("makeNodeServer: connections beyond the bound wait unread", () => {
     released = true
     for (const h of held) answer(h.req, h.res)
     expect(new Set(await Promise.all(answers))).toEqual(new Set(["HTTP/1.1 401"]))
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+})
+
+describe("makeNodeServer: a connection that never finishes its headers loses its turn", () => {
+  it("1 open at once, held by a client that sends half its headers: it gets 408, the next request is answered", async () => {
+    const server = makeNodeServer({ maxOpen: 1, headersTimeout: Duration.millis(300), checkEvery: Duration.millis(100) })
+    server.on("request", (_req, res) => res.writeHead(200, { connection: "close" }).end("ok"))
+    const port = await listen(server)
+    const reply = (request: string) =>
+      new Promise<string>((resolve) => {
+        const socket = net.connect(port, "127.0.0.1")
+        let answer = ""
+        socket.on("data", (d) => (answer += d.toString("latin1")))
+        socket.on("error", () => {})
+        socket.on("close", () => resolve(answer.slice(0, 12)))
+        socket.write(request)
+      })
+    const holder = reply("POST /webhooks/resend HTTP/1.1\r\nhost: x\r\n")
+    // The holder is accepted first and takes the one turn; the next waits behind it, unread.
+    while ((await connections(server)) < 1) await new Promise((r) => setTimeout(r, 10))
+    const next = reply("GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+    expect(await holder).toBe("HTTP/1.1 408")
+    expect(await next).toBe("HTTP/1.1 200")
     await new Promise<void>((resolve) => server.close(() => resolve()))
   })
 })
