@@ -42,7 +42,10 @@ let gc: (() => void) | undefined
 const fullCollection = () => {
   if (gc === undefined) {
     setFlagsFromString("--expose-gc")
-    gc = runInNewContext("gc") as () => void
+    const exposed: unknown = runInNewContext("gc")
+    // A V8 that does not expose it: nothing is collected early; the bound on open connections still holds.
+    if (typeof exposed !== "function") return
+    gc = () => void exposed()
   }
   gc()
 }
