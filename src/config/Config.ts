@@ -59,8 +59,6 @@ export interface Settings {
   readonly port: number
   /** HOST: the address the HTTP server binds; unset, the server's own default (all interfaces on Fly). */
   readonly host: Option.Option<string>
-  readonly posthogApiKey: Option.Option<Redacted.Redacted<string>>
-  readonly posthogHost: string
   readonly otlpEndpoint: Option.Option<string>
   /** Which machine ran a job (Fly's machine id, else the host name), recorded on each run. */
   readonly machine: string
@@ -163,12 +161,16 @@ const server = ({ check, parsed, secret, text }: Checks) => ({
 })
 
 /** Analytics, traces and the machine's name (src/telemetry). */
-const telemetry = ({ check, secret, text }: Checks) => ({
-  posthogApiKey: redacted(secret("POSTHOG_API_KEY", { operatorChosen: false })),
-  posthogHost: check("POSTHOG_HOST", text("POSTHOG_HOST"), isBaseUrl, BASE_URL) ?? "https://us.i.posthog.com",
-  otlpEndpoint: Option.fromUndefinedOr(check("OTEL_EXPORTER_OTLP_ENDPOINT", text("OTEL_EXPORTER_OTLP_ENDPOINT"), isHttpUrl, HTTP_URL)),
-  machine: text("FLY_MACHINE_ID") ?? os.hostname()
-})
+const telemetry = ({ check, secret, text }: Checks) => {
+  // PostHog's settings are read by their owner (src/telemetry/PostHogConfig.ts); they are checked here as well so
+  // that a bad one is reported with every other problem, at start-up.
+  secret("POSTHOG_API_KEY", { operatorChosen: false })
+  check("POSTHOG_HOST", text("POSTHOG_HOST"), isBaseUrl, BASE_URL)
+  return {
+    otlpEndpoint: Option.fromUndefinedOr(check("OTEL_EXPORTER_OTLP_ENDPOINT", text("OTEL_EXPORTER_OTLP_ENDPOINT"), isHttpUrl, HTTP_URL)),
+    machine: text("FLY_MACHINE_ID") ?? os.hostname()
+  }
+}
 
 /** Every variable `load` reads itself (a job's own are read by its `Definition.settings`). */
 const VARIABLES = [

@@ -111,7 +111,7 @@ const secretProblem = (value: string, rules: SecretRules): string | undefined =>
 // --- A job's own settings: effect Config readers ----------------------------------------------------------------
 
 /** A ConfigError naming `variable` with `problem` (the issue's message; the value is never part of it). */
-const configProblem = (variable: string, problem: string): Config.ConfigError =>
+export const configProblem = (variable: string, problem: string): Config.ConfigError =>
   new Config.ConfigError(
     new Schema.SchemaError(new SchemaIssue.Pointer([variable], new SchemaIssue.InvalidValue({ message: problem })))
   )

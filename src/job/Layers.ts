@@ -14,7 +14,9 @@ import { Database, labelOf, pgLayer } from "../database/Database.ts"
 import { EmbeddedPostgres } from "../local/EmbeddedPostgres.ts"
 import { Mailer } from "../mail/Mailer.ts"
 import type { AppFixture } from "../migrations/index.ts"
+import { read } from "../config/Setting.ts"
 import * as Observability from "../telemetry/Observability.ts"
+import * as PostHogConfig from "../telemetry/PostHogConfig.ts"
 import { Telemetry } from "../telemetry/Telemetry.ts"
 
 /**
@@ -29,14 +31,20 @@ export const resendFromConfig = Layer.unwrap(
 )
 
 /**
- * Product events to PostHog when POSTHOG_API_KEY is set, otherwise as log lines. `posthog-node` is imported only
- * when the key is set (a process without it never loads the SDK).
+ * Product events to PostHog when POSTHOG_API_KEY is set, otherwise as log lines, on PostHog's own settings
+ * (`PostHogConfig.config`). `posthog-node` is imported only when the key is set (a process without it never loads
+ * the SDK).
  */
-export const telemetry: Layer.Layer<Telemetry, InvalidConfig, JobsConfig> = Layer.unwrap(
-  Effect.flatMap(JobsConfig, (config) =>
-    Option.isSome(config.posthogApiKey)
-      ? Effect.map(Effect.promise(() => import("../telemetry/PostHogTelemetry.ts")), (PostHogTelemetry) => PostHogTelemetry.layer)
-      : Effect.succeed(Telemetry.layerLog))
+export const telemetry: Layer.Layer<Telemetry, InvalidConfig> = Layer.unwrap(
+  Effect.flatMap(read(PostHogConfig.config), ({ apiKey, host }) =>
+    Option.match(apiKey, {
+      onNone: () => Effect.succeed(Telemetry.layerLog),
+      onSome: (key) =>
+        Effect.map(
+          Effect.promise(() => import("../telemetry/PostHogTelemetry.ts")),
+          (PostHogTelemetry) => Layer.effect(Telemetry, PostHogTelemetry.make({ apiKey: key, host }))
+        )
+    }))
 )
 
 /**

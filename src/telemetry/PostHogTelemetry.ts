@@ -12,10 +12,12 @@
  */
 import { Duration, Effect, FiberSet, Layer, Option, Redacted } from "effect"
 import { PostHog } from "posthog-node"
-import { InvalidConfig, JobsConfig } from "../config/Config.ts"
+import { InvalidConfig } from "../config/Config.ts"
+import { read } from "../config/Setting.ts"
+import * as PostHogConfig from "./PostHogConfig.ts"
 import { countEmails, logEvent, Telemetry } from "./Telemetry.ts"
 
-/** What `make` needs; `layer` reads it from configuration. */
+/** What `make` needs; `layer` reads it from PostHog's settings (PostHogConfig.ts). */
 export interface PostHogTelemetryOptions {
   readonly apiKey: Redacted.Redacted<string>
   /** PostHog's ingestion host, e.g. `https://us.i.posthog.com`; tests point it at a loopback server. */
@@ -109,14 +111,17 @@ export const make = Effect.fnUntraced(function*(options: PostHogTelemetryOptions
   })
 })
 
-/** PostHog on `POSTHOG_API_KEY` and `POSTHOG_HOST`; fails with InvalidConfig when the key is not set. */
+/**
+ * PostHog on its own settings (`PostHogConfig.config`: POSTHOG_API_KEY, POSTHOG_HOST); fails with InvalidConfig
+ * when the key is not set.
+ */
 export const layer = Layer.effect(
   Telemetry,
   Effect.gen(function*() {
-    const config = yield* JobsConfig
-    if (Option.isNone(config.posthogApiKey)) {
+    const { apiKey, host } = yield* read(PostHogConfig.config)
+    if (Option.isNone(apiKey)) {
       return yield* new InvalidConfig({ variable: "POSTHOG_API_KEY", message: "POSTHOG_API_KEY is required for PostHog telemetry" })
     }
-    return yield* make({ apiKey: config.posthogApiKey.value, host: config.posthogHost })
+    return yield* make({ apiKey: apiKey.value, host })
   })
 )

@@ -1,17 +1,22 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Layer, Logger, Redacted, Tracer } from "effect"
+import { ConfigProvider, Effect, Exit, Layer, Logger, Option, Redacted, Tracer } from "effect"
 import { JobsConfig } from "../../src/config/Config.ts"
+import { read } from "../../src/config/Setting.ts"
 import * as Layers from "../../src/job/Layers.ts"
 import * as Observability from "../../src/telemetry/Observability.ts"
+import * as PostHogConfig from "../../src/telemetry/PostHogConfig.ts"
 import * as PostHogTelemetry from "../../src/telemetry/PostHogTelemetry.ts"
 import { countEmails, Telemetry } from "../../src/telemetry/Telemetry.ts"
 import { loopback, type Received } from "./Loopback.ts"
 
 const API_KEY = "phc_loopback_secret_0123456789"
 
-/** The settings as `JobsConfig.layer` reads them from exactly these variables (nothing from the environment). */
+/**
+ * The settings as `JobsConfig.layer` reads them from exactly these variables (nothing from the environment), and
+ * the same variables for the layers that read their own settings (PostHog's).
+ */
 const configWith = (vars: Record<string, string>) =>
-  JobsConfig.layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(vars))))
+  JobsConfig.layer.pipe(Layer.provideMerge(ConfigProvider.layer(ConfigProvider.fromUnknown(vars))))
 
 /** Replaces the loggers with one that keeps every line as JSON text. */
 const collectLogs = (lines: Array<string>) =>
@@ -226,6 +231,34 @@ describe("OTLP export", () => {
       )
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "OTEL_EXPORTER_OTLP_ENDPOINT")
+    }))
+})
+
+describe("PostHog's own settings (PostHogConfig)", () => {
+  const readWith = (vars: Record<string, string>) =>
+    Effect.exit(read(PostHogConfig.config).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(vars)))))
+
+  it.effect("unset or blank key: no PostHog; the host defaults to PostHog's US host, trailing slashes dropped", () =>
+    Effect.gen(function*() {
+      const unset = yield* read(PostHogConfig.config).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({}))))
+      assert.isTrue(Option.isNone(unset.apiKey))
+      assert.strictEqual(unset.host, PostHogConfig.DEFAULT_HOST)
+      const set = yield* read(PostHogConfig.config).pipe(
+        Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ POSTHOG_API_KEY: API_KEY, POSTHOG_HOST: "https://eu.i.posthog.com/" })))
+      )
+      assert.strictEqual(Option.map(set.apiKey, Redacted.value).pipe(Option.getOrUndefined), API_KEY)
+      assert.strictEqual(set.host, "https://eu.i.posthog.com")
+    }))
+
+  it.effect("a bad host and a key with a pasted newline are both named, neither value repeated", () =>
+    Effect.gen(function*() {
+      const exit = yield* readWith({ POSTHOG_API_KEY: `${API_KEY}\n`, POSTHOG_HOST: "eu.i.posthog.com?x=1" })
+      assert.isTrue(Exit.isFailure(exit))
+      const text = String(Exit.isFailure(exit) ? exit.cause : "")
+      assert.include(text, "POSTHOG_API_KEY contains a control character")
+      assert.include(text, "POSTHOG_HOST must be an absolute http(s) URL without a query or fragment")
+      assert.notInclude(text, API_KEY)
+      assert.notInclude(text, "eu.i.posthog.com?x=1")
     }))
 })
 
