@@ -5,6 +5,7 @@
  * (bench/faults-kill.ts is a stress script with its own command line, not a benchmark: run it directly.)
  */
 import { execFileSync } from "node:child_process"
+import { cpuPerEmail } from "./cpu-per-email.ts"
 import { memory, scaleOut } from "./processes.ts"
 import { ratelimit } from "./ratelimit.ts"
 import { selection } from "./selection.ts"
@@ -14,7 +15,7 @@ import { health } from "./health.ts"
 import { webhookFlood } from "./webhook-flood.ts"
 import { webhooks } from "./webhooks.ts"
 
-const all = { throughput, startup, selection, memory, scale: scaleOut, webhooks, ratelimit, health, webhookFlood } as const
+const all = { throughput, startup, selection, memory, scale: scaleOut, cpuPerEmail, webhooks, ratelimit, health, webhookFlood } as const
 type Name = keyof typeof all
 const wanted = process.argv.slice(2)
 const names = (wanted.length > 0 ? wanted : Object.keys(all)) as Array<Name>
@@ -44,6 +45,11 @@ const headline: { readonly [K in Name]: (r: Awaited<ReturnType<(typeof all)[K]>>
     r.runs.every((x) => x.peakRssMb < r.targets.peakRssMb) && r.ratio <= r.targets.ratio
   ],
   scale: (r) => [`4 processes ${r.four.perSecond}/s vs 1 ${r.one.perSecond}/s = ${r.speedup}x (target ${r.target}x)`, r.speedup >= r.target],
+  cpuPerEmail: (r) => [
+    `CPU per email (worker + PostgreSQL) ${r.medianWorkerUsPerEmail.current} + ${r.medianPostgresUsPerEmail.current} µs vs ` +
+    `${r.medianWorkerUsPerEmail.baseline} + ${r.medianPostgresUsPerEmail.baseline} µs for ${r.baselineCommit} (paired ratio ${r.medianPairedRatio})`,
+    null
+  ],
   webhooks: (r) => [
     `completeBatch ${r.recording.withMsPerBatch} ms/batch with 0004 (indexes only ${r.recording.indexesOnlyMsPerBatch}) vs ${r.recording.withoutMsPerBatch} without; ` +
     `7-day health over ${r.health.ledgerRows} rows ${r.health.indexedMs} ms vs ${r.health.withoutIndexMs} ms unindexed; ` +

@@ -21,13 +21,13 @@
  * - Targets: list and --help at most 25% of the baseline's median wall time, the main at most 50%. Needs
  *   `npm run build` first (bench/run.ts does it).
  */
-import { execFileSync, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Redacted } from "effect"
 import { productionNodeOptions } from "./processes.ts"
-import { median, withDatabase, writeResult } from "./support.ts"
+import { buildBaseline, median, withDatabase, writeResult } from "./support.ts"
 
 const RUNS = Number(process.env["BENCH_STARTUP_RUNS"] ?? 11)
 const BASELINE = process.env["BENCH_STARTUP_BASELINE"] ?? "050cca3"
@@ -44,21 +44,10 @@ const commands: Record<Command, { readonly script: string; readonly args: Readon
   main: { script: "dist/send-reminders.js", args: [], fly: true }
 }
 
-/** The baseline commit's tree in a temporary directory, built with its own build.mjs against our node_modules. */
-const buildBaseline = (tmp: string): string => {
-  const dir = path.join(tmp, "baseline")
-  fs.mkdirSync(dir)
-  const tar = execFileSync("git", ["archive", "--format=tar", BASELINE], { maxBuffer: 256 * 1024 * 1024 })
-  execFileSync("tar", ["-x", "-C", dir], { input: tar })
-  fs.symlinkSync(path.resolve("node_modules"), path.join(dir, "node_modules"), "dir")
-  execFileSync(process.execPath, ["build.mjs"], { cwd: dir, stdio: ["ignore", "ignore", "inherit"] })
-  return dir
-}
-
 export const startup = async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kaiwa-startup-"))
   try {
-    const baselineDir = buildBaseline(tmp)
+    const baselineDir = buildBaseline(tmp, BASELINE)
     const preload = path.join(tmp, "rss.cjs")
     fs.writeFileSync(
       preload,

@@ -1,5 +1,8 @@
 /** Shared pieces of the benchmarks: an embedded server with a migrated database, timing, result files. */
+import { execFileSync } from "node:child_process"
+import * as fsSync from "node:fs"
 import * as fs from "node:fs/promises"
+import * as path from "node:path"
 import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { Database, pgLayer } from "../src/database/Database.ts"
@@ -56,4 +59,18 @@ export const median = (xs: ReadonlyArray<number>) => {
 export const writeResult = async (name: string, result: unknown) => {
   await fs.mkdir("bench/results", { recursive: true })
   await fs.writeFile(`bench/results/${name}.json`, JSON.stringify(result, null, 2) + "\n")
+}
+
+/**
+ * A commit's tree in `tmp/baseline`, built with its own build.mjs against our node_modules: the baseline a
+ * benchmark runs beside the current build (bench/startup.ts, bench/cpu-per-email.ts).
+ */
+export const buildBaseline = (tmp: string, commit: string): string => {
+  const dir = path.join(tmp, "baseline")
+  fsSync.mkdirSync(dir)
+  const tar = execFileSync("git", ["archive", "--format=tar", commit], { maxBuffer: 256 * 1024 * 1024 })
+  execFileSync("tar", ["-x", "-C", dir], { input: tar })
+  fsSync.symlinkSync(path.resolve("node_modules"), path.join(dir, "node_modules"), "dir")
+  execFileSync(process.execPath, ["build.mjs"], { cwd: dir, stdio: ["ignore", "ignore", "inherit"] })
+  return dir
 }

@@ -27,19 +27,22 @@ const deferred = () => {
 }
 
 /**
- * Posts a 30 KB body on a raw connection (small enough for the kernel's buffers to take whole while the server
- * reads nothing) and resolves with the status line of the answer; `accepted` once the kernel has it all.
+ * Sends `chunks` on a raw connection and resolves with the status line of the answer once the server closes it;
+ * `written` once the kernel has taken the last chunk.
  */
-const post = (port: number, accepted: () => void) =>
+const exchange = (port: number, chunks: ReadonlyArray<string | Buffer>, written: () => void = () => {}) =>
   new Promise<string>((resolve) => {
     const socket = net.connect(port, "127.0.0.1")
     let answer = ""
     socket.on("data", (d) => (answer += d.toString("latin1")))
     socket.on("error", () => {})
     socket.on("close", () => resolve(answer.slice(0, 12)))
-    socket.write(`POST /webhooks/resend HTTP/1.1\r\nhost: x\r\ncontent-length: 30000\r\n\r\n`)
-    socket.write(Buffer.alloc(29_999, "x"), accepted)
+    chunks.forEach((chunk, i) => socket.write(chunk, i === chunks.length - 1 ? written : undefined))
   })
+
+/** A 30 KB webhook post: small enough for the kernel's buffers to take whole while the server reads nothing. */
+const post = (port: number, accepted: () => void) =>
+  exchange(port, [`POST /webhooks/resend HTTP/1.1\r\nhost: x\r\ncontent-length: 30000\r\n\r\n`, Buffer.alloc(29_999, "x")], accepted)
 
 describe("makeNodeServer: connections beyond the bound wait unread", () => {
   it("2 open at once: the other 8 connections read nothing until an open one closes, then all are answered", async () => {
@@ -89,15 +92,7 @@ describe("makeNodeServer: a connection that never finishes its headers loses its
     const server = makeNodeServer({ maxOpen: 1, headersTimeout: Duration.millis(300), checkEvery: Duration.millis(100) })
     server.on("request", (_req, res) => res.writeHead(200, { connection: "close" }).end("ok"))
     const port = await listen(server)
-    const reply = (request: string) =>
-      new Promise<string>((resolve) => {
-        const socket = net.connect(port, "127.0.0.1")
-        let answer = ""
-        socket.on("data", (d) => (answer += d.toString("latin1")))
-        socket.on("error", () => {})
-        socket.on("close", () => resolve(answer.slice(0, 12)))
-        socket.write(request)
-      })
+    const reply = (request: string) => exchange(port, [request])
     const holder = reply("POST /webhooks/resend HTTP/1.1\r\nhost: x\r\n")
     // The holder is accepted first and takes the one turn; the next waits behind it, unread.
     while ((await connections(server)) < 1) await new Promise((r) => setTimeout(r, 10))
@@ -150,16 +145,7 @@ describe("Reclaim", () => {
     const port = await listen(server)
     const body = Buffer.alloc(255 * 1024 - 1, "x")
     const head = `POST /webhooks/resend HTTP/1.1\r\nhost: x\r\ncontent-length: ${255 * 1024}\r\n\r\n`
-    const one = () =>
-      new Promise<string>((resolve) => {
-        const socket = net.connect(port, "127.0.0.1")
-        let answer = ""
-        socket.on("data", (d) => (answer += d.toString("latin1")))
-        socket.on("error", () => {})
-        socket.on("close", () => resolve(answer.slice(0, 12)))
-        socket.write(head)
-        socket.write(body)
-      })
+    const one = () => exchange(port, [head, body])
     const answers = await Promise.all(Array.from({ length: 40 }, one))
     await new Promise<void>((resolve) => server.close(() => resolve()))
     expect(new Set(answers)).toEqual(new Set(["HTTP/1.1 401"]))
