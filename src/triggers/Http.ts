@@ -402,9 +402,10 @@ export const MAX_OPEN_CONNECTIONS = 128
 export const MAX_WAITING_CONNECTIONS = 8192
 
 /**
- * An open connection must have sent its request's headers this long after it was accepted, or Node answers 408
- * and closes it, freeing its turn: a client holding connections open without finishing a request (or the
- * connections waiting behind them) cannot keep the server's turns for longer. Node's default is 60 s.
+ * A connection must have sent its request's headers this long after it was accepted, or Node answers 408 and
+ * closes it: a client holding connections open without finishing a request cannot keep the server's turns for
+ * longer. Node counts from acceptance, so time spent waiting for a turn counts too (a client that waited that
+ * long retries). Node's default is 60 s.
  */
 export const HEADERS_TIMEOUT = Duration.seconds(20)
 
