@@ -4,7 +4,7 @@
  * through `Checks` (Config.ts), a job's own settings through effect `Config` readers (`localTime`, `weekday`,
  * `every`) that a job puts in its `Definition.settings`. A problem names the variable and never repeats its value.
  */
-import { Config, Effect, Option, Record, Result, Schema, SchemaIssue } from "effect"
+import { Config, Effect, Option, Record, Redacted, Result, Schema, SchemaIssue } from "effect"
 import { hasControlCharacter, isWeakSecret, type LocalTime, MIN_DISTINCT_SECRET_CHARACTERS, parseLocalTime, parseWeekday, type Weekday } from "./Values.ts"
 
 /** One thing wrong with one setting: `problem` completes a sentence that begins with the variable's name. */
@@ -111,7 +111,7 @@ const secretProblem = (value: string, rules: SecretRules): string | undefined =>
 // --- A job's own settings: effect Config readers ----------------------------------------------------------------
 
 /** A ConfigError naming `variable` with `problem` (the issue's message; the value is never part of it). */
-export const configProblem = (variable: string, problem: string): Config.ConfigError =>
+const configProblem = (variable: string, problem: string): Config.ConfigError =>
   new Config.ConfigError(
     new Schema.SchemaError(new SchemaIssue.Pointer([variable], new SchemaIssue.InvalidValue({ message: problem })))
   )
@@ -130,6 +130,21 @@ export const parsedSetting = <A>(name: string, parse: (s: string) => Option.Opti
       onNone: () => Effect.fail(configProblem(name, `must be ${expected}`)),
       onSome: Effect.succeed
     })
+  }))
+
+/**
+ * A secret read as the shared ones are (`secretProblem`: never trimmed, control characters and surrounding
+ * whitespace refused, an operator's judged for weakness); unset or empty, None.
+ */
+export const secretSetting = (
+  name: string,
+  rules: SecretRules = { operatorChosen: false }
+): Config.Config<Option.Option<Redacted.Redacted<string>>> =>
+  Config.option(Config.String(name)).pipe(Config.mapEffect((given) => {
+    const value = Option.getOrElse(given, () => "")
+    if (value === "") return Effect.succeed(Option.none())
+    const refused = secretProblem(value, rules)
+    return refused === undefined ? Effect.succeed(Option.some(Redacted.make(value))) : Effect.fail(configProblem(name, refused))
   }))
 
 /** A local time of day, "HH:MM" (minutes after local midnight), `fallback` when unset. */

@@ -21,6 +21,7 @@ import * as SchemaIssue from "effect/SchemaIssue"
 import { SqlClient } from "effect/sql"
 import { type CreateBatchEmailOptions, type ErrorResponse, Resend } from "resend"
 import { hasControlCharacter, isHttpUrl, parseDuration } from "../config/Config.ts"
+import { secretSetting } from "../config/Setting.ts"
 import { type Batch, type DeliveryResult, Mailer, MailerError, type OutgoingEmail, MAX_BATCH } from "./Mailer.ts"
 import { makeRateLimiter, type RateLimiter, retryAfterOf } from "./RateLimiter.ts"
 import * as SharedRateLimiter from "./SharedRateLimiter.ts"
@@ -87,15 +88,12 @@ const setting = <A>(name: string, fallback: A, parse: (s: string) => Result.Resu
     })
   }))
 
-/** A required secret: present, and never trimmed (surrounding whitespace is refused, as a pasted newline). */
+/** A required secret, read as every secret is (`Setting.secretSetting`). */
 const secret = (name: string): Config.Config<Redacted.Redacted<string>> =>
-  Config.option(Config.String(name)).pipe(Config.mapEffect((raw) => {
-    const value = Option.getOrElse(raw, () => "")
-    if (value === "") return Effect.fail(invalidSetting(name, "is required to send email"))
-    if (hasControlCharacter(value)) return Effect.fail(invalidSetting(name, "contains a control character (a trailing newline pasted with it?)"))
-    if (value.trim() !== value) return Effect.fail(invalidSetting(name, "has whitespace around it (a space or newline pasted with it?)"))
-    return Effect.succeed(Redacted.make(value))
-  }))
+  secretSetting(name).pipe(Config.mapEffect(Option.match({
+    onNone: () => Effect.fail(invalidSetting(name, "is required to send email")),
+    onSome: Effect.succeed
+  })))
 
 const positiveNumber = (s: string): Result.Result<number, string> =>
   Number.isFinite(Number(s)) && Number(s) > 0 ? Result.succeed(Number(s)) : Result.fail("must be a positive number")
