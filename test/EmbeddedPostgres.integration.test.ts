@@ -7,6 +7,7 @@
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
@@ -85,6 +86,32 @@ describe("the embedded PostgreSQL", () => {
       if (rule.type !== "local") assert.include(["127.0.0.1", "::1"], rule.address, JSON.stringify(rule))
       assert.strictEqual(rule.auth_method, "scram-sha-256", JSON.stringify(rule))
     }
+  })
+
+  it("a port taken before the server binds it: the server starts on another one", async () => {
+    const taken = net.createServer()
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve))
+    const port = (taken.address() as net.AddressInfo).port
+    try {
+      const scope = Effect.runSync(Scope.make())
+      scopes.push(scope)
+      const server = await Effect.runPromise(Scope.provide(start({ firstPort: port }), scope))
+      assert.notStrictEqual(server.port, port)
+      assert.deepStrictEqual(await tryQuery(server.url("postgres"), "SELECT 1 AS one"), { rows: [{ one: 1 }] })
+    } finally {
+      taken.close()
+    }
+  })
+
+  it("a server that exits before it is ready: the error says why, from PostgreSQL's own output", async () => {
+    const scope = Effect.runSync(Scope.make())
+    scopes.push(scope)
+    const exit = await Effect.runPromiseExit(Scope.provide(start({ settings: { max_connections: "many" } }), scope))
+    assert.isTrue(Exit.isFailure(exit))
+    const text = String(Exit.isFailure(exit) ? exit.cause : "")
+    assert.include(text, "could not start the embedded PostgreSQL: the server exited before it was ready, 3 times:")
+    assert.include(text, "max_connections")
+    assert.notInclude(text, "ready: undefined")
   })
 
   it("a persistent folder: its own random password in a 0600 file, kept across restarts; the folder is its owner's only", async () => {

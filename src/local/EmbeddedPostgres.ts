@@ -89,6 +89,9 @@ const rotateLegacyPassword = async (port: number, password: string) => {
   )
 }
 
+/** How many ports a start tries when the one chosen is taken before the server binds it. */
+const START_ATTEMPTS = 3
+
 const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
     const server = net.createServer()
@@ -216,6 +219,8 @@ export const start = (options: {
   readonly dataDir?: string | undefined
   readonly log?: (line: string) => void
   readonly settings?: Readonly<Record<string, string>> | undefined
+  /** The first port tried (tests: one already taken); a free one otherwise. */
+  readonly firstPort?: number | undefined
 } = {}) =>
   Effect.acquireRelease(
     Effect.tryPromise({
@@ -224,26 +229,45 @@ export const start = (options: {
         await makeBinariesReachable()
         const folder = await prepareFolder(options.dataDir)
         const { base, dataDir, password } = folder
-        const port = await freePort()
-        const log = options.log ?? (() => {})
-        const pg = new EmbeddedPostgres({
-          databaseDir: dataDir,
-          user: USER,
-          password,
-          authMethod: "scram-sha-256",
-          port,
-          persistent: true,
-          createPostgresUser: true,
-          initdbFlags: ["--encoding=UTF8", "--locale=C"],
-          postgresFlags: [
-            "-c", "listen_addresses=127.0.0.1", "-k", base, "-c", "fsync=off", "-c", "max_connections=200",
-            ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ["-c", `${name}=${value}`])
-          ],
-          onLog: log,
-          onError: (e) => log(String(e))
-        })
+        const lines: Array<string> = []
+        const log = (line: string) => {
+          lines.push(line)
+          if (lines.length > 20) lines.shift()
+          options.log?.(line)
+        }
+        const serverOn = (port: number) =>
+          new EmbeddedPostgres({
+            databaseDir: dataDir,
+            user: USER,
+            password,
+            authMethod: "scram-sha-256",
+            port,
+            persistent: true,
+            createPostgresUser: true,
+            initdbFlags: ["--encoding=UTF8", "--locale=C"],
+            postgresFlags: [
+              "-c", "listen_addresses=127.0.0.1", "-k", base, "-c", "fsync=off", "-c", "max_connections=200",
+              ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ["-c", `${name}=${value}`])
+            ],
+            onLog: log,
+            onError: (e) => log(String(e))
+          })
+        let port = options.firstPort ?? await freePort()
+        let pg = serverOn(port)
         if (!folder.initialised) await withTmpdir(base, () => pg.initialise())
-        await pg.start()
+        // The port is free when chosen, but another process can take it before the server binds it (parallel
+        // test files, other servers): the server then exits before it is ready, and is started on a fresh port.
+        // Its output can arrive after the exit is reported, so the reason is not judged; any early exit is retried.
+        for (let attempt = 1; ; attempt++) {
+          const started = await pg.start().then(() => true, () => false)
+          if (started) break
+          if (attempt === START_ATTEMPTS) {
+            const reason = lines.findLast((l) => /FATAL|PANIC|could not/i.test(l)) ?? lines.at(-1) ?? "no output"
+            throw new Error(`the server exited before it was ready, ${START_ATTEMPTS} times: ${reason.trim()}`)
+          }
+          port = await freePort()
+          pg = serverOn(port)
+        }
         if (folder.legacy) await adoptLegacyFolder(pg, port, folder)
         const lastResort = lastResortFor(pg)
         process.once("exit", lastResort)
