@@ -270,7 +270,15 @@ describe("the shared rate limit against another sender (processes)", () => {
     assert.isAtMost(library.filter((r) => r.at > settled + 1000).length, departures.length)
     const [row] = await query(url, (sql) =>
       sql<{ share: number }>`SELECT share::float8 AS share FROM kaiwa_jobs.rate_limits WHERE key = 'resend'`)
-    assert.closeTo(row!.share, 2 / 3, 1e-9)
+    // The first collision cuts the share to 2/3 (one place per window free). A later 429 cuts it again by YIELD:
+    // on a loaded machine the fake, which runs in this process, can stamp two arrivals closer than the library's
+    // departures were (a CI run ended at 0.5 = 2/3 x 0.75 so). So the share is 2/3 x YIELD^j, with j no more than
+    // the library's refusals after its first one, and 2/3 exactly when there were none.
+    const refusalsAfterFirst = library.filter((r) => r.status === 429 && r.at > firstRefusal!.at).length
+    const cuts = Math.round(Math.log(row!.share / (2 / 3)) / Math.log(SharedRateLimiter.YIELD))
+    assert.closeTo(row!.share, (2 / 3) * SharedRateLimiter.YIELD ** cuts, 1e-9)
+    assert.isAtLeast(cuts, 0, `share ${row!.share} above 2/3`)
+    assert.isAtMost(cuts, refusalsAfterFirst, `share ${row!.share}: cut without a refusal to explain it`)
   }, 60_000)
 })
 
