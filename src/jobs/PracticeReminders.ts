@@ -93,12 +93,9 @@ export const selection = ({ app, asOf, config, settings, sql }: ReminderContext)
         },
         {
           reason: "practised_in_last_24h",
-          // z.open IS NOT FALSE changes nothing (closed zones are filtered out above); it makes the cheap window
-          // filter run before this anti-join, so only users whose window is open are looked up in the sessions
           holds: sql`NOT EXISTS (
             SELECT 1 FROM ${app.sessions} s
-            WHERE s.app_user_id = u.app_id AND z.open IS NOT FALSE
-              AND s.start_raw > ${app.at.start(dayAgo)} AND s.start_raw <= ${app.at.start(asOf)})`
+            WHERE s.app_user_id = u.app_id AND s.start_raw > ${app.at.start(dayAgo)} AND s.start_raw <= ${app.at.start(asOf)})`
         }
       ]
     },

@@ -63,7 +63,11 @@ export interface Selection {
    * a job that needs no explanations, `candidates`: the whole SELECT.
    */
   readonly candidates: Statement.Fragment | Rules
-  /** The dedupe keys this tick can plan, when the job knows them: the ledger check then reads only those keys. */
+  /**
+   * Every dedupe key this tick's candidates can have, when the job knows them: the ledger check then reads only
+   * those keys, and with a single key it compares with it rather than with each candidate's (so PostgreSQL may
+   * check the ledger before the job's own rules). A candidate with a key outside `keys` is a bug in the job.
+   */
   readonly keys?: ReadonlyArray<string> | undefined
   /**
    * From the candidates that have no ledger row yet for their key (the relation `fresh` names), one row each

@@ -93,6 +93,21 @@ const candidatesOf = (sql: SqlClient.SqlClient, candidates: Statement.Fragment |
     : candidates
 
 /**
+ * The ledger check's key: the candidate's own, and among `keys` when the job declared them. With one key declared
+ * (most ticks: every open window shares its local date or week), every candidate has that key, so the check
+ * compares with the constant and not with `x.dedupe_key`: it then depends on the user alone, and PostgreSQL can run
+ * it before the job's window rules (which compute the key from the zone) instead of after them
+ * (docs/decisions.md, Selection on Kaiwa's shape). A candidate whose key is outside `keys` is a bug in the job's
+ * declaration; its planned row would then meet an existing row in `deliveries_once`, which fails the planning.
+ */
+const sameKey = (sql: SqlClient.SqlClient, keys: ReadonlyArray<string> | undefined): Statement.Fragment =>
+  keys === undefined
+    ? sql`d.dedupe_key = x.dedupe_key`
+    : keys.length === 1
+    ? sql`d.dedupe_key = ${keys[0]!}`
+    : sql`d.dedupe_key = x.dedupe_key AND d.dedupe_key IN ${sql.in(keys)}`
+
+/**
  * A job's rule composed with what the library applies to every job: the candidates that already
  * have a ledger row for their key are left out before the job computes their rows (so no job repeats that
  * check, and the ledger's once-per-key constraint catches a bug in this composition loudly); then each row gets
@@ -121,8 +136,7 @@ export const selectionOf = (sql: SqlClient.SqlClient) => (args: SelectionArgs): 
     SELECT x.* FROM job_candidates x
     WHERE NOT EXISTS (
       SELECT 1 FROM kaiwa_jobs.deliveries d
-      WHERE d.job = ${args.job} AND d.user_id = x.user_id AND d.dedupe_key = x.dedupe_key
-        ${keys === undefined ? sql.literal("") : sql`AND d.dedupe_key IN ${sql.in(keys)}`})
+      WHERE d.job = ${args.job} AND d.user_id = x.user_id AND ${sameKey(sql, keys)})
   ),
   job_rows AS (${selection.rows(sql`fresh`)})
   SELECT r.user_id, r.email, r.dedupe_key, r.data, r.expires_at,
