@@ -2,7 +2,7 @@
  * Loads the selection benchmark's population (see bench/selection.ts) with the recommended indexes (created after
  * the rows, which is faster), in either shape of the app's tables, the SAME population in both:
  *
- * - `simple` (CONTRACT 3): ids `'u' || g`, `timestamptz` columns, the zone in `users.timezone`, a session with no
+ * - `simple` (CONTRACT 3): text ids, the same as Kaiwa's (see `SIMPLE_IDS`), `timestamptz` columns, the zone in `users.timezone`, a session with no
  *   recorded duration has NULL;
  * - `kaiwa` (Kaiwa's production tables, `kaiwaAppFixture`): ids `md5('u' || g)::uuid` (deterministic, so both
  *   databases hold the same learners), `timestamp` columns holding the same instants as UTC wall clock, no zone
@@ -27,8 +27,17 @@ const zones = ["America/Los_Angeles", "America/New_York", "America/Sao_Paulo", "
 /** The names of the indexes the library recommends for the app tables. */
 export const recommendedIndexNames = recommendedAppIndexes.map((ddl) => /IF NOT EXISTS (\S+)/.exec(ddl)![1]!)
 
+/**
+ * The simple shape's ids: by default the very ids Kaiwa's shape holds, as text (`md5('u' || g)::uuid::text`), so
+ * the two shapes differ in their types and tables only, not in how long each learner's id is (the ledger stores
+ * ids as text in both). `BENCH_SIMPLE_IDS=short` gives the simple shape ids `'u' || g` (2 to 8 characters against
+ * 36), as runs before 2026-12-07 did; docs/decisions.md (Selection on Kaiwa's shape) has both figures.
+ */
+export const SIMPLE_IDS: "same" | "short" = process.env["BENCH_SIMPLE_IDS"] === "short" ? "short" : "same"
+
 /** Learner g's id in each shape, as SQL over a column `g`. */
-export const userId = (shape: AppFixture, g = "g") => shape === "kaiwa" ? `md5('u' || ${g})::uuid` : `('u' || ${g})`
+export const userId = (shape: AppFixture, g = "g") =>
+  shape === "kaiwa" ? `md5('u' || ${g})::uuid` : SIMPLE_IDS === "short" ? `('u' || ${g})` : `md5('u' || ${g})::uuid::text`
 
 /** Learner g's time zone, as SQL over `g`. */
 const zoneOf = (g = "g") => `(ARRAY[${zones.map((z) => `'${z}'`).join(",")}])[1 + ${g} % ${zones.length}]`

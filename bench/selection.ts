@@ -43,7 +43,7 @@ import type * as Job from "../src/job/Job.ts"
 import { founderEmails, practiceReminders, weeklyProgress } from "../src/jobs/index.ts"
 import * as WeeklyProgress from "../src/jobs/WeeklyProgress.ts"
 import type { AppFixture } from "../src/migrations/index.ts"
-import { recommendedIndexNames, selectionLoad } from "./selection-load.ts"
+import { recommendedIndexNames, SIMPLE_IDS, selectionLoad } from "./selection-load.ts"
 import { median, sqlOn, withDatabases, writeResult } from "./support.ts"
 
 const USERS = Number(process.env["BENCH_USERS"] ?? 1_000_000)
@@ -248,6 +248,7 @@ export const selection = () =>
       users: USERS,
       startedAt,
       sharedBuffers: SHARED_BUFFERS,
+      simpleIds: SIMPLE_IDS,
       runsPerShape: RUNS,
       loadSeconds,
       loadAverage: { before: loadAverageBefore, after: loadAverageAfter },
@@ -268,6 +269,7 @@ const writeReadmeTable = async (r: {
   readonly users: number
   readonly startedAt: string
   readonly runsPerShape: number
+  readonly simpleIds: "same" | "short"
   readonly loadAverage: { readonly before: ReadonlyArray<number>; readonly after: ReadonlyArray<number> }
   readonly shapes: ReadonlyArray<Awaited<ReturnType<typeof compareShapes>>>
 }) => {
@@ -276,7 +278,8 @@ const writeReadmeTable = async (r: {
   const table = [
     start,
     `Run of ${r.startedAt.slice(0, 16).replace("T", " ")} UTC, ${r.users.toLocaleString("en-US")} users, median of ${r.runsPerShape} ` +
-    `planning runs per shape, shapes alternating, on 2 cores (the machine's load is in bench/results/selection.json):`,
+    `planning runs per shape, shapes alternating, on 2 cores (the machine's load is in bench/results/selection.json); ` +
+    (r.simpleIds === "same" ? "the simple shape holds the same ids as Kaiwa's, as text:" : "the simple shape's ids are short (`'u' || g`):"),
     "",
     "| job (tick) | due | simple shape | Kaiwa's shape | ratio kaiwa / simple (medians) | median of paired ratios | target <= 1.25 |",
     "| --- | --- | --- | --- | --- | --- | --- |",
