@@ -98,7 +98,9 @@ const candidatesOf = (sql: SqlClient.SqlClient, candidates: Statement.Fragment |
  * compares with the constant and not with `x.dedupe_key`: it then depends on the user alone, and PostgreSQL can run
  * it before the job's window rules (which compute the key from the zone) instead of after them
  * (docs/decisions.md, Selection on Kaiwa's shape). A candidate whose key is outside `keys` is a bug in the job's
- * declaration; its planned row would then meet an existing row in `deliveries_once`, which fails the planning.
+ * declaration: the check would look for the declared key instead of its own, so a row already planned for its own
+ * key would meet it in `deliveries_once` (the planning fails, nothing is sent twice), and a row for the declared
+ * key would hold it back. `test/jobs/keys.integration.test.ts` checks the jobs' declarations.
  */
 const sameKey = (sql: SqlClient.SqlClient, keys: ReadonlyArray<string> | undefined): Statement.Fragment =>
   keys === undefined
