@@ -7,7 +7,7 @@
  * - `kaiwa` (Kaiwa's production tables, `kaiwaAppFixture`): ids `md5('u' || g)::uuid` (deterministic, so both
  *   databases hold the same learners), `timestamp` columns holding the same instants as UTC wall clock, no zone
  *   column: every user's zone is in `kaiwa_jobs.user_timezones` (as the web app fills it through
- *   `set_user_timezone`), and `duration_seconds` is NOT NULL, so an unrecorded duration is 0 (the weekly report
+ *   `set_user_timezone`, at sign-up), and `duration_seconds` is NOT NULL, so an unrecorded duration is 0 (the weekly report
  *   counts NULL as 0: the figures are the same). The app's extra columns keep their defaults (NULL mostly).
  *
  * Every figure is otherwise identical: the same learners, sign-ups, sessions, settings rows and ledger rows (whose
@@ -55,19 +55,21 @@ export const selectionLoad = (sql: SqlClient.SqlClient, AT: Date, USERS: number,
     const duration = `CASE WHEN g % 13 = 0 THEN ${shape === "kaiwa" ? "0" : "NULL"} ELSE 60 + (g * 7) % 1740 END`
     // Loading is faster without the indexes; they are created (and dropped again for the baseline) below.
     for (const name of recommendedIndexNames) yield* sql`DROP INDEX IF EXISTS ${sql(name)}`
+    const signUp = `CASE WHEN ${FOUNDER}
+          THEN $1::timestamptz - interval '24 hours' - make_interval(mins => (g * 7) % (72 * 60 - 1))
+          ELSE $1::timestamptz - make_interval(days => 10 + g % 700) - make_interval(mins => g % 1440) END`
     yield* sql.unsafe(`
       INSERT INTO users (id, email, display_name, email_verified, created_at${shape === "simple" ? ", timezone" : ""})
       SELECT ${id}, 'u' || g || '@example.com', 'Learner ' || g,
         CASE WHEN g % 50 = 0 THEN NULL ELSE ${ts("timestamptz '2025-01-01'")} END,
-        ${ts(`CASE WHEN ${FOUNDER}
-          THEN $1::timestamptz - interval '24 hours' - make_interval(mins => (g * 7) % (72 * 60 - 1))
-          ELSE $1::timestamptz - make_interval(days => 10 + g % 700) - make_interval(mins => g % 1440) END`)}
+        ${ts(signUp)}
         ${shape === "simple" ? `, ${zoneOf()}` : ""}
       FROM generate_series(1, ${USERS}) g`, [AT])
     if (shape === "kaiwa") {
+      // Each zone set once, at sign-up (`set_user_timezone` writes nothing when the zone is unchanged).
       yield* sql.unsafe(`
-        INSERT INTO kaiwa_jobs.user_timezones (user_id, timezone)
-        SELECT ${id}::text, ${zoneOf()} FROM generate_series(1, ${USERS}) g`)
+        INSERT INTO kaiwa_jobs.user_timezones (user_id, timezone, updated_at)
+        SELECT ${id}::text, ${zoneOf()}, ${signUp} FROM generate_series(1, ${USERS}) g`, [AT])
     }
     yield* sql.unsafe(`
       INSERT INTO user_settings (user_id, receive_practice_reminders, receive_founder_emails)

@@ -180,8 +180,11 @@ export class AppTables extends Context.Service<AppTables, {
   /**
    * The users with their zone resolved, as a FROM item: `users`' columns plus `tz` (their zone when PostgreSQL
    * knows it, else `defaultTimezone`) and `unknown_timezone` (a zone was given that PostgreSQL does not know).
+   * Made for a job that keeps few users (zones are looked up user by user). `signedUpAfter`, when the job keeps
+   * only users who signed up after that instant (the founder sequence), lets the zones written since then be read
+   * in one range instead; the result is the same.
    */
-  readonly usersIn: (defaultTimezone: string) => Statement.Fragment
+  readonly usersIn: (defaultTimezone: string, signedUpAfter?: Date) => Statement.Fragment
   /** The conversation sessions, as a FROM item. */
   readonly sessions: Statement.Fragment
   /**
@@ -240,6 +243,17 @@ const optInName = (list: string) => `opt_in_${list.replace(/[^a-z0-9]+/gi, "_")}
 const idParamFor = (sql: SqlClient.SqlClient, shape: AppShape) => (userId: string) =>
   shape.idType === "uuid" ? sql`${userId}::uuid` : sql`${userId}`
 
+/** How the users' zones are read: joined for all, looked up one by one, or recent ones in a range first. */
+type Zones =
+  | { readonly _tag: "join" }
+  | { readonly _tag: "lookup" }
+  | { readonly _tag: "recent"; readonly signedUpAfter: Date }
+
+/** At most this many recently written zones are hashed; users beyond them are looked up one by one. */
+const RECENT_ZONES = 50_000
+/** The app's clock (its `created_at`) and the database's (`updated_at`) may differ by this much. */
+const CLOCK_SKEW_MS = 24 * 3_600_000
+
 /** The users and sessions as FROM items, in the shape the module comment describes, and `rawStart`. */
 const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: ReadonlyArray<string>) => {
   // A `timestamp` column holding UTC, read as an instant (and back, `rawStart`): at the fixed offset 0, the same values
@@ -248,40 +262,67 @@ const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: Readon
   const UTC = sql.literal("INTERVAL '+00:00'")
   const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE ${UTC})` : expr
 
-  const timezone = shape.timezoneColumn ? sql`coalesce(u.timezone, ut.timezone)` : sql`ut.timezone`
-  const optIns = Object.entries(OPT_IN_COLUMNS).map(([list, column]) =>
-    shape.optInColumns.includes(column)
-      ? sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`
-      : sql`true AS ${sql(optInName(list))}`
-  )
+  const zone = (recent: boolean) => recent ? sql`coalesce(rt.timezone, ut.timezone)` : sql`ut.timezone`
+  const timezone = (recent: boolean) => shape.timezoneColumn ? sql`coalesce(u.timezone, ${zone(recent)})` : zone(recent)
+  // Joined for every user (a tick over everyone), or, over few users, one lookup per opt-in a statement reads, made
+  // only for the rows that reach it: a join there let PostgreSQL hash all of user_settings before the window rules.
+  const optIns = (zones: Zones) =>
+    Object.entries(OPT_IN_COLUMNS).map(([list, column]) =>
+      !shape.optInColumns.includes(column)
+        ? sql`true AS ${sql(optInName(list))}`
+        : zones._tag === "join"
+        ? sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`
+        : sql`coalesce((SELECT us.${sql(column)} FROM ${sql(SETTINGS)} us WHERE us.user_id = u.id), true) AS ${sql(optInName(list))}`
+    )
   // The library's time zones, joined for every user (one hash join: a tick over everyone) or looked up per user
   // (an index lookup each: a job whose own rules leave few users, the founder sequence).
-  const zoneKey = shape.idType === "uuid" ? sql`ut.app_uuid = u.id` : sql`ut.user_id = u.id::text`
+  const keyOf = (alias: string) =>
+    shape.idType === "uuid" ? sql`${sql(alias)}.app_uuid = u.id` : sql`${sql(alias)}.user_id = u.id::text`
   // Looked up per user from the library's table alone (Kaiwa's shape), the zone's row also gives the app id (the same
   // value), so rules on the app's id (the founder's "never practised") follow the window filter: 400 sessions lookups
   // instead of 2,400 (docs/decisions.md, Selection on Kaiwa's shape).
-  const appId = (zones: "join" | "lookup") =>
-    zones === "lookup" && !shape.timezoneColumn && shape.idType === "uuid" ? sql`coalesce(ut.app_uuid, u.id)` : sql`u.id`
-  const usersWith = (zones: "join" | "lookup") => sql`(
+  const appId = (zones: Zones) =>
+    zones._tag !== "join" && !shape.timezoneColumn && shape.idType === "uuid"
+      ? sql`coalesce(${zones._tag === "recent" ? sql`rt.app_uuid, ` : sql.literal("")}ut.app_uuid, u.id)`
+      : sql`u.id`
+  const usersWith = (zones: Zones) => sql`(
     SELECT u.id::text AS user_id, ${appId(zones)} AS app_id, u.email,
       ${shape.displayName ? sql`u.display_name` : sql`NULL::text`} AS display_name,
       u.email_verified, u.created_at AS created_raw, ${utc(sql`u.created_at`, shape.createdAt)} AS created_at,
-      ${timezone} AS timezone, ${sql.csv(optIns)}
+      ${timezone(zones._tag === "recent")} AS timezone, ${sql.csv(optIns(zones))}
     FROM ${sql(USERS)} u
-    ${shape.settingsTable ? sql`LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = u.id` : sql.literal("")}
-    ${zones === "join"
-    ? sql`LEFT JOIN kaiwa_jobs.user_timezones ut ON ${zoneKey}`
-    : sql`LEFT JOIN LATERAL (SELECT ut.timezone, ut.app_uuid FROM kaiwa_jobs.user_timezones ut WHERE ${zoneKey}) ut ON true`})`
-  const users = usersWith("join")
+    ${shape.settingsTable && zones._tag === "join" ? sql`LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = u.id` : sql.literal("")}
+    ${zonesJoin(zones)})`
+  const zonesJoin = (zones: Zones) => {
+    if (zones._tag === "join") return sql`LEFT JOIN kaiwa_jobs.user_timezones ut ON ${keyOf("ut")}`
+    if (zones._tag === "lookup") {
+      return sql`LEFT JOIN LATERAL (SELECT ut.timezone, ut.app_uuid FROM kaiwa_jobs.user_timezones ut WHERE ${keyOf("ut")}) ut ON true`
+    }
+    // Recent sign-ups: the zones written since (at most RECENT_ZONES of them, newest first) in one range of
+    // user_timezones_updated_idx, hashed; a user not among them (a zone set before the sign-up, an older row, too
+    // many recent rows) is looked up as before. Either way the user's one row, so the same zone. Reason: a new
+    // connection pays ~16 µs per lookup against ~4 µs once its pages are touched, and the founder sequence looks
+    // up thousands (docs/decisions.md, Selection on Kaiwa's shape).
+    const since = new Date(zones.signedUpAfter.getTime() - CLOCK_SKEW_MS)
+    return sql`LEFT JOIN (
+      SELECT r.user_id, r.app_uuid, r.timezone FROM kaiwa_jobs.user_timezones r
+      WHERE r.updated_at > ${since}::timestamptz ORDER BY r.updated_at DESC LIMIT ${RECENT_ZONES}) rt ON ${keyOf("rt")}
+    LEFT JOIN LATERAL (
+      SELECT ut.timezone, ut.app_uuid FROM kaiwa_jobs.user_timezones ut WHERE ${keyOf("ut")} AND rt.timezone IS NULL
+      -- LIMIT 1 (one row per user anyway) keeps this a subquery, so the test on rt gates the lookup, per user,
+      -- instead of filtering its result after it ran.
+      LIMIT 1) ut ON true`
+  }
+  const users = usersWith({ _tag: "join" })
   const sessions = sql`(
     SELECT s.user_id AS app_user_id, s.start_time AS start_raw, ${utc(sql`s.start_time`, shape.startTime)} AS start_time,
       s.language, s.duration_seconds
     FROM ${sql(SESSIONS)} s)`
 
-  const usersIn = (defaultTimezone: string) => sql`(
+  const usersIn = (defaultTimezone: string, signedUpAfter?: Date) => sql`(
     SELECT a.*, CASE WHEN a.timezone = ANY(${knownZones}::text[]) THEN a.timezone ELSE ${defaultTimezone} END AS tz,
       (a.timezone IS NOT NULL AND NOT a.timezone = ANY(${knownZones}::text[])) AS unknown_timezone
-    FROM ${usersWith("lookup")} a)`
+    FROM ${usersWith(signedUpAfter === undefined ? { _tag: "lookup" } : { _tag: "recent", signedUpAfter })} a)`
   const rawStart = (expr: Statement.Fragment) => shape.startTime === "timestamp" ? sql`(${expr} AT TIME ZONE ${UTC})` : expr
   return { users, sessions, usersIn, rawStart }
 }

@@ -26,6 +26,9 @@ export type FounderSettings = Config.Success<typeof settings>
 
 const HOUR_MS = 3_600_000
 
+/** The earliest sign-up still in the sequence at `asOf` (signed up less than 96 hours before). */
+const sequenceStart = (asOf: Date) => new Date(asOf.getTime() - 96 * HOUR_MS)
+
 /**
  * The founder sequence's rule at `asOf` (the library adds the ledger check, the shared rules and the cap). The
  * sign-up range is on the app's own column (`app.at`), so its index serves it on either shape; a user with no
@@ -37,14 +40,14 @@ export const selection = (
   candidates: {
     select: sql`u.user_id, u.app_id, u.email, u.display_name, u.email_verified, u.created_at, u.tz, u.unknown_timezone,
       ${app.optIn(NAME)} AS opt_in, x.step, x.shifted, 'day' || x.step AS dedupe_key`,
-    from: sql`${app.usersIn(config.defaultTimezone)} u
+    from: sql`${app.usersIn(config.defaultTimezone, sequenceStart(asOf))} u
       CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM ${asOf}::timestamptz - u.created_at) / 86400)::int AS step,
         (${asOf}::timestamptz AT TIME ZONE u.tz) - make_interval(mins => ${settings.founderLocalTime}) AS shifted) x`,
     rules: [
       {
         reason: "not_in_founder_days",
         holds: sql`u.created_raw <= ${app.at.created(new Date(asOf.getTime() - 24 * HOUR_MS))}
-          AND u.created_raw > ${app.at.created(new Date(asOf.getTime() - 96 * HOUR_MS))}`
+          AND u.created_raw > ${app.at.created(sequenceStart(asOf))}`
       },
       { reason: "outside_local_window", holds: sql`x.shifted::time < make_time(${WINDOW_MINUTES / 60}, 0, 0)` },
       {

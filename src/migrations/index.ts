@@ -320,6 +320,29 @@ export const kaiwaJobs = Migrator.fromRecord({
         WHEN starts_with(reason, 'outcome_unknown: ') THEN 'outcome_unknown'
       END
       WHERE status = 'failed'`
+  ),
+  // A learner's zone row records when the zone last changed: setting the zone it already has (the web app calls
+  // this at every sign-in) writes nothing, so `updated_at` is the sign-up for most learners, and the founder
+  // sequence reads its recent sign-ups' zones in one range of this index (src/database/App.ts, `usersIn`;
+  // docs/decisions.md, Selection on Kaiwa's shape). Writing nothing also spares a dead row per sign-in.
+  "0013_user_timezones_recent": statements(
+    `CREATE OR REPLACE FUNCTION kaiwa_jobs.set_user_timezone(user_id text, timezone text) RETURNS void
+      LANGUAGE plpgsql VOLATILE AS $$
+    #variable_conflict use_column
+    BEGIN
+      IF $1 IS NULL THEN
+        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: user_id is null' USING ERRCODE = '22023';
+      END IF;
+      IF $2 IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = $2) THEN
+        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: unknown time zone %', coalesce(quote_literal($2), 'NULL')
+          USING ERRCODE = '22023', HINT = 'Pass an IANA zone name such as Europe/Paris (Intl.DateTimeFormat().resolvedOptions().timeZone).';
+      END IF;
+      INSERT INTO kaiwa_jobs.user_timezones AS t (user_id, timezone, updated_at) VALUES ($1, $2, clock_timestamp())
+      ON CONFLICT (user_id) DO UPDATE SET timezone = EXCLUDED.timezone, updated_at = EXCLUDED.updated_at
+        WHERE t.timezone IS DISTINCT FROM EXCLUDED.timezone;
+    END
+    $$`,
+    `CREATE INDEX user_timezones_updated_idx ON kaiwa_jobs.user_timezones (updated_at) INCLUDE (app_uuid, timezone)`
   )
 })
 

@@ -116,6 +116,47 @@ describe("set_user_timezone, the web app's way to give a learner's zone", () => 
   })
 })
 
+describe("set_user_timezone records when the zone changed; the founder sequence reads zones old and new", () => {
+  layer(testLayer, { excludeTestServices: true })((it) => {
+    it.effect("the same zone again writes nothing; a recent row, an old row and no row each give the learner's zone", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        // The row's version (xmin changes with every write) and its updated_at to the microsecond.
+        const version = (name: string) =>
+          Effect.map(
+            sql<{ v: string }>`SELECT xmin::text || '|' || updated_at::text AS v FROM kaiwa_jobs.user_timezones WHERE user_id = ${uid(name)}`,
+            (rows) => rows[0]!.v
+          )
+        // Founder cohort: signed up 30 hours before 2026-03-10 09:00 UTC, never practised.
+        const nine = Date.parse("2026-03-10T09:00:00Z")
+        const signedUp = new Date(nine - 30 * HOUR)
+        yield* insertUsers(["f-recent", "f-old", "f-none"].map((id) => ({ id, createdAt: signedUp, timezone: null })))
+        assert.isTrue(Exit.isSuccess(yield* setZone(uid("f-recent"), "Asia/Kolkata")))
+        assert.isTrue(Exit.isSuccess(yield* setZone(uid("f-old"), "Asia/Kolkata")))
+
+        // The web app calls the function at every sign-in: the same zone again leaves the row as it was.
+        const first = yield* version("f-recent")
+        assert.isTrue(Exit.isSuccess(yield* setZone(uid("f-recent"), "Asia/Kolkata")))
+        assert.strictEqual(yield* version("f-recent"), first)
+        // A new zone is a change: written, with its time.
+        assert.isTrue(Exit.isSuccess(yield* setZone(uid("f-recent"), "Europe/Paris")))
+        const changed = yield* version("f-recent")
+        assert.notStrictEqual(changed.split("|")[0], first.split("|")[0])
+        assert.notStrictEqual(changed.split("|")[1], first.split("|")[1])
+        assert.isTrue(Exit.isSuccess(yield* setZone(uid("f-recent"), "Asia/Kolkata")))
+
+        // f-old's row was written long before the sign-up (outside the range of recent zones the founder sequence
+        // reads at once); f-none has no row (DEFAULT_TIMEZONE, UTC).
+        yield* sql`UPDATE kaiwa_jobs.user_timezones SET updated_at = '2020-01-01T00:00:00Z' WHERE user_id = ${uid("f-old")}`
+
+        // 09:00 UTC is 14:30 in Kolkata (the 14:00-18:00 window is open) and 09:00 in UTC (closed); 15:00 UTC is
+        // 20:30 in Kolkata (closed) and 15:00 in UTC (open).
+        assert.deepStrictEqual((yield* sendAt(founderEmails, nine)).to, ["f-old@example.com", "f-recent@example.com"])
+        assert.deepStrictEqual((yield* sendAt(founderEmails, nine + 6 * HOUR)).to, ["f-none@example.com"])
+      }).pipe(Effect.provide(TestClock.layer())))
+  })
+})
+
 describe("learners as Kaiwa's tables hold them", () => {
   layer(testLayer, { excludeTestServices: true })((it) => {
     it.effect("a null created_at is 'signed up long ago': reminders, never the founder sequence; no settings row means opted in", () =>
