@@ -254,30 +254,16 @@ const RECENT_ZONES = 50_000
 /** The app's clock (its `created_at`) and the database's (`updated_at`) may differ by this much. */
 const CLOCK_SKEW_MS = 24 * 3_600_000
 
-/** The users and sessions as FROM items, in the shape the module comment describes, and `rawStart`. */
-const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: ReadonlyArray<string>) => {
-  // A `timestamp` column holding UTC, read as an instant (and back, `rawStart`): at the fixed offset 0, the same values
-  // as AT TIME ZONE 'UTC' without parsing the zone's name for each row (~5x cheaper per conversion, which the weekly
-  // report makes about 20 times per session of the fortnight; docs/decisions.md, Selection on Kaiwa's shape).
-  const UTC = sql.literal("INTERVAL '+00:00'")
-  const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE ${UTC})` : expr
-
-  const zone = (recent: boolean) => recent ? sql`coalesce(rt.timezone, ut.timezone)` : sql`ut.timezone`
-  const timezone = (recent: boolean) => shape.timezoneColumn ? sql`coalesce(u.timezone, ${zone(recent)})` : zone(recent)
-  // Joined for every user (a tick over everyone), or, over few users, one lookup per opt-in a statement reads, made
-  // only for the rows that reach it: a join there let PostgreSQL hash all of user_settings before the window rules.
-  const optIns = (zones: Zones) =>
-    Object.entries(OPT_IN_COLUMNS).map(([list, column]) =>
-      !shape.optInColumns.includes(column)
-        ? sql`true AS ${sql(optInName(list))}`
-        : zones._tag === "join"
-        ? sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`
-        : sql`coalesce((SELECT us.${sql(column)} FROM ${sql(SETTINGS)} us WHERE us.user_id = u.id), true) AS ${sql(optInName(list))}`
-    )
-  // The library's time zones, joined for every user (one hash join: a tick over everyone) or looked up per user
-  // (an index lookup each: a job whose own rules leave few users, the founder sequence).
+/**
+ * How a users FROM item reads zones, on this shape: the join or lookups that bring `ut` (and `rt`), the zone and app
+ * id they give. The library's time zones are joined for every user (one hash join: a tick over everyone) or looked
+ * up per user (an index lookup each: a job whose own rules leave few users, the founder sequence).
+ */
+const zoneReads = (sql: SqlClient.SqlClient, shape: AppShape) => {
   const keyOf = (alias: string) =>
     shape.idType === "uuid" ? sql`${sql(alias)}.app_uuid = u.id` : sql`${sql(alias)}.user_id = u.id::text`
+  const zone = (zones: Zones) => zones._tag === "recent" ? sql`coalesce(rt.timezone, ut.timezone)` : sql`ut.timezone`
+  const timezone = (zones: Zones) => shape.timezoneColumn ? sql`coalesce(u.timezone, ${zone(zones)})` : zone(zones)
   // Looked up per user from the library's table alone (Kaiwa's shape), the zone's row also gives the app id (the same
   // value), so rules on the app's id (the founder's "never practised") follow the window filter: 400 sessions lookups
   // instead of 2,400 (docs/decisions.md, Selection on Kaiwa's shape).
@@ -285,15 +271,7 @@ const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: Readon
     zones._tag !== "join" && !shape.timezoneColumn && shape.idType === "uuid"
       ? sql`coalesce(${zones._tag === "recent" ? sql`rt.app_uuid, ` : sql.literal("")}ut.app_uuid, u.id)`
       : sql`u.id`
-  const usersWith = (zones: Zones) => sql`(
-    SELECT u.id::text AS user_id, ${appId(zones)} AS app_id, u.email,
-      ${shape.displayName ? sql`u.display_name` : sql`NULL::text`} AS display_name,
-      u.email_verified, u.created_at AS created_raw, ${utc(sql`u.created_at`, shape.createdAt)} AS created_at,
-      ${timezone(zones._tag === "recent")} AS timezone, ${sql.csv(optIns(zones))}
-    FROM ${sql(USERS)} u
-    ${shape.settingsTable && zones._tag === "join" ? sql`LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = u.id` : sql.literal("")}
-    ${zonesJoin(zones)})`
-  const zonesJoin = (zones: Zones) => {
+  const join = (zones: Zones) => {
     if (zones._tag === "join") return sql`LEFT JOIN kaiwa_jobs.user_timezones ut ON ${keyOf("ut")}`
     if (zones._tag === "lookup") {
       return sql`LEFT JOIN LATERAL (SELECT ut.timezone, ut.app_uuid FROM kaiwa_jobs.user_timezones ut WHERE ${keyOf("ut")}) ut ON true`
@@ -313,6 +291,40 @@ const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: Readon
       -- instead of filtering its result after it ran.
       LIMIT 1) ut ON true`
   }
+  return { timezone, appId, join }
+}
+
+/**
+ * The opt-in columns of a users FROM item: joined for every user (a tick over everyone), or, over few users, one
+ * lookup per opt-in a statement reads, made only for the rows that reach it: a join there let PostgreSQL hash all
+ * of user_settings before the window rules.
+ */
+const optInsOf = (sql: SqlClient.SqlClient, shape: AppShape) => (zones: Zones) =>
+  Object.entries(OPT_IN_COLUMNS).map(([list, column]) =>
+    !shape.optInColumns.includes(column)
+      ? sql`true AS ${sql(optInName(list))}`
+      : zones._tag === "join"
+      ? sql`coalesce(us.${sql(column)}, true) AS ${sql(optInName(list))}`
+      : sql`coalesce((SELECT us.${sql(column)} FROM ${sql(SETTINGS)} us WHERE us.user_id = u.id), true) AS ${sql(optInName(list))}`
+  )
+
+/** The users and sessions as FROM items, in the shape the module comment describes, and `rawStart`. */
+const fromItems = (sql: SqlClient.SqlClient, shape: AppShape, knownZones: ReadonlyArray<string>) => {
+  // A `timestamp` column holding UTC, read as an instant (and back, `rawStart`): at the fixed offset 0, the same values
+  // as AT TIME ZONE 'UTC' without parsing the zone's name for each row (~5x cheaper per conversion, which the weekly
+  // report makes about 20 times per session of the fortnight; docs/decisions.md, Selection on Kaiwa's shape).
+  const UTC = sql.literal("INTERVAL '+00:00'")
+  const utc = (expr: Statement.Fragment, kind: TimestampKind) => kind === "timestamp" ? sql`(${expr} AT TIME ZONE ${UTC})` : expr
+  const zones = zoneReads(sql, shape)
+  const optIns = optInsOf(sql, shape)
+  const usersWith = (mode: Zones) => sql`(
+    SELECT u.id::text AS user_id, ${zones.appId(mode)} AS app_id, u.email,
+      ${shape.displayName ? sql`u.display_name` : sql`NULL::text`} AS display_name,
+      u.email_verified, u.created_at AS created_raw, ${utc(sql`u.created_at`, shape.createdAt)} AS created_at,
+      ${zones.timezone(mode)} AS timezone, ${sql.csv(optIns(mode))}
+    FROM ${sql(USERS)} u
+    ${shape.settingsTable && mode._tag === "join" ? sql`LEFT JOIN ${sql(SETTINGS)} us ON us.user_id = u.id` : sql.literal("")}
+    ${zones.join(mode)})`
   const users = usersWith({ _tag: "join" })
   const sessions = sql`(
     SELECT s.user_id AS app_user_id, s.start_time AS start_raw, ${utc(sql`s.start_time`, shape.startTime)} AS start_time,
