@@ -335,7 +335,7 @@ export const kaiwaJobs = Migrator.fromRecord({
       END IF;
       IF $2 IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = $2) THEN
         RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: unknown time zone %', coalesce(quote_literal($2), 'NULL')
-          USING ERRCODE = '22023', HINT = 'Pass an IANA zone name such as Europe/Paris (Intl.DateTimeFormat().resolvedOptions().timeZone).';
+          USING ERRCODE = '22023', HINT = 'Pass an IANA zone name, for example Europe/Paris (Intl.DateTimeFormat().resolvedOptions().timeZone).';
       END IF;
       INSERT INTO kaiwa_jobs.user_timezones AS t (user_id, timezone, updated_at) VALUES ($1, $2, clock_timestamp())
       ON CONFLICT (user_id) DO UPDATE SET timezone = EXCLUDED.timezone, updated_at = EXCLUDED.updated_at
