@@ -15,6 +15,29 @@ const statements = (...parts: ReadonlyArray<string>) =>
     for (const part of parts) yield* sql.unsafe(part)
   })
 
+/**
+ * `kaiwa_jobs.set_user_timezone(user_id text, timezone text)`, as migrations 0008 and 0013 create it: an unknown zone
+ * or a null id raises SQLSTATE 22023 and stores nothing; otherwise the learner's row is inserted or, where
+ * `updateWhen` holds (0013: only a changed zone), replaced.
+ */
+const setUserTimezone = (create: "CREATE FUNCTION" | "CREATE OR REPLACE FUNCTION", updateWhen: string) =>
+  `${create} kaiwa_jobs.set_user_timezone(user_id text, timezone text) RETURNS void
+      LANGUAGE plpgsql VOLATILE AS $$
+    #variable_conflict use_column
+    BEGIN
+      IF $1 IS NULL THEN
+        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: user_id is null' USING ERRCODE = '22023';
+      END IF;
+      IF $2 IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = $2) THEN
+        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: unknown time zone %', coalesce(quote_literal($2), 'NULL')
+          USING ERRCODE = '22023', HINT = 'Pass an IANA zone name such as Europe/Paris (Intl.DateTimeFormat().resolvedOptions().timeZone).';
+      END IF;
+      INSERT INTO kaiwa_jobs.user_timezones AS t (user_id, timezone, updated_at) VALUES ($1, $2, clock_timestamp())
+      ON CONFLICT (user_id) DO UPDATE SET timezone = EXCLUDED.timezone, updated_at = EXCLUDED.updated_at
+        ${updateWhen};
+    END
+    $$`
+
 /** The library's own schema, in order. Never edit a shipped migration: add the next one. */
 export const kaiwaJobs = Migrator.fromRecord({
   "0001_ledger": statements(
@@ -242,21 +265,7 @@ export const kaiwaJobs = Migrator.fromRecord({
       timezone text NOT NULL,
       updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
     )`,
-    `CREATE FUNCTION kaiwa_jobs.set_user_timezone(user_id text, timezone text) RETURNS void
-      LANGUAGE plpgsql VOLATILE AS $$
-    #variable_conflict use_column
-    BEGIN
-      IF $1 IS NULL THEN
-        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: user_id is null' USING ERRCODE = '22023';
-      END IF;
-      IF $2 IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = $2) THEN
-        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: unknown time zone %', coalesce(quote_literal($2), 'NULL')
-          USING ERRCODE = '22023', HINT = 'Pass an IANA zone name such as Europe/Paris (Intl.DateTimeFormat().resolvedOptions().timeZone).';
-      END IF;
-      INSERT INTO kaiwa_jobs.user_timezones AS t (user_id, timezone, updated_at) VALUES ($1, $2, clock_timestamp())
-      ON CONFLICT (user_id) DO UPDATE SET timezone = EXCLUDED.timezone, updated_at = EXCLUDED.updated_at;
-    END
-    $$`,
+    setUserTimezone("CREATE FUNCTION", ""),
     `CREATE FUNCTION kaiwa_jobs.set_user_timezone(user_id uuid, timezone text) RETURNS void
       LANGUAGE sql VOLATILE AS $$ SELECT kaiwa_jobs.set_user_timezone($1::text, $2) $$`
   ),
@@ -326,22 +335,7 @@ export const kaiwaJobs = Migrator.fromRecord({
   // sequence reads its recent sign-ups' zones in one range of this index (src/database/App.ts, `usersIn`;
   // docs/decisions.md, Selection on Kaiwa's shape). Writing nothing also spares a dead row per sign-in.
   "0013_user_timezones_recent": statements(
-    `CREATE OR REPLACE FUNCTION kaiwa_jobs.set_user_timezone(user_id text, timezone text) RETURNS void
-      LANGUAGE plpgsql VOLATILE AS $$
-    #variable_conflict use_column
-    BEGIN
-      IF $1 IS NULL THEN
-        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: user_id is null' USING ERRCODE = '22023';
-      END IF;
-      IF $2 IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = $2) THEN
-        RAISE EXCEPTION 'kaiwa_jobs.set_user_timezone: unknown time zone %', coalesce(quote_literal($2), 'NULL')
-          USING ERRCODE = '22023', HINT = 'Pass an IANA zone name, for example Europe/Paris (Intl.DateTimeFormat().resolvedOptions().timeZone).';
-      END IF;
-      INSERT INTO kaiwa_jobs.user_timezones AS t (user_id, timezone, updated_at) VALUES ($1, $2, clock_timestamp())
-      ON CONFLICT (user_id) DO UPDATE SET timezone = EXCLUDED.timezone, updated_at = EXCLUDED.updated_at
-        WHERE t.timezone IS DISTINCT FROM EXCLUDED.timezone;
-    END
-    $$`,
+    setUserTimezone("CREATE OR REPLACE FUNCTION", "WHERE t.timezone IS DISTINCT FROM EXCLUDED.timezone"),
     `CREATE INDEX user_timezones_updated_idx ON kaiwa_jobs.user_timezones (updated_at) INCLUDE (app_uuid, timezone)`
   )
 })
